@@ -1,0 +1,1 @@
+"""The ``soundedit`` command line (Typer). Thin: parse, call the library, print."""

@@ -1,0 +1,71 @@
+"""Shared pieces of the CLI: consoles, JSON output, common options, file lists.
+
+Conventions (DESIGN.md): results go to stdout (``--json`` for machine output,
+rich tables otherwise), logs and progress to stderr; exit codes 0 ok,
+1 failure, 2 bad usage or input.  Heavy imports stay inside command bodies so
+``soundedit --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from soundedit.errors import InputError, NotBuiltError
+
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True)
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+
+# Reusable option declarations (Annotated so defaults show in --help).
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N | mps")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (results are reproducible per seed).")]
+
+
+def emit_json(obj: Any) -> None:
+    """Write one JSON document to stdout (the only thing on stdout in --json mode)."""
+    from soundedit.fileio import _json_safe
+
+    sys.stdout.write(json.dumps(_json_safe(obj), indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def not_built(command: str, issue: str) -> None:
+    """Fail clearly for a command that exists in the CLI but is not implemented yet."""
+    raise NotBuiltError(f"'soundedit {command}' is not built yet ({issue}); see `soundedit --help` for what works")
+
+
+def expand_inputs(items: list[str], *, what: str, suffixes: tuple[str, ...] | None = None) -> list[Path]:
+    """Expand CLI file arguments: ``-`` reads one path per line from stdin, folders are walked.
+
+    Args:
+        items: paths, folders, or ``-``.
+        what: the parameter's name for error messages (e.g. ``"SOUNDS"``).
+        suffixes: when walking folders, keep files with these suffixes (lower-case, with dot).
+
+    Raises:
+        InputError: a path that does not exist, or no files at all.
+    """
+    paths: list[Path] = []
+    for item in items:
+        if item == "-":
+            paths.extend(Path(line.strip()) for line in sys.stdin if line.strip())
+            continue
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and (suffixes is None or f.suffix.lower() in suffixes))
+            paths.extend(found)
+        elif p.exists():
+            paths.append(p)
+        else:
+            raise InputError(f"{what}: {item!r} does not exist")
+    if not paths:
+        raise InputError(f"{what}: expected at least one file, got none from {items!r}")
+    return paths

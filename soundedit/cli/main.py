@@ -1,0 +1,88 @@
+"""Entry point of the ``soundedit`` command: the Typer app and its error handling.
+
+Each subcommand lives in its own module and registers itself on import;
+``main()`` turns soundedit's errors into one line on stderr and an exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from soundedit.cli._common import EXIT_BAD_INPUT, EXIT_FAILURE, stderr
+
+app = typer.Typer(
+    name="soundedit",
+    help="Edit images with sound: sound-guided StyleGAN2 manipulation in CLIP space.\n\n"
+    "Examples:\n\n"
+    "  soundedit edit face.png --sound siren.wav\n\n"
+    "  soundedit mix --sound giggle.wav --text \"blue background\"\n\n"
+    "  soundedit classify esc50/",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode="rich",
+)
+
+_debug = False
+
+
+@app.callback()
+def _root(
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging (-vv for debug).")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Errors only; no progress bars.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+) -> None:
+    """Global options (before the subcommand)."""
+    global _debug
+    from soundedit.runtime import configure_logging
+
+    _debug = debug or os.environ.get("SOUNDEDIT_DEBUG") == "1"
+    configure_logging(verbose, quiet)
+
+
+def _register() -> None:
+    # Imported here so each module can use `app` without a circular import at top level.
+    from soundedit.cli import classify, edit, env, invert, serve, train, weights  # noqa: F401
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns (and exits with) 0 ok, 1 failure, 2 bad usage or input."""
+    from rich.markup import escape
+
+    from soundedit.errors import SoundeditError
+
+    try:
+        app(args=argv, prog_name="soundedit")
+        code = 0
+    except SystemExit as exc:  # click's own exit (usage errors give 2)
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_FAILURE)
+    except KeyboardInterrupt:
+        stderr.print("[red]interrupted[/red]: finished outputs were kept; partial ones were discarded")
+        code = 130
+    except SoundeditError as exc:
+        if _debug:
+            stderr.print_exception()
+        stderr.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        code = exc.exit_code
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        stderr.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        code = EXIT_BAD_INPUT
+    except Exception as exc:  # a bug: one line, the traceback only with --debug
+        if _debug:
+            stderr.print_exception()
+        stderr.print(f"[red]internal error:[/red] {type(exc).__name__}: {escape(str(exc))} (run with --debug for the traceback, "
+                     "and please report it with the output of `soundedit env`)", highlight=False)
+        code = EXIT_FAILURE
+    sys.exit(code) if argv is None else None
+    return code
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""Configuration dataclasses.
+
+Every checkpoint soundedit writes carries the config that built it (as JSON next
+to the safetensors weights), so a file alone is enough to rebuild its model.
+Each class is owned by the subsystem that reads it; keep them plain data
+(no torch objects) so they serialise with :func:`dataclasses.asdict`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    """How a waveform becomes a log-mel spectrogram (read by ``soundedit.audio``).
+
+    Defaults are the paper's: 44.1 kHz, n_fft 2048, hop 512, 128 Slaney mel bins,
+    ``power_to_db(ref=max, top_db=80) / 80 + 1`` normalisation.
+    """
+
+    sample_rate: int = 44100
+    n_fft: int = 2048
+    hop_length: int = 512
+    n_mels: int = 128
+    f_min: float = 0.0
+    f_max: float | None = None
+    top_db: float = 80.0
+    duration: float = 5.0  # seconds fed to our own encoders (crop/pad policy in soundedit.audio)
+    crop: str = "start"  # start | centre | loudest (deterministic; "random" only in training)
+    pad: str = "silence"  # silence | loop
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """An audio encoder that maps log-mel to CLIP space (read by ``soundedit.models.audio_encoder``)."""
+
+    arch: str = "resnet50"  # any timm ResNet name; the authors' release is resnet18
+    embed_dim: int = 512  # CLIP ViT-B/32's joint space; read from the CLIP model when training
+    layout: str = "clean"  # clean: (1, n_mels, frames); official: the authors' scrambled (1, 128, 512)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+
+
+@dataclass(frozen=True)
+class EditConfig:
+    """Settings of one sound-guided latent optimisation (read by ``soundedit.editing``)."""
+
+    steps: int = 300
+    lr: float = 0.1
+    lambda_sim: float = 0.008
+    lambda_id: float = 0.004
+    layer_mask: str = "adaptive"  # adaptive | uniform | authors
+    truncation: float = 0.7
+    lr_rampup: float = 0.05
+    lr_rampdown: float = 0.25
+    noise: str = "const"
+    frame_every: int = 0  # keep an intermediate image every k steps (0: none)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Alignment training of an audio encoder (read by ``soundedit.training``); paper recipe by default."""
+
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    optimizer: str = "sgd"  # sgd | adamw
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    batch_size: int = 384
+    epochs: int = 50
+    schedule: str = "cosine_cyclic"
+    seed: int = 0
+
+
+def to_dict(cfg: Any) -> dict:
+    """A config as plain JSON-able data."""
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(cls: type[T], data: dict) -> T:
+    """Rebuild a (possibly nested) config dataclass from :func:`to_dict` output.
+
+    Unknown keys raise ``TypeError`` naming them, so a checkpoint from a newer
+    version fails loudly rather than silently dropping settings.
+    """
+    kwargs = {}
+    hints = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(hints)
+    if unknown:
+        raise TypeError(f"{cls.__name__}: unknown config keys {sorted(unknown)}")
+    for name, value in data.items():
+        default = hints[name].default_factory if hints[name].default_factory is not dataclasses.MISSING else None
+        if isinstance(value, dict) and default is not None and dataclasses.is_dataclass(default()):
+            value = from_dict(type(default()), value)
+        kwargs[name] = value
+    return cls(**kwargs)

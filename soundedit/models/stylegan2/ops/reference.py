@@ -1,0 +1,60 @@
+"""Pure-PyTorch StyleGAN2 operations: the reference path and the CPU/MPS path.
+
+These define what the compiled CUDA kernels must compute (tests compare the two).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def _pad4(pad: tuple[int, ...] | int) -> tuple[int, int, int, int]:
+    """Normalise ``pad`` to (x0, x1, y0, y1); a 2-tuple (p0, p1) applies to both axes (rosinality's form)."""
+    if isinstance(pad, int):
+        return (pad, pad, pad, pad)
+    if len(pad) == 2:
+        return (pad[0], pad[1], pad[0], pad[1])
+    if len(pad) == 4:
+        return tuple(pad)  # type: ignore[return-value]
+    raise ValueError(f"upfirdn2d: pad must have 2 or 4 entries, got {pad!r}")
+
+
+def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
+              pad: tuple[int, ...] | int = (0, 0)) -> torch.Tensor:
+    """Upsample (zero insertion), pad, FIR-filter, downsample — per channel.
+
+    Args:
+        x: (N, C, H, W).
+        kernel: (kh, kw) FIR filter, applied as a true convolution (flipped).
+        up, down: integer factors, same on both axes.
+        pad: (p0, p1) for both axes or (x0, x1, y0, y1); negative values crop.
+
+    Returns:
+        (N, C, (H*up + y0 + y1 - kh) // down + 1, (W*up + x0 + x1 - kw) // down + 1).
+    """
+    px0, px1, py0, py1 = _pad4(pad)
+    n, c, h, w = x.shape
+    kh, kw = kernel.shape
+    out = x.reshape(n * c, 1, h, w)
+    if up > 1:
+        # insert up-1 zeros after every sample on both axes
+        out = out.reshape(n * c, 1, h, 1, w, 1)
+        out = F.pad(out, [0, up - 1, 0, 0, 0, up - 1])
+        out = out.reshape(n * c, 1, h * up, w * up)
+    out = F.pad(out, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
+    out = out[:, :, max(-py0, 0): out.shape[2] - max(-py1, 0), max(-px0, 0): out.shape[3] - max(-px1, 0)]
+    weight = torch.flip(kernel, [0, 1]).reshape(1, 1, kh, kw).to(out)
+    out = F.conv2d(out, weight)
+    out = out[:, :, ::down, ::down]
+    return out.reshape(n, c, out.shape[2], out.shape[3])
+
+
+def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor | None, negative_slope: float = 0.2,
+                     scale: float = math.sqrt(2)) -> torch.Tensor:
+    """``leaky_relu(x + bias) * scale`` with ``bias`` (C,) broadcast along dim 1 of x (N, C, ...)."""
+    if bias is not None:
+        x = x + bias.reshape((1, -1) + (1,) * (x.ndim - 2)).to(x.dtype)
+    return F.leaky_relu(x, negative_slope) * scale
