@@ -1,0 +1,203 @@
+"""Audio embeddings of many files, with per-file failures and an on-disk cache.
+
+A clip's embedding is cached under the sha256 of the file's bytes and a
+fingerprint of the encoder (its config and every weight), so a re-run over the
+same data with the same encoder does no audio decoding or inference, while a
+changed file or a different checkpoint can never hit a stale entry.  Files
+that fail to decode are returned with their reason, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from soundedit.errors import InputError, SoundeditError
+from soundedit.fileio import write_bytes
+from soundedit.runtime import progress
+
+logger = logging.getLogger("soundedit")
+
+
+def default_cache_dir() -> Path:
+    """``$SOUNDEDIT_HOME/cache/embeddings`` (default home ``~/.cache/soundedit``)."""
+    home = os.environ.get("SOUNDEDIT_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "soundedit")
+    return Path(home) / "cache" / "embeddings"
+
+
+def encoder_fingerprint(encoder) -> str:
+    """sha256 over an encoder's config and all its weights (hex, 64 chars).
+
+    Args:
+        encoder: an :class:`~soundedit.models.AudioEncoder` (anything with
+            ``state_dict()``; ``config`` is included when present).
+    """
+    import torch
+
+    from soundedit.config import to_dict
+
+    h = hashlib.sha256()
+    config = getattr(encoder, "config", None)
+    h.update(json.dumps(to_dict(config) if config is not None else {}, sort_keys=True).encode())
+    for key, tensor in sorted(encoder.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{key}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+class EmbeddingCache:
+    """``(file sha256, encoder fingerprint) -> (D,) float32`` as small ``.npy`` files.
+
+    Args:
+        root: cache folder (created on first write); ``None`` disables caching.
+        encoder_id: the encoder's fingerprint (see :func:`encoder_fingerprint`).
+    """
+
+    def __init__(self, root: str | Path | None, encoder_id: str) -> None:
+        self.root = None if root is None else Path(root) / encoder_id[:24]
+        self.hits = 0
+        self.misses = 0
+
+    def _path(self, digest: str) -> Path:
+        assert self.root is not None
+        return self.root / digest[:2] / f"{digest}.npy"
+
+    def get(self, digest: str) -> np.ndarray | None:
+        if self.root is None:
+            return None
+        path = self._path(digest)
+        if not path.is_file():
+            self.misses += 1
+            return None
+        try:
+            value = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:  # a damaged entry is recomputed, not trusted
+            logger.warning("embedding cache: ignoring unreadable %s (%s)", path, exc)
+            self.misses += 1
+            return None
+        self.hits += 1
+        return value
+
+    def put(self, digest: str, value: np.ndarray) -> None:
+        if self.root is None:
+            return
+        buf = io.BytesIO()
+        np.save(buf, np.asarray(value, dtype=np.float32), allow_pickle=False)
+        write_bytes(self._path(digest), buf.getvalue())
+
+
+@dataclass
+class EmbeddedFiles:
+    """Embeddings of the files that worked, and why the others failed.
+
+    Attributes:
+        embeddings: (M, D) float32, raw encoder outputs (not normalised), one row per ``ok`` index.
+        ok: indices (into the input list) of the files that were embedded, in order.
+        failures: ``{index: reason}`` for files that could not be read or decoded.
+        digests: sha256 of every embedded file, aligned with ``ok``.
+        cache_hits: how many rows came from the cache.
+    """
+
+    embeddings: np.ndarray
+    ok: list[int]
+    failures: dict[int, str] = field(default_factory=dict)
+    digests: list[str] = field(default_factory=list)
+    cache_hits: int = 0
+
+
+def embed_files(
+    encoder,
+    paths: Sequence[str | Path],
+    *,
+    batch_size: int = 16,
+    cache_dir: str | Path | None = None,
+    encoder_id: str | None = None,
+    device=None,
+    description: str = "embedding",
+) -> EmbeddedFiles:
+    """Embed audio files with an audio encoder, batch by batch.
+
+    Each file is read once: its bytes are hashed for the cache and handed to
+    ``encoder.prepare`` (which picks the clean log-mel or the authors' compat
+    transform), so a file that changes between runs is re-embedded.
+
+    Args:
+        encoder: :class:`~soundedit.models.AudioEncoder` (``prepare`` and ``forward``).
+        paths: audio files.
+        batch_size: clips per forward pass.
+        cache_dir: embedding cache folder, or ``None`` for no cache.
+        encoder_id: cache key of the encoder (computed with :func:`encoder_fingerprint` if omitted).
+        device: device of the model input (default: the encoder's).
+        description: progress-bar label.
+
+    Returns:
+        :class:`EmbeddedFiles`.
+    """
+    import torch
+
+    if batch_size < 1:
+        raise InputError(f"--batch-size: expected a positive integer, got {batch_size}")
+    if cache_dir is not None and encoder_id is None:
+        encoder_id = encoder_fingerprint(encoder)
+    cache = EmbeddingCache(cache_dir, encoder_id or "")
+    rows: dict[int, np.ndarray] = {}
+    digests: dict[int, str] = {}
+    failures: dict[int, str] = {}
+    pending: list[tuple[int, torch.Tensor]] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        with torch.no_grad():
+            out = encoder(torch.cat([x for _, x in pending])).float().cpu().numpy()
+        for (i, _), row in zip(pending, out):
+            rows[i] = row
+            cache.put(digests[i], row)
+        pending.clear()
+
+    was_training = getattr(encoder, "training", False)
+    encoder.eval()
+    try:
+        with progress(description, total=len(paths)) as bar:
+            for i, path in enumerate(paths):
+                bar.advance()
+                try:
+                    data = Path(path).read_bytes()
+                except OSError as exc:
+                    failures[i] = f"cannot read: {exc.strerror or exc}"
+                    continue
+                if not data:
+                    failures[i] = "empty file (0 bytes)"
+                    continue
+                digests[i] = hashlib.sha256(data).hexdigest()
+                cached = cache.get(digests[i])
+                if cached is not None:
+                    rows[i] = cached
+                    continue
+                try:
+                    x = encoder.prepare(data, device=device)
+                except SoundeditError as exc:  # undecodable/corrupt/unsupported audio: recorded, run goes on
+                    failures[i] = str(exc)
+                    continue
+                pending.append((i, x))
+                if len(pending) >= batch_size:
+                    flush()
+            flush()
+    finally:
+        encoder.train(was_training)
+    ok = sorted(rows)
+    dim = int(getattr(encoder, "embed_dim", 0)) or (next(iter(rows.values())).shape[0] if rows else 0)
+    emb = np.stack([rows[i] for i in ok]).astype(np.float32) if ok else np.zeros((0, dim), np.float32)
+    if cache.root is not None:
+        logger.info("embedding cache %s: %d hits, %d computed", cache.root, cache.hits, len(ok) - cache.hits)
+    return EmbeddedFiles(embeddings=emb, ok=ok, failures=failures, digests=[digests[i] for i in ok],
+                         cache_hits=cache.hits)
