@@ -1,0 +1,188 @@
+"""The sound-guided latent optimisation (a pure function of models and tensors).
+
+    w* = argmin_w  (1 − cos(f_v(G(w)), t)) + λ_sim · Σ_l weight_l · ‖w_l − w_s,l‖²
+                   + λ_ID · (1 − cos(R(G(w_s)), R(G(w))))
+
+``t`` is the target embedding (a sound, a text, or a mix of both), ``f_v`` CLIP's
+image encoder, ``G`` the StyleGAN2 synthesis network, ``R`` IR-SE50 (faces only)
+and ``weight_l`` the per-layer weights of :mod:`soundedit.editing.gates`.
+N edits run as one batch with per-item losses, so a batch equals N single runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from soundedit.editing.gates import LayerWeights
+from soundedit.editing.losses import cosine_distance, identity_loss, similarity_loss
+from soundedit.editing.result import EditResult
+from soundedit.editing.schedules import RampSchedule
+from soundedit.errors import InputError
+
+logger = logging.getLogger("soundedit")
+
+Callback = Callable[[int, dict[str, torch.Tensor]], Any]
+
+
+def _as_batch(w_source: torch.Tensor, target: torch.Tensor, n_latent: int, style_dim: int,
+              embed_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Check shapes once at the entry point and broadcast sources and targets to a common N."""
+    if w_source.dim() == 2 and w_source.shape == (n_latent, style_dim):
+        w_source = w_source.unsqueeze(0)
+    elif w_source.dim() == 2 and w_source.shape[1] == style_dim:  # W codes (N, D): same w on every layer
+        w_source = w_source.unsqueeze(1).expand(-1, n_latent, -1)
+    if w_source.dim() != 3 or w_source.shape[1:] != (n_latent, style_dim):
+        raise InputError(f"w_source: expected W+ of shape (N, {n_latent}, {style_dim}) for this generator, "
+                         f"got {tuple(w_source.shape)}")
+    if target.dim() == 1:
+        target = target.unsqueeze(0)
+    if target.dim() != 2 or target.shape[1] != embed_dim:
+        raise InputError(f"target: expected embeddings of shape (N, {embed_dim}), got {tuple(target.shape)}")
+    n = max(w_source.shape[0], target.shape[0])
+    for name, t in (("w_source", w_source), ("target", target)):
+        if t.shape[0] not in (1, n):
+            raise InputError(f"{name}: batch of {t.shape[0]} does not match the other input's batch of {n}")
+    return w_source.expand(n, -1, -1), target.expand(n, -1)
+
+
+def optimize_latent(
+    generator: torch.nn.Module,
+    clip_space: Any,
+    target: torch.Tensor,
+    w_source: torch.Tensor,
+    *,
+    steps: int = 300,
+    lr: float = 0.1,
+    lambda_sim: float = 0.008,
+    lambda_id: float = 0.0,
+    layer_mask: str | torch.Tensor = "adaptive",
+    identity: torch.nn.Module | None = None,
+    schedule: Callable[[int, int, float], float] | None = None,
+    noise: str = "const",
+    max_gate_ratio: float = 10.0,
+    frame_every: int = 0,
+    callback: Callback | None = None,
+) -> EditResult:
+    """Optimise W+ codes so CLIP sees ``G(w)`` close to ``target`` while staying near ``w_source``.
+
+    Args:
+        generator: a StyleGAN2 ``Generator`` (``.n_latent``, ``.style_dim``, ``.synthesize``).
+        clip_space: a ``ClipSpace`` (``.embed_image`` differentiable, ``.embed_dim``).
+        target: ``(N, d)`` or ``(d,)`` target embeddings (unit norm, e.g. from
+            :func:`soundedit.editing.targets.build_target`); one per item or shared.
+        w_source: ``(N, n_latent, style_dim)`` or ``(n_latent, style_dim)`` W+, or
+            ``(N, style_dim)`` W codes; the start point and the similarity anchor.
+        steps: optimisation steps.
+        lr: peak learning rate of Adam.
+        lambda_sim: weight of the latent-similarity term (0: free generation).
+        lambda_id: weight of the identity term; needs ``identity`` when > 0.
+        layer_mask: ``"adaptive"``, ``"uniform"``, ``"authors"`` or fixed weights
+            ``(n_latent,)``/``(N, n_latent)`` (see :mod:`soundedit.editing.gates`).
+        identity: an ``IdentityNet`` (``.embed_faces``); only used when ``lambda_id > 0``.
+        schedule: ``schedule(step, steps, lr) -> lr``; default StyleCLIP's :class:`RampSchedule`.
+        noise: the generator's noise mode (``"const"``: its stored buffers, deterministic).
+        max_gate_ratio: adaptive mode's bound on the largest/smallest layer weight.
+        frame_every: keep the current images every k steps (0: none) for a progress animation.
+        callback: ``callback(step, losses)`` after each step; ``losses`` holds the
+            per-item ``clip``, ``sim``, ``id``, ``total`` (``(N,)`` tensors) and ``lr``.
+
+    Returns:
+        :class:`EditResult` with the final ``w_plus (N, L, D)``, ``image (N, 3, H, W)``,
+        ``source_image``, per-step ``history`` (``(steps, N)`` per term), ``gates``/``layer_weights``
+        ``(N, L)``, ``frames`` and final ``metrics``.
+
+    Raises:
+        InputError: bad shapes or settings (checked before any work is done).
+    """
+    n_latent, style_dim, embed_dim = int(generator.n_latent), int(generator.style_dim), int(clip_space.embed_dim)
+    if steps < 0:
+        raise InputError(f"steps: expected >= 0, got {steps}")
+    if lr <= 0:
+        raise InputError(f"lr: expected > 0, got {lr}")
+    if lambda_sim < 0 or lambda_id < 0:
+        raise InputError(f"lambda_sim/lambda_id: expected >= 0, got {lambda_sim}/{lambda_id}")
+    if lambda_id > 0 and identity is None:
+        raise InputError("lambda_id > 0 needs an identity network (identity=load_identity_net('ir-se50'))")
+    schedule = schedule or RampSchedule()
+    device = next(generator.parameters()).device
+    w_source, target = _as_batch(w_source.detach().to(device, torch.float32),
+                                 target.detach().to(device, torch.float32), n_latent, style_dim, embed_dim)
+    n = w_source.shape[0]
+    gates = LayerWeights(layer_mask, n_items=n, n_latent=n_latent, device=device, max_ratio=max_gate_ratio)
+
+    with torch.no_grad():
+        source_image = generator.synthesize(w_source, noise=noise)
+        source_embedding = clip_space.embed_image(source_image)
+        source_id = identity.embed_faces(source_image) if lambda_id > 0 else None
+
+    w = w_source.clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([w, *gates.params], lr=lr)
+    terms = ("clip", "sim", "id", "total")
+    history: dict[str, list[torch.Tensor]] = {k: [] for k in terms}
+    lrs: list[float] = []
+    frames: list[tuple[int, torch.Tensor]] = []
+    zeros = torch.zeros(n, device=device)
+    start = time.perf_counter()
+    for step in range(steps):
+        step_lr = schedule(step, steps, lr)
+        for group in optimizer.param_groups:
+            group["lr"] = step_lr
+        image = generator.synthesize(w, noise=noise)
+        clip_term = cosine_distance(clip_space.embed_image(image), target)
+        if lambda_sim > 0:
+            sim_term, per_layer = similarity_loss(w, w_source, gates.weights())
+        else:  # free generation: no regulariser, and the gates have nothing to learn from
+            sim_term, per_layer = zeros, None
+        id_term = identity_loss(source_id, identity.embed_faces(image)) if source_id is not None else zeros
+        total = clip_term + lambda_sim * sim_term + lambda_id * id_term
+        optimizer.zero_grad(set_to_none=True)
+        total.sum().backward()  # items are independent: the sum's gradient is each item's own
+        optimizer.step()
+        if per_layer is not None:
+            gates.after_step(per_layer)
+        losses = {"clip": clip_term.detach(), "sim": sim_term.detach(), "id": id_term.detach(), "total": total.detach()}
+        for k in terms:
+            history[k].append(losses[k].cpu())
+        lrs.append(step_lr)
+        if frame_every > 0 and step % frame_every == 0:
+            frames.append((step, _to_uint8(image.detach())))
+        if callback is not None:
+            callback(step, {**losses, "lr": torch.tensor(step_lr)})
+    seconds = time.perf_counter() - start
+
+    w_final = w.detach()
+    with torch.no_grad():
+        image = generator.synthesize(w_final, noise=noise)
+        embedding = clip_space.embed_image(image)
+        metrics = {
+            "target_cosine": torch.cosine_similarity(embedding, target, dim=-1).cpu(),
+            "source_target_cosine": torch.cosine_similarity(source_embedding, target, dim=-1).cpu(),
+            "source_cosine": torch.cosine_similarity(embedding, source_embedding, dim=-1).cpu(),
+            "latent_distance": (w_final - w_source).flatten(1).norm(dim=1).cpu(),
+        }
+        if identity is not None:
+            src = source_id if source_id is not None else identity.embed_faces(source_image)
+            metrics["identity_cosine"] = torch.cosine_similarity(identity.embed_faces(image), src, dim=-1).cpu()
+    if frame_every > 0:
+        frames.append((steps, _to_uint8(image)))
+    empty = torch.zeros(0, n)
+    return EditResult(
+        w_plus=w_final.cpu(), w_source=w_source.detach().cpu(), image=image.cpu(), source_image=source_image.cpu(),
+        target=target.cpu(),
+        history={**{k: torch.stack(v) if v else empty for k, v in history.items()}, "lr": torch.tensor(lrs)},
+        gates=gates.gates().cpu(), layer_weights=gates.weights().detach().cpu(), frames=frames, metrics=metrics,
+        settings={"steps": steps, "lr": lr, "lambda_sim": lambda_sim, "lambda_id": lambda_id,
+                  "layer_mask": gates.mode, "max_gate_ratio": max_gate_ratio, "noise": noise,
+                  "schedule": repr(schedule), "frame_every": frame_every},
+        seconds=seconds,
+    )
+
+
+def _to_uint8(image: torch.Tensor) -> torch.Tensor:
+    """``[-1, 1]`` float images -> uint8 on the CPU (frames are kept small)."""
+    return ((image.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()

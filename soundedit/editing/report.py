@@ -1,0 +1,244 @@
+"""Edit outputs on disk: images, a labelled comparison, a progress animation, W+ and a report.
+
+Every file goes through :mod:`soundedit.fileio`'s atomic writes, and
+``report.json`` is written last: a folder with a ``report.json`` is a finished
+edit (batch runs use that to resume).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from soundedit.editing.result import EditResult, MixResult
+from soundedit.fileio import write_bytes, write_json
+
+#: file names inside an edit's output folder
+OUTPUTS = {
+    "source": "source.png",
+    "edited": "edited.png",
+    "comparison": "comparison.png",
+    "progress": "progress.gif",
+    "gates": "gates.png",
+    "w_plus": "w_plus.pt",
+    "report": "report.json",
+}
+
+
+def to_pil(image: torch.Tensor):
+    """One ``(3, H, W)`` image in [-1, 1] (or uint8) -> ``PIL.Image`` RGB."""
+    from PIL import Image
+
+    if image.dtype != torch.uint8:
+        image = ((image.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return Image.fromarray(image.cpu().permute(1, 2, 0).numpy(), mode="RGB")
+
+
+def _png(img) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def labelled_row(images: list, labels: list[str]):
+    """Images side by side, each with its label in a caption strip above it."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    w, h = images[0].size
+    font_size = max(10, min(32, w // 16))
+    try:
+        font = ImageFont.load_default(size=font_size)
+    except TypeError:  # Pillow < 10.1 has one fixed-size default font
+        font = ImageFont.load_default()
+    strip = font_size + 8
+    canvas = Image.new("RGB", (w * len(images), h + strip), "white")
+    draw = ImageDraw.Draw(canvas)
+    for i, (img, label) in enumerate(zip(images, labels)):
+        canvas.paste(img.resize((w, h)), (i * w, strip))
+        text = label
+        # shorten long labels (file names, prompts) to fit their panel
+        while len(text) > 4 and draw.textlength(text, font=font) > w - 8:
+            text = text[:-4] + "..."
+        draw.text((i * w + 4, 4), text, fill="black", font=font)
+    return canvas
+
+
+def progress_gif(frames: list, *, max_side: int = 256, duration_ms: int = 120) -> bytes:
+    """An animated GIF of PIL frames (downscaled to ``max_side``; the last frame held longer)."""
+    small = []
+    for f in frames:
+        scale = min(1.0, max_side / max(f.size))
+        small.append(f.resize((max(1, round(f.width * scale)), max(1, round(f.height * scale)))))
+    buf = io.BytesIO()
+    durations = [duration_ms] * (len(small) - 1) + [duration_ms * 8]
+    small[0].save(buf, format="GIF", save_all=True, append_images=small[1:], duration=durations, loop=0)
+    return buf.getvalue()
+
+
+def gates_plot(layer_weights: torch.Tensor) -> bytes:
+    """A bar chart of the final per-layer weights of the similarity term (PNG bytes)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display; must precede pyplot
+    import matplotlib.pyplot as plt
+
+    values = layer_weights.flatten().tolist()
+    fig, ax = plt.subplots(figsize=(max(4, 0.35 * len(values)), 2.6), dpi=100)
+    ax.bar(range(1, len(values) + 1), values, color="#4a7bd0")
+    ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("W+ layer")
+    ax.set_ylabel("similarity weight")
+    ax.set_xticks(range(1, len(values) + 1))
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def versions() -> dict[str, str]:
+    """Versions that matter for reproducing an edit."""
+    import numpy
+
+    import soundedit
+
+    out = {"soundedit": soundedit.__version__, "torch": torch.__version__, "numpy": numpy.__version__,
+           "python": platform.python_version()}
+    try:
+        import open_clip
+
+        out["open_clip"] = open_clip.__version__
+    except ImportError:
+        pass
+    return out
+
+
+def _scalars(v: Any) -> Any:
+    if isinstance(v, torch.Tensor):
+        return v.tolist()
+    return v
+
+
+def build_report(result: EditResult) -> dict[str, Any]:
+    """The JSON report of a (single- or multi-item) result; per-item values are lists."""
+    single = len(result) == 1
+
+    def one(v: Any) -> Any:
+        v = _scalars(v)
+        return v[0] if single and isinstance(v, list) and len(v) == 1 else v
+
+    return {
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "versions": versions(),
+        "settings": result.settings,
+        **{k: one(v) for k, v in result.meta.items()},
+        "final_losses": {k: one(v) for k, v in result.final_losses().items()},
+        "metrics": {k: one(v) for k, v in result.metrics.items()},
+        "gates": one(result.gates),
+        "layer_weights": one(result.layer_weights),
+        "n_latent": result.w_plus.shape[1],
+        "seconds": result.seconds,
+    }
+
+
+def save_result(result: EditResult, out_dir: str | os.PathLike, *, label: str | None = None) -> dict[str, Path]:
+    """Write ``source.png``, ``edited.png``, ``comparison.png``, ``progress.gif``, ``gates.png``,
+    ``w_plus.pt`` and (last) ``report.json`` into ``out_dir``.
+
+    A batch of N > 1 is written as ``out_dir/item-000 ...``, one complete folder per item.
+
+    Args:
+        result: what to save.
+        out_dir: the folder (created if needed).
+        label: caption of the edited panel in ``comparison.png``; default ``meta["label"]``.
+
+    Returns:
+        output name -> path (for N > 1, the paths of the last item; each folder has the same names).
+    """
+    out = Path(out_dir)
+    if len(result) > 1:
+        paths: dict[str, Path] = {}
+        for i in range(len(result)):
+            paths = save_result(result.item(i), out / f"item-{i:03d}", label=label)
+        return paths
+    paths = {k: out / v for k, v in OUTPUTS.items()}
+    source, edited = to_pil(result.source_image[0]), to_pil(result.image[0])
+    if label is None:
+        label = result.meta.get("label")
+        label = label[0] if isinstance(label, list) else label
+    write_bytes(paths["source"], _png(source))
+    write_bytes(paths["edited"], _png(edited))
+    write_bytes(paths["comparison"], _png(labelled_row([source, edited], ["source", f"edited: {label or 'target'}"])))
+    frames = [to_pil(f[0]) for _, f in result.frames] or [source, edited]
+    write_bytes(paths["progress"], progress_gif(frames))
+    write_bytes(paths["gates"], gates_plot(result.layer_weights[0]))
+    buf = io.BytesIO()
+    torch.save({"w_plus": result.w_plus.clone(), "w_source": result.w_source.clone()}, buf)
+    write_bytes(paths["w_plus"], buf.getvalue())
+    report = result.report()
+    report["outputs"] = {k: v.name for k, v in paths.items()}
+    write_json(paths["report"], report)
+    return paths
+
+
+#: file names inside a mix's output folder
+MIX_OUTPUTS = {
+    "source": "source.png",
+    "sound": "sound.png",
+    "text": "text.png",
+    "mixed": "mixed.png",
+    "comparison": "comparison.png",
+    "interpolation": "interpolation.gif",
+    "w_plus": "w_plus.pt",
+    "report": "report.json",
+}
+
+
+def build_mix_report(mix: MixResult) -> dict[str, Any]:
+    """The JSON report of a mix: both edits' reports, the layer assignment, the mixed image's cosines."""
+    edits = mix.edits.report()
+    per_item = {k: edits.pop(k) for k in ("label", "source", "target", "final_losses", "metrics", "gates",
+                                          "layer_weights") if k in edits}
+    return {
+        **edits,
+        "layers": mix.layers,
+        "sound_edit": {k: (v[0] if isinstance(v, list) else v) for k, v in per_item.items() if k != "metrics"}
+        | {"metrics": {k: v[0] for k, v in per_item.get("metrics", {}).items()}},
+        "text_edit": {k: (v[1] if isinstance(v, list) else v) for k, v in per_item.items() if k != "metrics"}
+        | {"metrics": {k: v[1] for k, v in per_item.get("metrics", {}).items()}},
+        "mixed_metrics": {k: v.item() for k, v in mix.metrics.items()},
+        "interpolation_frames": 0 if mix.interpolation is None else mix.interpolation.shape[0],
+    }
+
+
+def save_mix(mix: MixResult, out_dir: str | os.PathLike) -> dict[str, Path]:
+    """Write ``source.png``, ``sound.png``, ``text.png``, ``mixed.png``, a labelled ``comparison.png``,
+    ``interpolation.gif`` (when frames were rendered), ``w_plus.pt`` (mixed and both guided codes) and
+    (last) ``report.json`` into ``out_dir``."""
+    out = Path(out_dir)
+    paths = {k: out / v for k, v in MIX_OUTPUTS.items()}
+    if mix.interpolation is None:
+        del paths["interpolation"]
+    labels = mix.edits.meta.get("label", ["sound", "text"])
+    images = [to_pil(mix.source_image[0]), to_pil(mix.edits.image[0]), to_pil(mix.edits.image[1]), to_pil(mix.image[0])]
+    for key, img in zip(("source", "sound", "text", "mixed"), images):
+        write_bytes(paths[key], _png(img))
+    spans = ", ".join(f"{n} {min(i for i, x in enumerate(mix.layers) if x == n) + 1}-"
+                      f"{max(i for i, x in enumerate(mix.layers) if x == n) + 1}" for n in dict.fromkeys(mix.layers))
+    write_bytes(paths["comparison"], _png(labelled_row(images, ["source", labels[0], labels[1], f"mixed: {spans}"])))
+    if mix.interpolation is not None:
+        write_bytes(paths["interpolation"], progress_gif([to_pil(f) for f in mix.interpolation]))
+    buf = io.BytesIO()
+    torch.save({"w_plus": mix.w_plus.clone(), "sound": mix.edits.w_plus[0:1].clone(),
+                "text": mix.edits.w_plus[1:2].clone(), "w_source": mix.edits.w_source[0:1].clone()}, buf)
+    write_bytes(paths["w_plus"], buf.getvalue())
+    report = mix.report()
+    report["outputs"] = {k: v.name for k, v in paths.items()}
+    write_json(paths["report"], report)
+    return paths

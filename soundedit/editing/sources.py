@@ -1,0 +1,170 @@
+"""Where an edit starts: a seed, a saved W/W+ code, the mean latent, or a real photo.
+
+Every source becomes W+ codes of shape ``(N, n_latent, style_dim)`` for the
+generator at hand, plus a JSON-able description for the report.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from soundedit.errors import InputError
+
+LATENT_SUFFIXES = (".pt", ".pth", ".npy")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+@dataclass
+class Source:
+    """W+ codes to edit and what they came from.
+
+    Attributes:
+        w_plus: ``(N, n_latent, style_dim)`` on the generator's device.
+        info: JSON-able description, e.g. ``{"kind": "seed", "seed": 3, "truncation": 0.7}``.
+        free: True for free generation (start at the mean latent, no regulariser).
+    """
+
+    w_plus: torch.Tensor
+    info: dict[str, Any] = field(default_factory=dict)
+    free: bool = False
+
+
+def _device(generator: torch.nn.Module) -> torch.device:
+    return next(generator.parameters()).device
+
+
+def seed_latent(generator: torch.nn.Module, seed: int, *, truncation: float = 0.7) -> torch.Tensor:
+    """Sample ``z`` from a seed and map it to W+ with truncation: ``(1, n_latent, style_dim)``.
+
+    ``z`` is drawn on the CPU from its own ``torch.Generator``, so a seed gives the
+    same source on every device and is not affected by other random draws.
+    """
+    if not 0 <= truncation <= 1:
+        raise InputError(f"--truncation: expected a value in [0, 1], got {truncation}")
+    z = torch.randn(1, int(generator.style_dim), generator=torch.Generator().manual_seed(int(seed)))
+    with torch.no_grad():
+        return generator.map(z.to(_device(generator)), truncation=truncation)
+
+
+def _broadcast(w: torch.Tensor, n_latent: int, style_dim: int, what: str) -> torch.Tensor:
+    """W (D,), (N, D) or W+ (L, D), (N, L, D) -> (N, L, D); anything else is an error naming ``what``."""
+    w = w.detach().float()
+    if w.dim() == 1 and w.shape[0] == style_dim:
+        w = w.view(1, 1, style_dim)
+    elif w.dim() == 2 and w.shape == (n_latent, style_dim):
+        w = w.unsqueeze(0)
+    elif w.dim() == 2 and w.shape[1] == style_dim:
+        w = w.unsqueeze(1)  # N W codes
+    if w.dim() != 3 or w.shape[2] != style_dim or w.shape[1] not in (1, n_latent):
+        raise InputError(f"{what}: expected a W code ({style_dim},)/(N, {style_dim}) or W+ ({n_latent}, {style_dim})/"
+                         f"(N, {n_latent}, {style_dim}) for this generator, got shape {tuple(w.shape)}")
+    return w.expand(-1, n_latent, -1).contiguous()  # a W code is the same w on every layer
+
+
+def load_latent(path: str | os.PathLike, *, n_latent: int, style_dim: int) -> torch.Tensor:
+    """Read a saved W or W+ code (``.pt``/``.pth`` tensor or dict with ``w_plus``, or ``.npy``).
+
+    Returns:
+        ``(N, n_latent, style_dim)`` float32 on the CPU.
+
+    Raises:
+        InputError: missing file, unknown suffix, unreadable content or wrong shape.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"--latent: {str(p)!r} does not exist")
+    suffix = p.suffix.lower()
+    if suffix not in LATENT_SUFFIXES:
+        raise InputError(f"--latent: expected a {'/'.join(LATENT_SUFFIXES)} file, got {p.name!r}")
+    try:
+        if suffix == ".npy":
+            import numpy as np
+
+            data: Any = torch.from_numpy(np.load(p, allow_pickle=False))
+        else:
+            data = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch/numpy raise many types for corrupt files; name the file instead
+        raise InputError(f"--latent: cannot read {str(p)!r} as a {suffix} tensor ({type(exc).__name__}: {exc})") from exc
+    if isinstance(data, dict):
+        # our own w_plus.pt stores {"w_plus", "w_source"}; other tools save {"latent": ...}
+        key = next((k for k in ("w_plus", "latent", "w", "latents") if k in data), None)
+        tensors = [v for v in data.values() if isinstance(v, torch.Tensor)]
+        if key is None and len(tensors) != 1:
+            raise InputError(f"--latent: {str(p)!r} holds a dict with keys {sorted(map(str, data))}; "
+                             "expected a tensor or a dict with 'w_plus'")
+        data = data[key] if key is not None else tensors[0]
+    if not isinstance(data, torch.Tensor):
+        raise InputError(f"--latent: {str(p)!r} holds a {type(data).__name__}, expected a tensor")
+    return _broadcast(data, n_latent, style_dim, f"--latent {p.name}")
+
+
+def mean_latent(generator: torch.nn.Module) -> torch.Tensor:
+    """The generator's mean latent as W+ ``(1, n_latent, style_dim)`` (free generation's start)."""
+    with torch.no_grad():
+        w = generator.mean_latent()
+    return _broadcast(w, int(generator.n_latent), int(generator.style_dim), "generator.mean_latent()").to(_device(generator))
+
+
+def invert_photo(generator: torch.nn.Module, path: str | os.PathLike, **kwargs: Any) -> torch.Tensor:
+    """Invert a real photo into W+ through :func:`soundedit.inversion.invert_image`.
+
+    Raises:
+        InputError: the inversion module is not available, or the photo is missing.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"IMAGE: {str(p)!r} does not exist")
+    invert = getattr(importlib.import_module("soundedit.inversion"), "invert_image", None)
+    if invert is None:
+        raise InputError(f"IMAGE {p.name!r}: photo sources need the inversion module (soundedit.inversion.invert_image), "
+                         "which is not available in this version; use --seed N or --latent w.pt")
+    out = invert(p, generator=generator, **kwargs)
+    w = getattr(out, "w_plus", out)
+    return _broadcast(w, int(generator.n_latent), int(generator.style_dim), f"inversion of {p.name}").to(_device(generator))
+
+
+def resolve_source(generator: torch.nn.Module, source: Any = None, *, truncation: float = 0.7,
+                   free: bool = False, inversion: dict[str, Any] | None = None) -> Source:
+    """Turn a user's source into W+ codes.
+
+    Args:
+        generator: the generator the codes are for.
+        source: an ``int`` seed; a W/W+ tensor; a path to a ``.pt``/``.pth``/``.npy`` code or to a
+            photo (inverted); ``"mean"`` or ``None`` with ``free=True`` for the mean latent.
+        truncation: for seeds.
+        free: free generation from the mean latent (``source`` must then be ``None`` or ``"mean"``).
+        inversion: extra keyword arguments for the photo inversion.
+
+    Raises:
+        InputError: unusable source.
+    """
+    n_latent, style_dim = int(generator.n_latent), int(generator.style_dim)
+    if free or (isinstance(source, str) and source == "mean"):
+        if source not in (None, "mean"):
+            raise InputError(f"--free starts from the mean latent; it cannot be combined with a source ({source!r})")
+        return Source(mean_latent(generator), {"kind": "mean"}, free=True)
+    if source is None:
+        raise InputError("source: expected a seed, a latent file or a photo (or free=True), got none")
+    if isinstance(source, bool):
+        raise InputError(f"source: expected a seed, a W/W+ tensor or a path, got {source!r}")
+    if isinstance(source, int):
+        return Source(seed_latent(generator, source, truncation=truncation),
+                      {"kind": "seed", "seed": source, "truncation": truncation})
+    if isinstance(source, torch.Tensor):
+        return Source(_broadcast(source, n_latent, style_dim, "source").to(_device(generator)), {"kind": "tensor"})
+    if isinstance(source, (str, os.PathLike)):
+        p = Path(source)
+        if p.suffix.lower() in LATENT_SUFFIXES:
+            w = load_latent(p, n_latent=n_latent, style_dim=style_dim)
+            return Source(w.to(_device(generator)), {"kind": "latent", "path": str(p)})
+        if p.suffix.lower() in IMAGE_SUFFIXES:
+            return Source(invert_photo(generator, p, **(inversion or {})), {"kind": "photo", "path": str(p)})
+        raise InputError(f"source: expected a latent ({'/'.join(LATENT_SUFFIXES)}) or a photo "
+                         f"({'/'.join(IMAGE_SUFFIXES)}), got {str(p)!r}")
+    raise InputError(f"source: expected a seed, a W/W+ tensor or a path, got {type(source).__name__}")
