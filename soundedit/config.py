@@ -47,13 +47,20 @@ class EncoderConfig:
 
 @dataclass(frozen=True)
 class EditConfig:
-    """Settings of one sound-guided latent optimisation (read by ``soundedit.editing``)."""
+    """Settings of one sound-guided latent optimisation (read by ``soundedit.editing``).
+
+    ``lambda_sim``/``lambda_id`` left at ``None`` take the preset's values
+    (``soundedit.editing.presets``: faces 0.008/0.004, scenes and art 0.002/0);
+    ``preset`` ``None`` picks the preset from the generator's domain.
+    """
 
     steps: int = 300
     lr: float = 0.1
-    lambda_sim: float = 0.008
-    lambda_id: float = 0.004
+    lambda_sim: float | None = None
+    lambda_id: float | None = None
+    preset: str | None = None  # faces | scenes | art
     layer_mask: str = "adaptive"  # adaptive | uniform | authors
+    max_gate_ratio: float = 10.0  # adaptive: bound on the largest/smallest per-layer weight
     truncation: float = 0.7
     lr_rampup: float = 0.05
     lr_rampdown: float = 0.25
