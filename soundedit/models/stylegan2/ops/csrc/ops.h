@@ -1,0 +1,30 @@
+// soundedit StyleGAN2 ops: declarations shared by the bindings (ops.cpp) and the kernels (ops.cu).
+//
+// Every function accepts CUDA tensors (the fast path) and CPU tensors. The CPU branch runs the very
+// same per-element __host__ __device__ code in a plain loop: it is not a performance path (the
+// PyTorch reference is used on CPU), it exists so that the kernels' index arithmetic can be tested
+// on machines without a GPU.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <optional>
+
+namespace sg2ops {
+
+// y = upfirdn2d(x, k): zero-insertion upsampling by `up`, padding (negative values crop), true
+// convolution with the 2-D FIR filter k (kh, kw), then keeping every `down`-th sample; same factors
+// on both axes. x: (N, C, H, W) of any strides; k: (kh, kw) contiguous, float32 (float64 when x is
+// float64). The output has x's memory format when x is channels-last, NCHW-contiguous otherwise.
+at::Tensor upfirdn2d(const at::Tensor& x, const at::Tensor& k, int64_t up, int64_t down,
+                     int64_t px0, int64_t px1, int64_t py0, int64_t py1);
+
+// y = (x + b) * (x + b > 0 ? pos_gain : neg_gain), b (C,) broadcast along dim 1 of x (N, C, ...).
+// Leaky ReLU 0.2 with gain sqrt(2): pos_gain = sqrt(2), neg_gain = 0.2 * sqrt(2); linear: both 1.
+at::Tensor bias_act(const at::Tensor& x, const std::optional<at::Tensor>& b, double pos_gain,
+                    double neg_gain);
+
+// dL/d(x + b) = g * (y > 0 ? pos_gain : neg_gain), from the forward's output y (valid when
+// pos_gain > 0 and neg_gain >= 0, so that y > 0 exactly where x + b > 0).
+at::Tensor bias_act_grad(const at::Tensor& g, const at::Tensor& y, double pos_gain, double neg_gain);
+
+}  // namespace sg2ops

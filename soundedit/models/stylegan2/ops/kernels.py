@@ -1,0 +1,170 @@
+"""Autograd wrappers around the compiled ops (``csrc/``); the extension module is passed in explicitly.
+
+First-order gradients only. Latent optimisation back-propagates once per step (image -> W+), so
+second-order gradients are not needed; asking for them (``create_graph=True`` followed by a second
+backward, as R1 or path-length regularisers do) raises :class:`SecondOrderGradientError`. Use
+``SOUNDEDIT_CUDA_OPS=off`` (the PyTorch reference) for that.
+
+upfirdn2d backward, derived (per axis; the same holds for x with kw, px0, px1). The forward is
+``y[o] = sum_i x[i] * k[kh - 1 + o*down - py0 - i*up]`` (see ``csrc/ops.cu``), so
+``dL/dx[i] = sum_o g[o] * k[kh - 1 + o*down - py0 - i*up]``. An upfirdn2d of ``g`` with factors
+swapped (up' = down, down' = up), the flipped kernel ``k'[j] = k[kh - 1 - j]`` and pads ``(q0, q1)``
+computes ``sum_o g[o] * k'[kh - 1 + i*up - q0 - o*down] = sum_o g[o] * k[q0 + o*down - i*up]``,
+which is the gradient when ``q0 = kh - 1 - py0``. ``q1`` is chosen so that its output has exactly H
+rows: ``(OH*down + q0 + q1 - kh) // up + 1 = H`` gives ``q1 = H*up - OH*down + py0 - up + 1``
+(with OH the forward's output height). Negative ``q1`` only crops zero-stuffed samples beyond the
+last window, so nothing that contributes is lost. Gradients for the FIR kernel itself are not
+computed (it is a fixed buffer in StyleGAN2); the dispatcher uses the reference when it requires grad.
+
+Layouts: upfirdn2d reads any strides and writes channels-last for channels-last input (NCHW
+otherwise); bias + activation runs in place of layout for NCHW-contiguous or channels-last-dense
+tensors and makes anything else contiguous first (one copy).
+"""
+
+from __future__ import annotations
+
+import math
+from types import ModuleType
+
+import torch
+
+from soundedit.models.stylegan2.ops.reference import _pad4
+
+_SECOND_ORDER = ("second-order gradients of the CUDA {op} are not implemented: latent optimisation needs "
+                 "only first-order gradients. For higher-order gradients (e.g. R1 or path-length "
+                 "regularisation) set SOUNDEDIT_CUDA_OPS=off to use the PyTorch reference path.")
+
+
+class SecondOrderGradientError(RuntimeError):
+    """Raised when a second derivative of a compiled op is requested."""
+
+
+def _kernel_for(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """The FIR kernel in the accumulate type the extension expects (float64 for float64 x, else float32)."""
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    return kernel.detach().to(device=x.device, dtype=dtype).contiguous()
+
+
+class _UpFirDn2d(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, ext: ModuleType, x: torch.Tensor, kernel: torch.Tensor, up: int, down: int,
+                pad: tuple[int, int, int, int]) -> torch.Tensor:
+        px0, px1, py0, py1 = pad
+        y = ext.upfirdn2d(x, kernel, up, down, px0, px1, py0, py1)
+        kh, kw = kernel.shape
+        h, w = x.shape[2], x.shape[3]
+        oh, ow = y.shape[2], y.shape[3]
+        # pads of the gradient's upfirdn2d (module docstring)
+        ctx.grad_pad = (kw - 1 - px0, w * up - ow * down + px0 - up + 1,
+                        kh - 1 - py0, h * up - oh * down + py0 - up + 1)
+        ctx.ext, ctx.up, ctx.down = ext, up, down
+        ctx.save_for_backward(torch.flip(kernel, [0, 1]).contiguous())
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y: torch.Tensor):
+        (flipped,) = ctx.saved_tensors
+        grad_x = None
+        if ctx.needs_input_grad[1]:
+            grad_x = _UpFirDn2dGrad.apply(ctx.ext, grad_y, flipped, ctx.down, ctx.up, ctx.grad_pad)
+        return None, grad_x, None, None, None, None
+
+
+class _UpFirDn2dGrad(torch.autograd.Function):
+    """The gradient of :class:`_UpFirDn2d`, itself an upfirdn2d; differentiating it again raises."""
+
+    @staticmethod
+    def forward(ctx, ext: ModuleType, grad_y: torch.Tensor, flipped: torch.Tensor, up: int, down: int,
+                pad: tuple[int, int, int, int]) -> torch.Tensor:
+        px0, px1, py0, py1 = pad
+        return ext.upfirdn2d(grad_y, flipped, up, down, px0, px1, py0, py1)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        raise SecondOrderGradientError(_SECOND_ORDER.format(op="upfirdn2d"))
+
+
+class _BiasAct(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, ext: ModuleType, x: torch.Tensor, bias: torch.Tensor | None, pos_gain: float,
+                neg_gain: float) -> torch.Tensor:
+        b = None if bias is None else bias.detach().to(x.dtype).contiguous()
+        y = ext.bias_act(x, b, pos_gain, neg_gain)
+        # y > 0 exactly where x + b > 0 (pos_gain > 0, neg_gain >= 0: checked by the caller), so the
+        # output, which the next layer keeps anyway, is all the backward needs.
+        ctx.save_for_backward(y)
+        ctx.ext, ctx.gains = ext, (pos_gain, neg_gain)
+        ctx.bias_dtype = None if bias is None else bias.dtype
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y: torch.Tensor):
+        (y,) = ctx.saved_tensors
+        need_x, need_b = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
+        if not (need_x or need_b):
+            return None, None, None, None, None
+        grad_xb = _BiasActGrad.apply(ctx.ext, grad_y, y, *ctx.gains)
+        grad_b = None
+        if need_b:
+            dims = [0] + list(range(2, grad_xb.ndim))
+            grad_b = grad_xb.sum(dim=dims, dtype=torch.float32).to(ctx.bias_dtype)
+        return None, grad_xb if need_x else None, grad_b, None, None
+
+
+class _BiasActGrad(torch.autograd.Function):
+    """The gradient of :class:`_BiasAct`; differentiating it again raises."""
+
+    @staticmethod
+    def forward(ctx, ext: ModuleType, grad_y: torch.Tensor, y: torch.Tensor, pos_gain: float,
+                neg_gain: float) -> torch.Tensor:
+        return ext.bias_act_grad(grad_y, y, pos_gain, neg_gain)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        raise SecondOrderGradientError(_SECOND_ORDER.format(op="fused_leaky_relu"))
+
+
+def upfirdn2d(ext: ModuleType, x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
+              pad: tuple[int, ...] | int = (0, 0)) -> torch.Tensor:
+    """The compiled upfirdn2d; same arguments and result as :func:`reference.upfirdn2d`.
+
+    Args:
+        ext: the loaded extension (:func:`soundedit.models.stylegan2.ops.build.build`).
+        x: (N, C, H, W) CUDA tensor (CPU tensors run a slow test loop), float16/bfloat16/float32/float64.
+        kernel: (kh, kw) FIR filter (no gradient is computed for it).
+        up, down: integer factors >= 1, same on both axes.
+        pad: (p0, p1) for both axes or (x0, x1, y0, y1); negative values crop.
+
+    Returns:
+        (N, C, (H*up + y0 + y1 - kh) // down + 1, (W*up + x0 + x1 - kw) // down + 1), x's dtype.
+    """
+    if kernel.ndim != 2:
+        raise ValueError(f"upfirdn2d: kernel must be 2-D (kh, kw), got shape {tuple(kernel.shape)}")
+    if x.ndim != 4:
+        raise ValueError(f"upfirdn2d: x must be (N, C, H, W), got shape {tuple(x.shape)}")
+    return _UpFirDn2d.apply(ext, x, _kernel_for(x, kernel), int(up), int(down), _pad4(pad))
+
+
+def fused_leaky_relu(ext: ModuleType, x: torch.Tensor, bias: torch.Tensor | None, negative_slope: float = 0.2,
+                     scale: float = math.sqrt(2)) -> torch.Tensor:
+    """The compiled ``leaky_relu(x + bias, negative_slope) * scale``; same as :func:`reference.fused_leaky_relu`.
+
+    ``negative_slope=1, scale=1`` is the linear activation (bias add only).
+
+    Args:
+        ext: the loaded extension.
+        x: (N, C, ...) tensor.
+        bias: (C,) or None.
+        negative_slope: must be >= 0; scale: must be > 0 (so the output's sign gives the gradient).
+
+    Returns:
+        Tensor of x's shape and dtype (channels-last input gives channels-last output).
+    """
+    if x.ndim < 2:
+        raise ValueError(f"fused_leaky_relu: x must be (N, C, ...), got shape {tuple(x.shape)}")
+    if not (scale > 0 and negative_slope >= 0):
+        raise ValueError(f"fused_leaky_relu: the compiled op needs scale > 0 and negative_slope >= 0, "
+                         f"got scale={scale}, negative_slope={negative_slope}")
+    if bias is not None and tuple(bias.shape) != (x.shape[1],):
+        raise ValueError(f"fused_leaky_relu: bias must have shape ({x.shape[1]},), got {tuple(bias.shape)}")
+    return _BiasAct.apply(ext, x, bias, float(scale), float(negative_slope * scale))
