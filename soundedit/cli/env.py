@@ -2,11 +2,122 @@
 
 from __future__ import annotations
 
-from soundedit.cli._common import not_built
+import importlib.metadata
+import platform
+import sys
+
+from soundedit.cli._common import JsonOpt, emit_json, stdout
 from soundedit.cli.main import app
+
+# distribution name -> label shown
+_PACKAGES = {
+    "soundedit": "soundedit", "torch": "torch", "torchaudio": "torchaudio", "torchvision": "torchvision",
+    "open_clip_torch": "open_clip", "timm": "timm", "numpy": "numpy", "soundfile": "soundfile",
+    "typer": "typer", "rich": "rich", "nltk": "nltk", "ninja": "ninja",
+}
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _devices() -> dict:
+    import torch
+
+    info: dict = {"cuda_available": torch.cuda.is_available(), "cuda_build": torch.version.cuda, "gpus": []}
+    if info["cuda_available"]:
+        for i in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(i)
+            info["gpus"].append({"index": i, "name": props.name, "memory_gb": round(props.total_memory / 2**30, 1),
+                                 "capability": f"{props.major}.{props.minor}"})
+    mps = getattr(torch.backends, "mps", None)
+    info["mps_available"] = bool(mps is not None and mps.is_available())
+    from soundedit.runtime import resolve_device
+
+    info["default_device"] = str(resolve_device("auto"))
+    return info
+
+
+def _ops_status() -> object:
+    """The StyleGAN2 CUDA-op status, when the ops module reports one."""
+    try:
+        from soundedit.models.stylegan2 import ops
+    except ImportError as exc:
+        return {"available": False, "detail": f"ops module not importable: {exc}"}
+    status = getattr(ops, "status", None)
+    if status is None:
+        return {"available": False, "detail": "no status() reported by soundedit.models.stylegan2.ops"}
+    try:
+        return status()
+    except Exception as exc:  # a bug report must still come out when the ops check itself breaks
+        return {"available": False, "detail": f"status() failed: {type(exc).__name__}: {exc}"}
+
+
+def _weights() -> dict:
+    from soundedit import weights
+    from soundedit.errors import InputError
+
+    info: dict = {"home": weights.home_dir(), "cache": weights.weights_dir(), "offline": weights.offline()}
+    try:
+        lock = weights.load_lock()
+    except InputError as exc:  # a broken lock is exactly what a bug report should show
+        info.update(lock=None, lock_error=str(exc), present=[], absent=[])
+        return info
+    present, absent = [], []
+    for entry in lock:
+        (present if weights.cached_path(entry) is not None else absent).append(entry.name)
+    info.update(lock=lock.path, present=present, absent=absent)
+    return info
+
+
+def collect() -> dict:
+    """Everything ``soundedit env`` reports, as plain data."""
+    versions = {"python": platform.python_version()}
+    versions.update({label: _version(dist) for dist, label in _PACKAGES.items()})
+    try:
+        import soundfile
+
+        versions["libsndfile"] = soundfile.__libsndfile_version__
+    except (ImportError, OSError):
+        versions["libsndfile"] = None
+    return {
+        "versions": versions,
+        "platform": {"system": platform.platform(), "machine": platform.machine(), "executable": sys.executable},
+        "devices": _devices(),
+        "stylegan2_ops": _ops_status(),
+        "weights": _weights(),
+    }
 
 
 @app.command()
-def env() -> None:
-    """Print versions, device, CUDA-op build status, cache folder and present weights."""
-    not_built("env", "issue #2")
+def env(json_out: JsonOpt = False) -> None:
+    """Print versions, devices, CUDA-op build status, cache folder and present weights (paste it into bug reports).
+
+    Example: soundedit env --json
+    """
+    data = collect()
+    if json_out:
+        emit_json(data)
+        return
+    from rich.table import Table
+
+    table = Table(show_header=False, title="soundedit env", title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for name, version in data["versions"].items():
+        table.add_row(name, version or "[red]not installed[/red]")
+    table.add_row("platform", f"{data['platform']['system']} ({data['platform']['machine']})")
+    dev = data["devices"]
+    gpus = ", ".join(f"{g['name']} ({g['memory_gb']} GB, sm {g['capability']})" for g in dev["gpus"]) or "none"
+    table.add_row("device", f"{dev['default_device']} (CUDA build {dev['cuda_build'] or 'none'}; GPUs: {gpus}; "
+                            f"MPS: {'yes' if dev['mps_available'] else 'no'})")
+    table.add_row("stylegan2 ops", str(data["stylegan2_ops"]))
+    w = data["weights"]
+    table.add_row("cache", f"{w['cache']}{' (offline)' if w['offline'] else ''}")
+    table.add_row("weights.lock", str(w["lock"]) if w["lock"] else f"[red]{w['lock_error']}[/red]")
+    table.add_row("weights present", ", ".join(w["present"]) or "none")
+    table.add_row("weights absent", ", ".join(w["absent"]) or "none")
+    stdout.print(table)
