@@ -1,24 +1,373 @@
-"""``soundedit edit`` and ``soundedit mix``: sound-guided (and text-guided) latent editing."""
+"""``soundedit edit`` and ``soundedit mix``: sound-guided (and text-guided) latent editing.
+
+Thin commands over :class:`soundedit.editing.Editor`: they check every input
+once (files, flags, job lists) before any model is loaded, then load the models
+(weights.lock names or paths), run, and write the outputs atomically.
+"""
 
 from __future__ import annotations
 
-from soundedit.cli._common import not_built
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from soundedit.cli._common import DeviceOpt, JsonOpt, emit_json, stderr, stdout
 from soundedit.cli.main import app
+from soundedit.errors import InputError
+
+logger = logging.getLogger("soundedit")
+
+#: steps of ``--steps auto`` on a CPU: keeps a 256-px edit with CLIP ViT-B/32 within minutes on 2 cores
+CPU_AUTO_STEPS = 60
+FULL_STEPS = 300
+
+# -- shared options (Annotated so defaults show in --help) ---------------------------------------
+SoundOpt = Annotated[Optional[list[Path]], typer.Option("--sound", "-s", help="Sound file; repeat to mix several.")]
+GainOpt = Annotated[Optional[str], typer.Option("--gain", help="Gain in dB per --sound, comma-separated (e.g. 0,-10).")]
+TextOpt = Annotated[Optional[str], typer.Option("--text", "-t", help="Text prompt (alone or with the sound).")]
+SeedSrcOpt = Annotated[Optional[int], typer.Option("--seed", help="Source: sample W+ from this seed (truncation applies). "
+                                                               "Default 0 when no source is given.")]
+LatentOpt = Annotated[Optional[Path], typer.Option("--latent", help="Source: a saved W or W+ code (.pt/.pth/.npy).")]
+FreeOpt = Annotated[bool, typer.Option("--free", help="Free generation from the mean latent (no regulariser).")]
+GeneratorOpt = Annotated[str, typer.Option("--generator", "-g", help="StyleGAN2 weights.lock name or file.")]
+EncoderOpt = Annotated[str, typer.Option("--audio-encoder", help="Audio encoder weights.lock name or file.")]
+ClipOpt = Annotated[str, typer.Option("--clip", help="CLIP weights.lock name or file (OpenAI layout).")]
+IdentityOpt = Annotated[str, typer.Option("--identity", help="IR-SE50 name or file; loaded only when --lambda-id > 0.")]
+PresetOpt = Annotated[Optional[str], typer.Option("--preset", help="faces | scenes | art (default: from the generator).")]
+StepsOpt = Annotated[str, typer.Option("--steps", help=f"Optimisation steps, or 'auto' ({FULL_STEPS} on a GPU, "
+                                                     f"{CPU_AUTO_STEPS} on a CPU).")]
+LambdaSimOpt = Annotated[Optional[float], typer.Option("--lambda-sim", help="Latent-similarity weight (default: preset).")]
+LambdaIdOpt = Annotated[Optional[float], typer.Option("--lambda-id", help="Identity-loss weight (default: preset).")]
+MaskOpt = Annotated[str, typer.Option("--mask", help="Per-layer regulariser: adaptive | uniform | authors.")]
+LrOpt = Annotated[float, typer.Option("--lr", help="Peak learning rate (Adam, warm-up + cosine ramp-down).")]
+TruncOpt = Annotated[float, typer.Option("--truncation", help="Truncation of --seed sources.")]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder.")]
+AudioWeightOpt = Annotated[float, typer.Option("--audio-weight", help="Weight of the sound in a sound+text target.")]
+TextWeightOpt = Annotated[float, typer.Option("--text-weight", help="Weight of the text in a sound+text target.")]
+FramesOpt = Annotated[int, typer.Option("--frame-every", help="Keep a progress frame every k steps (0: about 25 frames).")]
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def edit() -> None:
+def _check_file(path: Path | None, what: str) -> None:
+    if path is not None and not path.is_file():
+        raise InputError(f"{what}: {str(path)!r} does not exist")
+
+
+def _source(image: Path | None, seed: int | None, latent: Path | None, free: bool) -> tuple[Any, str]:
+    """The one source the flags name (default seed 0) and a description for logs."""
+    given = [name for name, v in (("IMAGE", image), ("--seed", seed), ("--latent", latent), ("--free", free or None))
+             if v is not None]
+    if len(given) > 1:
+        raise InputError(f"source: expected one of IMAGE, --seed, --latent or --free, got {' and '.join(given)}")
+    _check_file(image, "IMAGE")
+    _check_file(latent, "--latent")
+    if free:
+        return None, "the mean latent (free generation)"
+    if image is not None:
+        return str(image), f"photo {image.name}"
+    if latent is not None:
+        return str(latent), f"latent {latent.name}"
+    return (seed if seed is not None else 0), f"seed {seed if seed is not None else 0}"
+
+
+def _steps(value: str, device) -> int:
+    """``--steps``: an integer, or ``auto`` (fewer on a CPU, and says so)."""
+    if value.strip().lower() == "auto":
+        if device.type == "cpu":
+            stderr.print(f"[yellow]note:[/yellow] running on the CPU: {CPU_AUTO_STEPS} steps instead of {FULL_STEPS} "
+                         f"(pass --steps {FULL_STEPS} for the full edit, or use a GPU)")
+            return CPU_AUTO_STEPS
+        return FULL_STEPS
+    try:
+        steps = int(value)
+    except ValueError:
+        raise InputError(f"--steps: expected a positive integer or 'auto', got {value!r}") from None
+    if steps < 1:
+        raise InputError(f"--steps: expected a positive integer or 'auto', got {value!r}")
+    return steps
+
+
+def _check_settings(mask: str, lr: float, truncation: float, lambda_sim: float | None, lambda_id: float | None,
+                    preset: str | None) -> None:
+    from soundedit.editing.gates import MASK_MODES
+    from soundedit.editing.presets import PRESETS
+
+    if mask not in MASK_MODES:
+        raise InputError(f"--mask: expected one of {', '.join(MASK_MODES)}, got {mask!r}")
+    if preset is not None and preset not in PRESETS:
+        raise InputError(f"--preset: expected one of {', '.join(PRESETS)}, got {preset!r}")
+    if lr <= 0:
+        raise InputError(f"--lr: expected > 0, got {lr}")
+    if not 0 <= truncation <= 1:
+        raise InputError(f"--truncation: expected a value in [0, 1], got {truncation}")
+    for name, v in (("--lambda-sim", lambda_sim), ("--lambda-id", lambda_id)):
+        if v is not None and v < 0:
+            raise InputError(f"{name}: expected >= 0, got {v}")
+
+
+def _load_editor(generator: str, audio_encoder: str, clip: str, identity: str, device):
+    from soundedit.editing import Editor
+
+    logger.info("loading %s, %s and %s on %s", generator, audio_encoder, clip, device)
+    return Editor.from_pretrained(generator=generator, audio_encoder=audio_encoder, clip=clip, identity=identity,
+                                  device=str(device))
+
+
+def _progress_callback(bar, steps: int):
+    def callback(step: int, losses: dict) -> None:
+        bar.advance()
+        if step % 5 == 0 or step == steps - 1:
+            bar.update(postfix=f"loss {losses['total'].mean():.4f}  clip {losses['clip'].mean():.4f}")
+    return callback
+
+
+def _summary(report: dict, out: Path) -> None:
+    """A short human summary on stdout (the full report is in report.json)."""
+    from rich.table import Table
+
+    table = Table(title=f"edit → {out}", show_header=True)
+    table.add_column("value")
+    table.add_column("", justify="right")
+    metrics = report.get("metrics", {})
+    for key, label in (("source_target_cosine", "cos(source image, target)"),
+                       ("target_cosine", "cos(edited image, target)"),
+                       ("source_cosine", "cos(edited image, source image)"),
+                       ("identity_cosine", "identity cosine to source")):
+        if key in metrics:
+            table.add_row(label, f"{metrics[key]:.4f}")
+    table.add_row("steps", str(report["settings"]["steps"]))
+    table.add_row("seconds", f"{report['seconds']:.1f}")
+    stdout.print(table)
+
+
+def _common_setup(sound, gain, text, image, seed, latent, free, mask, lr, truncation, lambda_sim, lambda_id, preset):
+    for s in sound or []:
+        _check_file(s, "--sound")
+    from soundedit.editing.batch import parse_gains
+
+    gains = parse_gains(gain)
+    if gains is not None and len(gains) != len(sound or []):
+        raise InputError(f"--gain: expected one gain per --sound ({len(sound or [])}), got {len(gains)}: {gain!r}")
+    if not sound and not text:
+        raise InputError("expected a target: --sound FILE and/or --text PROMPT")
+    _check_settings(mask, lr, truncation, lambda_sim, lambda_id, preset)
+    source, described = _source(image, seed, latent, free)
+    return gains, source, described
+
+
+@app.command()
+def edit(
+    image: Annotated[Optional[Path], typer.Argument(help="Source photo (inverted into W+); or use --seed/--latent.",
+                                                    show_default=False)] = None,
+    sound: SoundOpt = None,
+    gain: GainOpt = None,
+    text: TextOpt = None,
+    seed: SeedSrcOpt = None,
+    latent: LatentOpt = None,
+    free: FreeOpt = False,
+    generator: GeneratorOpt = "ffhq-1024",
+    audio_encoder: EncoderOpt = "authors-resnet18",
+    clip: ClipOpt = "clip-vit-b-32",
+    identity: IdentityOpt = "ir-se50",
+    preset: PresetOpt = None,
+    steps: StepsOpt = str(FULL_STEPS),
+    lambda_sim: LambdaSimOpt = None,
+    lambda_id: LambdaIdOpt = None,
+    mask: MaskOpt = "adaptive",
+    lr: LrOpt = 0.1,
+    truncation: TruncOpt = 0.7,
+    audio_weight: AudioWeightOpt = 1.0,
+    text_weight: TextWeightOpt = 1.0,
+    frame_every: FramesOpt = 0,
+    batch: Annotated[Optional[str], typer.Option("--batch", help="CSV job list (or '-' for stdin): one edit per row; "
+                                                 "resumable, sharded under torchrun.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Edits optimised together in one batch.")] = 4,
+    device: DeviceOpt = "auto",
+    out: OutOpt = Path("out/edit"),
+    json_out: JsonOpt = False,
+) -> None:
     """Edit an image (photo, seed or latent) so it looks like a sound.
 
-    Example: soundedit edit face.png --sound siren.wav
+    Writes source.png, edited.png, comparison.png, progress.gif, gates.png, w_plus.pt and
+    report.json into --out.
+
+    Examples:
+
+      soundedit edit face.png --sound siren.wav
+
+      soundedit edit --seed 3 --sound thunder.wav --sound rain.wav --gain 0,-10 -g landscape-256
+
+      soundedit edit --batch jobs.csv --out runs/   (columns: out,sound,gain,text,seed,latent,image)
     """
-    not_built("edit", "issue #5")
+    from soundedit.runtime import resolve_device
+
+    _check_settings(mask, lr, truncation, lambda_sim, lambda_id, preset)
+    if batch_size < 1:
+        raise InputError(f"--batch-size: expected >= 1, got {batch_size}")
+    if batch is not None:
+        if image or sound or text or seed is not None or latent or free:
+            raise InputError("--batch takes sources and targets from the job file; "
+                             "drop IMAGE/--sound/--text/--seed/--latent/--free")
+        return _run_batch(batch, generator, audio_encoder, clip, identity, preset, steps, lambda_sim, lambda_id, mask,
+                          lr, truncation, frame_every, batch_size, device, out, json_out)
+    gains, source, described = _common_setup(sound, gain, text, image, seed, latent, free, mask, lr, truncation,
+                                             lambda_sim, lambda_id, preset)
+    dev = resolve_device(device)
+    n_steps = _steps(steps, dev)
+    editor = _load_editor(generator, audio_encoder, clip, identity, dev)
+    from soundedit.runtime import progress
+
+    logger.info("editing %s for %d steps", described, n_steps)
+    with progress("editing", total=n_steps) as bar:
+        try:
+            result = editor.edit(audio=[str(s) for s in sound] if sound else None, gains_db=gains, text=text,
+                                 source=source, free=free, audio_weight=audio_weight, text_weight=text_weight,
+                                 callback=_progress_callback(bar, n_steps), steps=n_steps, lr=lr,
+                                 lambda_sim=lambda_sim, lambda_id=lambda_id, preset=preset, layer_mask=mask,
+                                 truncation=truncation, frame_every=frame_every or max(1, n_steps // 25))
+        except KeyboardInterrupt:
+            stderr.print(f"[red]interrupted[/red]: the edit did not finish; nothing was written to {out}")
+            raise typer.Exit(130) from None
+    result.meta["command"] = ["soundedit", *sys.argv[1:]]
+    paths = result.save(out)
+    report = {**result.report(), "outputs": {k: str(v) for k, v in paths.items()}}
+    if json_out:
+        emit_json(report)
+    else:
+        _summary(report, out)
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def mix() -> None:
+def _run_batch(batch: str, generator, audio_encoder, clip, identity, preset, steps, lambda_sim, lambda_id, mask, lr,
+               truncation, frame_every, batch_size, device, out: Path, json_out: bool) -> None:
+    """``edit --batch``: rows validated up front, finished rows skipped, this rank's rows in batches."""
+    from soundedit.editing.batch import distributed_rank, read_jobs, shard
+    from soundedit.runtime import progress, resolve_device
+
+    if batch == "-":
+        text, name = sys.stdin.read(), "<stdin>"
+    else:
+        path = Path(batch)
+        _check_file(path, "--batch")
+        text, name = path.read_text(encoding="utf-8"), path.name
+    jobs = read_jobs(text, out_dir=out, source_name=name)
+    rank, world, local_rank = distributed_rank()
+    mine = shard(jobs, rank, world)
+    todo = [j for j in mine if not j.done]
+    summaries = [{"row": j.index + 1, "out": str(j.out), "status": "skipped (report.json exists)"}
+                 for j in mine if j.done]
+    if world > 1:
+        logger.info("rank %d of %d: %d of %d rows", rank, world, len(mine), len(jobs))
+    if device == "auto" and world > 1:
+        import torch
+
+        device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+    dev = resolve_device(device)
+    n_steps = _steps(steps, dev)
+    finished = 0
+    if todo:
+        editor = _load_editor(generator, audio_encoder, clip, identity, dev)
+        groups = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
+        try:
+            with progress(f"editing {len(todo)} rows", total=n_steps * len(groups)) as bar:
+                for group in groups:
+                    result = editor.edit_many([j.edit for j in group], callback=_progress_callback(bar, n_steps),
+                                              steps=n_steps, lr=lr, lambda_sim=lambda_sim, lambda_id=lambda_id,
+                                              preset=preset, layer_mask=mask, truncation=truncation,
+                                              frame_every=frame_every or max(1, n_steps // 25))
+                    if len(result) != len(group):
+                        raise InputError("--batch: each row's source must hold exactly one code "
+                                         "(a latent file with several codes cannot be a row)")
+                    for i, job in enumerate(group):
+                        item = result.item(i)
+                        item.meta["row"] = job.index + 1
+                        item.save(job.out)
+                        finished += 1
+                        summaries.append({"row": job.index + 1, "out": str(job.out), "status": "done",
+                                          "target_cosine": item.metrics["target_cosine"].item()})
+        except KeyboardInterrupt:
+            stderr.print(f"[red]interrupted[/red]: {finished} finished edits are kept under {out} "
+                         "(each with report.json); rerun the same command to resume")
+            raise typer.Exit(130) from None
+    summaries.sort(key=lambda s: s["row"])
+    if json_out:
+        emit_json({"rank": rank, "world_size": world, "rows": summaries})
+    else:
+        stdout.print(f"{finished} edits done, {len(mine) - len(todo)} skipped (already finished) → {out}")
+
+
+@app.command()
+def mix(
+    image: Annotated[Optional[Path], typer.Argument(help="Source photo (inverted into W+); or use --seed/--latent.",
+                                                    show_default=False)] = None,
+    sound: SoundOpt = None,
+    gain: GainOpt = None,
+    text: TextOpt = None,
+    layers: Annotated[Optional[str], typer.Option("--layers", help="Which code each W+ layer comes from, e.g. "
+                                                  "'1-9:sound,10-18:text' (default: the paper's split scaled to the "
+                                                  "generator; unnamed layers keep the source).")] = None,
+    interpolate: Annotated[int, typer.Option("--interpolate", help="Also render N frames from the sound- to the "
+                                             "text-guided code (0: none).")] = 0,
+    seed: SeedSrcOpt = None,
+    latent: LatentOpt = None,
+    free: FreeOpt = False,
+    generator: GeneratorOpt = "ffhq-1024",
+    audio_encoder: EncoderOpt = "authors-resnet18",
+    clip: ClipOpt = "clip-vit-b-32",
+    identity: IdentityOpt = "ir-se50",
+    preset: PresetOpt = None,
+    steps: StepsOpt = str(FULL_STEPS),
+    lambda_sim: LambdaSimOpt = None,
+    lambda_id: LambdaIdOpt = None,
+    mask: MaskOpt = "adaptive",
+    lr: LrOpt = 0.1,
+    truncation: TruncOpt = 0.7,
+    device: DeviceOpt = "auto",
+    out: OutOpt = Path("out/mix"),
+    json_out: JsonOpt = False,
+) -> None:
     """Mix a sound-guided and a text-guided edit by StyleGAN layer range.
 
-    Example: soundedit mix --sound giggle.wav --text "blue background"
+    Writes source.png, sound.png, text.png, mixed.png, comparison.png, w_plus.pt, report.json
+    (and interpolation.gif with --interpolate) into --out.
+
+    Examples:
+
+      soundedit mix --sound giggle.wav --text "blue background"
+
+      soundedit mix --seed 5 --sound rain.wav --text "sunset" --layers 1-7:sound,8-14:text -g landscape-256
     """
-    not_built("mix", "issue #5")
+    from soundedit.runtime import progress, resolve_device
+
+    if not sound or not text:
+        raise InputError("mix: expected both --sound FILE and --text PROMPT")
+    if interpolate < 0 or interpolate == 1:
+        raise InputError(f"--interpolate: expected 0 or at least 2 frames, got {interpolate}")
+    gains, source, described = _common_setup(sound, gain, text, image, seed, latent, free, mask, lr, truncation,
+                                             lambda_sim, lambda_id, preset)
+    if layers:
+        from soundedit.editing.mixing import check_layers_syntax
+
+        check_layers_syntax(layers)  # ranges are checked against n_latent once the generator is loaded
+    dev = resolve_device(device)
+    n_steps = _steps(steps, dev)
+    editor = _load_editor(generator, audio_encoder, clip, identity, dev)
+    logger.info("mixing sound- and text-guided edits of %s (%d steps)", described, n_steps)
+    with progress("editing (sound + text)", total=n_steps) as bar:
+        try:
+            result = editor.mix(audio=[str(s) for s in sound], gains_db=gains, text=text, source=source, free=free,
+                                layers=layers, interpolate=interpolate, callback=_progress_callback(bar, n_steps),
+                                steps=n_steps, lr=lr, lambda_sim=lambda_sim, lambda_id=lambda_id, preset=preset,
+                                layer_mask=mask, truncation=truncation)
+        except KeyboardInterrupt:
+            stderr.print(f"[red]interrupted[/red]: the mix did not finish; nothing was written to {out}")
+            raise typer.Exit(130) from None
+    paths = result.save(out)
+    report = {**result.report(), "outputs": {k: str(v) for k, v in paths.items()}}
+    if json_out:
+        emit_json(report)
+    else:
+        m = report["mixed_metrics"]
+        stdout.print(f"mixed image → {paths['mixed']}: cos to sound {m['sound_cosine']:.4f}, "
+                     f"cos to text {m['text_cosine']:.4f} (layers {','.join(report['layers'])})")

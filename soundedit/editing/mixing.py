@@ -23,6 +23,13 @@ def default_layers(n_latent: int, first: str = "sound", second: str = "text") ->
     return [first] * split + [second] * (n_latent - split)
 
 
+def check_layers_syntax(spec: str) -> None:
+    """Check ``"1-9:sound,10-18:text"`` syntax before a generator is loaded (ranges are checked by :func:`parse_layers`)."""
+    for part in spec.split(","):
+        if not _RANGE.match(part):
+            raise InputError(f"--layers: expected ranges like '1-9:sound,10-18:text', got {part!r} in {spec!r}")
+
+
 def parse_layers(spec: str | None, n_latent: int, *, names: tuple[str, ...] = ("sound", "text", "source")) -> list[str]:
     """Parse ``"1-9:sound,10-18:text"`` into one code name per W+ layer.
 

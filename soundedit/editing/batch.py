@@ -1,0 +1,142 @@
+"""Many edits from a CSV job list: parsing, validation, resuming and sharding.
+
+A job file has a header row and one edit per row.  Columns (all optional except
+that each row needs a target — ``sound`` and/or ``text``):
+
+====== =====================================================================
+out     output folder of the row, relative to ``--out`` (default ``row-0001`` ...)
+sound   sound file(s); several separated by ``;`` are mixed
+gain    one gain in dB per sound, separated by ``;``
+text    a prompt
+seed    source seed (default 0 when no other source is given)
+latent  a saved W/W+ code (.pt/.pth/.npy)
+image   a photo (inverted into W+)
+====== =====================================================================
+
+A row whose folder already holds ``report.json`` (written last) is finished and
+skipped, so rerunning a command resumes it.  Under ``torchrun`` each process
+takes the rows ``i % WORLD_SIZE == RANK``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from soundedit.errors import InputError
+
+COLUMNS = ("out", "sound", "gain", "text", "seed", "latent", "image")
+
+
+@dataclass
+class Job:
+    """One row of a job file, validated.
+
+    Attributes:
+        index: 0-based row number (without the header).
+        out: the row's output folder.
+        edit: keyword arguments for :meth:`Editor.edit` (``audio``, ``gains_db``, ``text``, ``source``).
+    """
+
+    index: int
+    out: Path
+    edit: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def done(self) -> bool:
+        return (self.out / "report.json").is_file()
+
+
+def _split(value: str) -> list[str]:
+    return [v.strip() for v in value.split(";") if v.strip()]
+
+
+def parse_gains(text: str | None, what: str = "--gain") -> list[float] | None:
+    """``"0,-10"`` (or ``"0;-10"``) -> ``[0.0, -10.0]``; empty -> ``None``."""
+    if text is None or not str(text).strip():
+        return None
+    try:
+        return [float(v) for v in str(text).replace(";", ",").split(",") if v.strip()]
+    except ValueError:
+        raise InputError(f"{what}: expected numbers in dB separated by commas (e.g. 0,-10), got {text!r}") from None
+
+
+def read_jobs(text: str, *, out_dir: Path, source_name: str = "jobs") -> list[Job]:
+    """Parse and validate a CSV job list.
+
+    Args:
+        text: the CSV content (header row first).
+        out_dir: the ``--out`` folder rows' outputs go under.
+        source_name: the file's name for error messages.
+
+    Raises:
+        InputError: unknown columns, a row without a target, several sources in one row,
+            missing files, bad numbers or two rows with the same output folder.
+    """
+    reader = csv.DictReader(io.StringIO(text))
+    if not reader.fieldnames:
+        raise InputError(f"--batch {source_name}: expected a CSV header with some of {', '.join(COLUMNS)}, got an empty file")
+    fields = [f.strip() for f in reader.fieldnames]
+    unknown = sorted(set(fields) - set(COLUMNS))
+    if unknown:
+        raise InputError(f"--batch {source_name}: unknown columns {unknown}; expected some of {', '.join(COLUMNS)}")
+    jobs: list[Job] = []
+    seen: dict[Path, int] = {}
+    for i, raw in enumerate(reader):
+        row = {k.strip(): (v or "").strip() for k, v in raw.items() if k is not None}
+        where = f"--batch {source_name} row {i + 1}"
+        sounds = _split(row.get("sound", ""))
+        for s in sounds:
+            if not Path(s).is_file():
+                raise InputError(f"{where}: sound {s!r} does not exist")
+        gains = parse_gains(row.get("gain"), f"{where} gain")
+        if gains is not None and len(gains) != len(sounds):
+            raise InputError(f"{where}: expected one gain per sound ({len(sounds)}), got {len(gains)}")
+        text_prompt = row.get("text") or None
+        if not sounds and not text_prompt:
+            raise InputError(f"{where}: expected a sound and/or a text, got neither")
+        given = [k for k in ("seed", "latent", "image") if row.get(k)]
+        if len(given) > 1:
+            raise InputError(f"{where}: expected at most one source (seed, latent or image), got {given}")
+        source: Any = 0
+        if given == ["seed"]:
+            try:
+                source = int(row["seed"])
+            except ValueError:
+                raise InputError(f"{where}: seed must be an integer, got {row['seed']!r}") from None
+        elif given:
+            source = row[given[0]]
+            if not Path(source).is_file():
+                raise InputError(f"{where}: {given[0]} {source!r} does not exist")
+        out = out_dir / (row.get("out") or f"row-{i + 1:04d}")
+        if out in seen:
+            raise InputError(f"{where}: output folder {str(out)!r} is also used by row {seen[out] + 1}")
+        seen[out] = i
+        jobs.append(Job(i, out, {"audio": sounds or None, "gains_db": gains, "text": text_prompt, "source": source}))
+    if not jobs:
+        raise InputError(f"--batch {source_name}: expected at least one row, got none")
+    return jobs
+
+
+def distributed_rank() -> tuple[int, int, int]:
+    """``(rank, world_size, local_rank)`` from torchrun's environment; ``(0, 1, 0)`` outside it."""
+    def env_int(name: str, default: int) -> int:
+        value = os.environ.get(name, "")
+        try:
+            return int(value) if value else default
+        except ValueError:
+            raise InputError(f"environment variable {name}: expected an integer, got {value!r}") from None
+
+    rank, world, local = env_int("RANK", 0), env_int("WORLD_SIZE", 1), env_int("LOCAL_RANK", 0)
+    if world < 1 or not 0 <= rank < world:
+        raise InputError(f"RANK/WORLD_SIZE: expected 0 <= RANK < WORLD_SIZE, got {rank}/{world}")
+    return rank, world, local
+
+
+def shard(jobs: list[Job], rank: int, world: int) -> list[Job]:
+    """The rows this process runs: ``index % world == rank``."""
+    return [j for j in jobs if j.index % world == rank]
