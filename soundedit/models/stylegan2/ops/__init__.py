@@ -1,12 +1,238 @@
 """StyleGAN2's hot operations with automatic choice of implementation.
 
-``upfirdn2d`` and ``fused_leaky_relu`` run the compiled CUDA kernels for CUDA
-tensors when they build (see the CUDA-ops module), and the pure-PyTorch
-reference (:mod:`.reference`) everywhere else.
+``upfirdn2d`` and ``fused_leaky_relu`` (same signatures as :mod:`.reference`) run the compiled CUDA
+kernels (:mod:`.kernels`, sources in ``csrc/``, built with ninja on first use by :mod:`.build`) for
+CUDA tensors, and the pure-PyTorch reference (:mod:`.reference`) everywhere else.
+
+``SOUNDEDIT_CUDA_OPS`` (read at each call) chooses:
+
+* ``auto`` (default): kernels for CUDA tensors when the extension builds; if it cannot (no nvcc,
+  wrong toolkit, compile error) one warning is logged and the reference is used from then on.
+  CPU/MPS tensors always use the reference.
+* ``on``: kernels or an error: a failed build, or an input that is not a CUDA tensor, raises
+  :class:`CudaOpsUnavailableError`.
+* ``off``: always the reference (also the route to second-order gradients, which the kernels do
+  not provide; latent optimisation does not need them).
+
+Two argument combinations always take the reference, whatever the mode: an FIR kernel that
+requires grad (the compiled op has no kernel gradient), and ``negative_slope < 0`` or
+``scale <= 0`` (its backward reads the sign of the output). :func:`status` reports the state
+without building anything unless asked.
 """
 
 from __future__ import annotations
 
-from soundedit.models.stylegan2.ops.reference import fused_leaky_relu, upfirdn2d
+import dataclasses
+import logging
+import math
+import os
+import threading
+from types import ModuleType
+from typing import Any
 
-__all__ = ["upfirdn2d", "fused_leaky_relu"]
+import torch
+
+from soundedit.errors import InputError, SoundeditError
+from soundedit.models.stylegan2.ops import build as _build
+from soundedit.models.stylegan2.ops import kernels as _kernels
+from soundedit.models.stylegan2.ops import reference
+from soundedit.models.stylegan2.ops.kernels import SecondOrderGradientError
+
+__all__ = ["upfirdn2d", "fused_leaky_relu", "status", "mode", "load_extension", "CudaOpsUnavailableError",
+           "SecondOrderGradientError", "ENV_VAR"]
+
+logger = logging.getLogger("soundedit")
+
+ENV_VAR = "SOUNDEDIT_CUDA_OPS"
+_MODES = ("auto", "on", "off")
+_KERNEL_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+class CudaOpsUnavailableError(SoundeditError):
+    """``SOUNDEDIT_CUDA_OPS=on`` but the compiled kernels cannot be used."""
+
+    exit_code = 1
+
+
+@dataclasses.dataclass
+class _State:
+    """What this process knows about the extension (one build attempt per process)."""
+
+    attempted: bool = False
+    module: ModuleType | None = None
+    plan: _build.BuildPlan | None = None
+    seconds: float | None = None
+    error: _build.CudaOpsBuildError | None = None
+
+
+_state = _State()
+_state_lock = threading.Lock()
+
+
+def mode() -> str:
+    """The current ``SOUNDEDIT_CUDA_OPS`` setting: ``"auto"`` (default), ``"on"`` or ``"off"``.
+
+    Raises:
+        InputError: any other value.
+    """
+    raw = os.environ.get(ENV_VAR, "").strip().lower() or "auto"
+    if raw not in _MODES:
+        raise InputError(f"{ENV_VAR}: expected one of {', '.join(_MODES)}, got {os.environ[ENV_VAR]!r}")
+    return raw
+
+
+def load_extension(*, required: bool = False) -> ModuleType | None:
+    """Build (first call in a process, cached on disk across processes) and return the extension.
+
+    Args:
+        required: raise instead of returning ``None`` when it cannot be built.
+
+    Returns:
+        The extension module, or ``None`` (after one logged warning) when it cannot be built.
+
+    Raises:
+        CudaOpsUnavailableError: ``required`` and the build failed.
+    """
+    with _state_lock:
+        if not _state.attempted:
+            _state.attempted = True
+            try:
+                _state.module, _state.plan, _state.seconds = _build.build()
+            except _build.CudaOpsBuildError as exc:
+                _state.error = exc
+                if not required:
+                    logger.warning("CUDA StyleGAN2 ops unavailable (%s); using the PyTorch reference path "
+                                   "(set %s=off to skip the build)", exc, ENV_VAR)
+    if _state.module is None and required:
+        raise CudaOpsUnavailableError(f"{ENV_VAR}=on but the CUDA StyleGAN2 ops cannot be built: {_state.error}") \
+            from _state.error
+    return _state.module
+
+
+def _extension_for(x: torch.Tensor) -> ModuleType | None:
+    """The extension if ``x`` should go through the kernels, else ``None`` (reference)."""
+    setting = mode()
+    if setting == "off":
+        return None
+    if x.device.type != "cuda":
+        if setting == "on":
+            raise CudaOpsUnavailableError(f"{ENV_VAR}=on but the input tensor is on {x.device}: the compiled "
+                                          f"StyleGAN2 ops run on CUDA tensors only (use {ENV_VAR}=auto)")
+        return None
+    if x.dtype not in _KERNEL_DTYPES:
+        return None
+    return load_extension(required=setting == "on")
+
+
+def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
+              pad: tuple[int, ...] | int = (0, 0)) -> torch.Tensor:
+    """Upsample (zero insertion), pad, FIR-filter, downsample — per channel.
+
+    Args:
+        x: (N, C, H, W).
+        kernel: (kh, kw) FIR filter, applied as a true convolution (flipped).
+        up, down: integer factors, same on both axes.
+        pad: (p0, p1) for both axes or (x0, x1, y0, y1); negative values crop.
+
+    Returns:
+        (N, C, (H*up + y0 + y1 - kh) // down + 1, (W*up + x0 + x1 - kw) // down + 1).
+    """
+    ext = _extension_for(x)
+    if ext is None or kernel.requires_grad or x.ndim != 4 or kernel.ndim != 2:
+        return reference.upfirdn2d(x, kernel, up, down, pad)
+    return _kernels.upfirdn2d(ext, x, kernel, up, down, pad)
+
+
+def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor | None, negative_slope: float = 0.2,
+                     scale: float = math.sqrt(2)) -> torch.Tensor:
+    """``leaky_relu(x + bias) * scale`` with ``bias`` (C,) broadcast along dim 1 of x (N, C, ...).
+
+    ``negative_slope=1, scale=1`` is the linear activation (bias add only).
+    """
+    ext = _extension_for(x)
+    if (ext is None or x.ndim < 2 or not (scale > 0 and negative_slope >= 0)
+            or (bias is not None and tuple(bias.shape) != (x.shape[1],))):
+        return reference.fused_leaky_relu(x, bias, negative_slope, scale)
+    return _kernels.fused_leaky_relu(ext, x, bias, negative_slope, scale)
+
+
+def status(*, build: bool = False) -> dict[str, Any]:
+    """Which path the ops take here, and why; cheap unless ``build`` (runs ``nvcc --version``, no compile).
+
+    Args:
+        build: also attempt the build (compiles on first use; loads the cached build otherwise).
+
+    Returns:
+        A JSON-able dict: ``mode``, ``cuda_available``, ``device``, ``torch``, ``torch_cuda``,
+        ``nvcc`` (path or None), ``nvcc_version``, ``cuda_home``, ``arch_list``, ``build_dir``,
+        ``built`` (a build exists on disk), ``loaded`` (imported in this process), ``build_seconds``,
+        ``error`` (one-line summary or None), ``error_log``, and ``ops``: for ``upfirdn2d`` and
+        ``fused_leaky_relu``, ``{"path": "cuda" | "reference" | "error", "why": str}`` for CUDA
+        tensors (CPU/MPS tensors always take the reference).
+    """
+    cuda = torch.cuda.is_available()
+    info: dict[str, Any] = {
+        "mode": None, "cuda_available": cuda,
+        "device": torch.cuda.get_device_name() if cuda else None,
+        "torch": torch.__version__, "torch_cuda": torch.version.cuda,
+        "nvcc": None, "nvcc_version": None, "cuda_home": None, "arch_list": None, "build_dir": None,
+        "built": False, "loaded": _state.module is not None, "build_seconds": _state.seconds,
+        "error": None, "error_log": None,
+    }
+    try:
+        setting = mode()
+    except InputError as exc:
+        setting = None
+        info["error"] = str(exc)
+    info["mode"] = setting
+    plan_error = None
+    try:
+        p = _state.plan or _build.plan()
+    except _build.CudaOpsBuildError as exc:
+        plan_error = exc.summary
+    else:
+        info.update(nvcc=str(p.toolkit.nvcc), nvcc_version=p.toolkit.version, cuda_home=str(p.toolkit.home),
+                    arch_list=list(p.archs), build_dir=str(p.build_dir), built=_build.library_path(p).exists())
+    if build and setting != "off" and plan_error is None:
+        load_extension(required=False)
+        info.update(loaded=_state.module is not None, build_seconds=_state.seconds,
+                    built=_state.module is not None or info["built"])
+    if _state.error is not None:
+        info.update(error=_state.error.summary, error_log=str(_state.error.log) if _state.error.log else None)
+    elif plan_error is not None and info["error"] is None:
+        info["error"] = plan_error
+
+    path, why = _active_path(setting, cuda, plan_error, info["built"])
+    info["ops"] = {op: {"path": path, "why": why} for op in ("upfirdn2d", "fused_leaky_relu")}
+    return info
+
+
+def _active_path(setting: str | None, cuda: bool, plan_error: str | None, built: bool) -> tuple[str, str]:
+    """(path, reason) for CUDA tensors, given the mode and what is known about the build."""
+    if setting is None:
+        return "error", f"{ENV_VAR} has an invalid value; ops raise InputError"
+    if setting == "off":
+        return "reference", f"{ENV_VAR}=off"
+    failure = (_state.error.summary if _state.error is not None else None) or plan_error
+    if _state.module is not None:
+        where = _state.plan.build_dir if _state.plan else "?"
+        return "cuda", f"compiled kernels loaded from {where}"
+    if failure is not None:
+        if setting == "on":
+            return "error", f"{ENV_VAR}=on but the extension cannot be built ({failure}); ops raise"
+        return "reference", f"the extension cannot be built: {failure}"
+    if not cuda:
+        if setting == "on":
+            return "error", f"{ENV_VAR}=on but no CUDA GPU is visible; ops raise for non-CUDA tensors"
+        return "reference", "no CUDA GPU visible (torch.cuda.is_available() is False)"
+    if built:
+        return "cuda", "built; loads on the first CUDA call"
+    return "cuda", "builds on the first CUDA call (about a minute, cached on disk)"
+
+
+def _reset_for_tests() -> None:
+    """Forget this process's build attempt (tests only)."""
+    global _state
+    with _state_lock:
+        _state = _State()
+
