@@ -44,6 +44,15 @@ class EncoderConfig:
     layout: str = "clean"  # clean: (1, n_mels, frames); official: the authors' scrambled (1, 128, 512)
     audio: AudioConfig = field(default_factory=AudioConfig)
 
+    def __post_init__(self) -> None:
+        # Checked here so a bad value fails when the config is made, not deep inside timm.
+        if self.layout not in ("clean", "official"):
+            raise ValueError(f"EncoderConfig.layout: expected 'clean' or 'official', got {self.layout!r}")
+        if not (isinstance(self.embed_dim, int) and self.embed_dim > 0):
+            raise ValueError(f"EncoderConfig.embed_dim: expected a positive int, got {self.embed_dim!r}")
+        if not (isinstance(self.arch, str) and self.arch):
+            raise ValueError(f"EncoderConfig.arch: expected a timm ResNet name (resnet18, resnet50, ...), got {self.arch!r}")
+
 
 @dataclass(frozen=True)
 class EditConfig:
