@@ -2,23 +2,386 @@
 
 from __future__ import annotations
 
-from soundedit.cli._common import not_built
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from soundedit.cli._common import DeviceOpt, JsonOpt, SeedOpt, emit_json, stderr, stdout
 from soundedit.cli.main import app
 
+# -- shared options -------------------------------------------------------------------------------
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def classify() -> None:
-    """Classify every clip under a folder zero-shot (ESC-50 / UrbanSound8K layouts recognised).
+EncoderOpt = Annotated[list[str], typer.Option(
+    "--encoder", "-e", help="Audio encoder: weights.lock name or checkpoint (authors' .pth or ours). Repeat to compare.")]
+ClipOpt = Annotated[str, typer.Option("--clip", help="CLIP weights: weights.lock name or OpenAI-layout file.")]
+FoldsOpt = Annotated[str, typer.Option("--folds", help="Only these official folds, e.g. '1' or '1,2' (default: all).")]
+LimitOpt = Annotated[int, typer.Option("--limit", min=0, help="At most N clips, spread over classes (0: all).")]
+TemplateOpt = Annotated[list[str], typer.Option(
+    "--template", help="Prompt template with {label}; repeat to ensemble (default: 'the sound of {label}').")]
+EnsembleOpt = Annotated[bool, typer.Option("--ensemble", help="Average over the built-in prompt templates.")]
+SkipMissingOpt = Annotated[bool, typer.Option(
+    "--skip-missing", help="Evaluate present files even when the metadata lists absent ones.")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Clips per forward pass.")]
+CacheOpt = Annotated[Path | None, typer.Option(
+    "--cache-dir", help="Embedding cache folder (default: $SOUNDEDIT_HOME/cache/embeddings).")]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the embedding cache.")]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Folder for the JSON/Markdown report and PNG plots.")]
+RootOpt = Annotated[list[Path], typer.Option(
+    "--root", help="Dataset folder in its original layout (ESC-50, UrbanSound8K or class sub-folders). Repeatable.")]
+DatasetOpt = Annotated[list[str], typer.Option(
+    "--dataset", help="Expected layout of each --root: esc50 | urbansound8k | folder (default: detected).")]
 
-    Example: soundedit classify esc50/
+DEFAULT_ENCODER = "authors-resnet18"
+DEFAULT_CLIP = "clip-vit-b-32"
+DATASET_ALIASES = {"esc50": "esc50", "esc-50": "esc50", "us8k": "urbansound8k", "urbansound8k": "urbansound8k",
+                   "urbansound": "urbansound8k", "folder": "folder", "auto": "auto"}
+
+
+def _parse_folds(text: str) -> list[int] | None:
+    from soundedit.errors import InputError
+
+    if not text.strip():
+        return None
+    try:
+        return sorted({int(x) for x in text.replace(" ", "").split(",") if x})
+    except ValueError:
+        raise InputError(f"--folds: expected fold numbers like '1' or '1,2,3', got {text!r}") from None
+
+
+def _templates(templates: list[str], ensemble: bool) -> list[str]:
+    from soundedit.evaluation.zeroshot import DEFAULT_TEMPLATES, ENSEMBLE_TEMPLATES, check_templates
+
+    if ensemble and templates:
+        from soundedit.errors import InputError
+
+        raise InputError("--ensemble and --template: give one or the other")
+    return check_templates(templates or (ENSEMBLE_TEMPLATES if ensemble else DEFAULT_TEMPLATES))
+
+
+def _cache(cache_dir: Path | None, no_cache: bool):
+    from soundedit.evaluation.embeddings import default_cache_dir
+
+    return None if no_cache else (cache_dir or default_cache_dir())
+
+
+def _load_encoders(names: list[str], device):
+    from soundedit.evaluation.runs import NamedEncoder
+    from soundedit.models import load_audio_encoder
+
+    from soundedit.errors import InputError
+
+    if len(set(names)) != len(names):
+        raise InputError(f"--encoder: each encoder once, got {names}")
+    return [NamedEncoder(name, load_audio_encoder(name, device=device).eval()) for name in names]
+
+
+def _load_clip(name: str, encoders, device):
+    from soundedit.errors import InputError
+    from soundedit.models import load_clip_space
+
+    space = load_clip_space(name, device=device)
+    for enc in encoders:
+        if enc.encoder.embed_dim != space.embed_dim:
+            raise InputError(f"--encoder {enc.name}: embeds into {enc.encoder.embed_dim} dimensions but the CLIP "
+                             f"model {name} has embed_dim {space.embed_dim}")
+    return space
+
+
+def _load_datasets(roots: list[Path], datasets: list[str], *, folds, limit, skip_missing):
+    from soundedit.errors import InputError
+    from soundedit.evaluation.datasets import load_dataset
+    from soundedit.evaluation.runs import require_complete
+
+    if not roots:
+        raise InputError("--root: expected at least one dataset folder")
+    if datasets and len(datasets) != len(roots):
+        raise InputError(f"--dataset: give one per --root ({len(roots)}), got {len(datasets)}")
+    out = []
+    for i, root in enumerate(roots):
+        kind = datasets[i].lower() if datasets else "auto"
+        if kind not in DATASET_ALIASES:
+            raise InputError(f"--dataset: expected esc50, urbansound8k or folder, got {datasets[i]!r}")
+        ds = load_dataset(root, layout="auto", folds=folds, limit=limit or None)
+        if DATASET_ALIASES[kind] not in ("auto", ds.name):
+            raise InputError(f"--root {root}: --dataset says {DATASET_ALIASES[kind]} but the folder has the "
+                             f"{ds.name} layout")
+        require_complete(ds, skip_missing=skip_missing)
+        out.append(ds)
+    return out
+
+
+# -- soundedit classify -----------------------------------------------------------------------------
+
+
+@app.command()
+def classify(
+    inputs: Annotated[list[str], typer.Argument(
+        help="A dataset folder (ESC-50/UrbanSound8K layout, class sub-folders, or any audio folder with "
+             "--labels), or audio files; '-' reads paths from stdin.", show_default=False)],
+    encoder: Annotated[str, typer.Option("--encoder", "-e", help="Audio encoder: weights.lock name or checkpoint.")]
+    = DEFAULT_ENCODER,
+    clip: ClipOpt = DEFAULT_CLIP,
+    labels: Annotated[str, typer.Option("--labels", help="Comma-separated class names, e.g. 'dog,rain,siren'.")] = "",
+    labels_file: Annotated[Path | None, typer.Option("--labels-file", help="Class names, one per line.")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Labels shown per clip.")] = 5,
+    folds: FoldsOpt = "",
+    limit: LimitOpt = 0,
+    template: TemplateOpt = [],  # noqa: B006 (typer reads the default)
+    ensemble: EnsembleOpt = False,
+    skip_missing: SkipMissingOpt = False,
+    json_out: JsonOpt = False,
+    tsv: Annotated[bool, typer.Option("--tsv", help="Tab-separated rows on stdout (file, label, fold, top-k, status).")]
+    = False,
+    batch_size: BatchOpt = 16,
+    cache_dir: CacheOpt = None,
+    no_cache: NoCacheOpt = False,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Classify every clip zero-shot against class names in CLIP space.
+
+    ESC-50 (meta/esc50.csv + audio/) and UrbanSound8K (metadata/UrbanSound8K.csv +
+    audio/foldN/) folders are recognised and their labels used, and accuracy is
+    reported against them; any other folder takes its classes from --labels,
+    --labels-file or its sub-folder names.
+
+    Examples:
+
+      soundedit classify esc50/ --folds 1
+
+      soundedit classify clips/ --labels "dog,rain,siren" --tsv
     """
-    not_built("classify", "issue #7")
+    import torch
+
+    from soundedit.errors import InputError
+    from soundedit.evaluation.datasets import dataset_from_files, load_dataset, read_labels_file
+    from soundedit.evaluation.runs import classify_embeddings, embed_dataset, require_complete
+    from soundedit.evaluation.zeroshot import class_embeddings
+    from soundedit.runtime import resolve_device
+
+    if json_out and tsv:
+        raise InputError("--json and --tsv: choose one output format")
+    names = [x for x in labels.split(",") if x.strip()] if labels else []
+    if labels_file is not None:
+        if names:
+            raise InputError("--labels and --labels-file: give one or the other")
+        names = read_labels_file(labels_file)
+    templates = _templates(template, ensemble)
+    fold_list = _parse_folds(folds)
+    if len(inputs) == 1 and inputs[0] != "-" and Path(inputs[0]).is_dir():
+        ds = load_dataset(inputs[0], labels=names or None, folds=fold_list, limit=limit or None)
+        require_complete(ds, skip_missing=skip_missing)
+    else:
+        from soundedit.cli._common import expand_inputs
+        from soundedit.evaluation.datasets import AUDIO_SUFFIXES, subsample
+
+        if not names:
+            raise InputError("--labels: classifying loose files needs class names (--labels or --labels-file)")
+        if fold_list:
+            raise InputError("--folds: only applies to an ESC-50 or UrbanSound8K folder")
+        ds = dataset_from_files(expand_inputs(inputs, what="INPUTS", suffixes=AUDIO_SUFFIXES), names)
+        if limit:
+            ds.clips = subsample(ds.clips, limit)
+    dev = resolve_device(device)
+    encoders = _load_encoders([encoder], dev)
+    space = _load_clip(clip, encoders, dev)
+    with torch.no_grad():
+        text = class_embeddings(space, ds.classes, templates).numpy()
+    emb = embed_dataset(ds, encoders[0], cache_dir=_cache(cache_dir, no_cache), batch_size=batch_size, device=dev)
+    result = classify_embeddings(emb, text, space.logit_scale, top_k=top_k)
+    result.update(encoder=encoder, clip=clip, templates=templates)
+    if not emb.clips and emb.failures:
+        _print_failures(result)
+        raise InputError(f"INPUTS: none of the {len(emb.failures)} clips could be decoded")
+    if json_out:
+        emit_json(result)
+    elif tsv:
+        _print_tsv(result)
+    else:
+        _print_table(result)
 
 
-@app.command(name="eval", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def eval_() -> None:
-    """Run an evaluation protocol (zeroshot, probe, edits) and write JSON + Markdown + plots.
+def _print_tsv(result: dict) -> None:
+    import sys
 
-    Example: soundedit eval zeroshot --dataset esc50 --root esc50/
+    k = result["top_k"]
+    head = ["file", "label", "fold"] + [f"{c}{i}" for i in range(1, k + 1) for c in ("pred", "score")] + ["status"]
+    lines = ["\t".join(head)]
+    for item in result["items"]:
+        top = [x for t in item["top"] for x in (t["label"], f"{t['score']:.4f}")]
+        top += [""] * (2 * k - len(top))
+        status = "ok" if "correct" not in item else ("correct" if item["correct"] else "wrong")
+        lines.append("\t".join([item["file"], item["label"] or "", "" if item["fold"] is None else str(item["fold"]),
+                                *top, status]))
+    for fail in result["failures"]:
+        reason = " ".join(fail["reason"].split())
+        lines.append("\t".join([fail["file"], "", ""] + [""] * (2 * k) + [f"error: {reason}"]))
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+def _print_failures(result: dict) -> None:
+    from rich.markup import escape
+
+    for fail in result["failures"]:
+        stderr.print(f"[yellow]could not decode[/yellow] {escape(fail['file'])}: {escape(fail['reason'])}",
+                     highlight=False)
+
+
+def _print_table(result: dict) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    labelled = "accuracy" in result["summary"]
+    table = Table(title=f"zero-shot: {result['encoder']} + {result['clip']}", title_justify="left")
+    table.add_column("file", overflow="fold")
+    if labelled:
+        table.add_column("true")
+    table.add_column(f"top-{result['top_k']} (probability)")
+    if labelled:
+        table.add_column("", justify="center")
+    for item in result["items"]:
+        top = ", ".join(f"{escape(t['label'])} {t['score']:.2f}" for t in item["top"])
+        row = [escape(item["file"])]
+        if labelled:
+            row.append(escape(item["label"] or "?"))
+        row.append(top)
+        if labelled:
+            row.append("[green]✓[/green]" if item.get("correct") else "[red]✗[/red]")
+        table.add_row(*row)
+    stdout.print(table)
+    _print_summary(result)
+
+
+def _print_summary(result: dict) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    s = result["summary"]
+    stdout.print(f"classified {s['classified']} clips; {s['failed']} could not be decoded"
+                 + (f"; {s['missing']} listed in the metadata are missing" if s["missing"] else ""))
+    for fail in result["failures"]:
+        stdout.print(f"  [yellow]failed[/yellow] {escape(fail['file'])}: {escape(fail['reason'])}", highlight=False)
+    if s.get("missing_summary"):
+        stdout.print(f"  [yellow]missing[/yellow]: {escape(s['missing_summary'])}", highlight=False)
+    if "accuracy" not in s:
+        return
+    stdout.print(f"[bold]accuracy[/bold] top-1 {100 * s['accuracy']:.1f}%  top-5 {100 * s['top5']:.1f}% "
+                 f"over {s['labelled']} labelled clips")
+    if s["folds"]:
+        folds = Table(title="per fold", title_justify="left")
+        for col in ("fold", "n", "top-1 %", "top-5 %"):
+            folds.add_column(col, justify="right")
+        for f, v in s["folds"].items():
+            folds.add_row(f, str(v["n"]), f"{100 * v['top1']:.1f}", f"{100 * v['top5']:.1f}")
+        stdout.print(folds)
+    per_class = Table(title="per class (top-1)", title_justify="left")
+    per_class.add_column("class")
+    per_class.add_column("accuracy %", justify="right")
+    for name, acc in sorted(s["per_class"].items(), key=lambda kv: -(kv[1] if kv[1] is not None else -1)):
+        per_class.add_row(escape(name), "–" if acc is None else f"{100 * acc:.1f}")
+    stdout.print(per_class)
+
+
+# -- soundedit eval ---------------------------------------------------------------------------------
+
+eval_app = typer.Typer(
+    name="eval",
+    help="Run the paper's evaluations and write JSON + Markdown (Table 1 format) + PNG plots.\n\n"
+         "Example: soundedit eval zeroshot --dataset esc50 --root ESC-50-master/ --encoder authors-resnet18 --out out/",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("zeroshot")
+def eval_zeroshot(
+    root: RootOpt,
+    dataset: DatasetOpt = [],  # noqa: B006
+    encoder: EncoderOpt = [DEFAULT_ENCODER],  # noqa: B006
+    clip: ClipOpt = DEFAULT_CLIP,
+    out: OutOpt = Path("out/eval"),
+    folds: FoldsOpt = "",
+    limit: LimitOpt = 0,
+    template: TemplateOpt = [],  # noqa: B006
+    ensemble: EnsembleOpt = False,
+    skip_missing: SkipMissingOpt = False,
+    json_out: JsonOpt = False,
+    batch_size: BatchOpt = 16,
+    cache_dir: CacheOpt = None,
+    no_cache: NoCacheOpt = False,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Zero-shot protocol: top-1/top-5 per official fold (ESC-50: 5, UrbanSound8K: 10), mean ± std.
+
+    Example: soundedit eval zeroshot --dataset esc50 --root ESC-50-master/ -e authors-resnet18 -e ours.safetensors
     """
-    not_built("eval", "issue #7")
+    from soundedit.evaluation.runs import run_zero_shot
+    from soundedit.runtime import resolve_device
+
+    templates = _templates(template, ensemble)
+    fold_list = _parse_folds(folds)
+    datasets = _load_datasets(root, dataset, folds=fold_list, limit=limit, skip_missing=skip_missing)
+    dev = resolve_device(device)
+    encoders = _load_encoders(encoder, dev)
+    space = _load_clip(clip, encoders, dev)
+    report = run_zero_shot(datasets, encoders, space, templates=templates, cache_dir=_cache(cache_dir, no_cache),
+                           batch_size=batch_size, device=dev, out_dir=out,
+                           settings={"folds": fold_list, "limit": limit or None, "skip_missing": skip_missing})
+    _finish(report, json_out, part="zeroshot")
+
+
+@eval_app.command("probe")
+def eval_probe(
+    root: RootOpt,
+    dataset: DatasetOpt = [],  # noqa: B006
+    encoder: EncoderOpt = [DEFAULT_ENCODER],  # noqa: B006
+    out: OutOpt = Path("out/eval"),
+    folds: FoldsOpt = "",
+    limit: LimitOpt = 0,
+    c_values: Annotated[str, typer.Option("--C", help="Comma-separated grid of C for the inner CV.")]
+    = "0.001,0.01,0.1,1,10,100",
+    skip_missing: SkipMissingOpt = False,
+    json_out: JsonOpt = False,
+    batch_size: BatchOpt = 16,
+    cache_dir: CacheOpt = None,
+    no_cache: NoCacheOpt = False,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Linear probe: logistic regression on frozen embeddings, official folds as CV, C chosen on training folds.
+
+    Example: soundedit eval probe --dataset us8k --root UrbanSound8K/ --encoder authors-resnet18 --out out/
+    """
+    from soundedit.errors import InputError
+    from soundedit.evaluation.runs import run_probe
+    from soundedit.runtime import resolve_device
+
+    try:
+        Cs = [float(x) for x in c_values.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(f"--C: expected comma-separated numbers, got {c_values!r}") from None
+    if not Cs or any(c <= 0 for c in Cs):
+        raise InputError(f"--C: expected positive numbers, got {c_values!r}")
+    fold_list = _parse_folds(folds)
+    datasets = _load_datasets(root, dataset, folds=fold_list, limit=limit, skip_missing=skip_missing)
+    dev = resolve_device(device)
+    encoders = _load_encoders(encoder, dev)
+    report = run_probe(datasets, encoders, Cs=Cs, cache_dir=_cache(cache_dir, no_cache), batch_size=batch_size,
+                       device=dev, out_dir=out, seed=seed,
+                       settings={"folds": fold_list, "limit": limit or None, "skip_missing": skip_missing})
+    _finish(report, json_out, part="probe")
+
+
+def _finish(report: dict, json_out: bool, *, part: str) -> None:
+    from rich.markup import escape
+
+    from soundedit.evaluation.reports import table1_markdown
+
+    if json_out:
+        emit_json(report)
+        return
+    stdout.print(table1_markdown(report["table1"]), markup=False, highlight=False)
+    for name, path in report.get("files", {}).items():
+        stdout.print(f"{name}: {escape(path)}", highlight=False)
+    stdout.print(f"plots: {len(report.get('plots', {}))} PNG files", highlight=False)

@@ -1,1 +1,49 @@
-"""soundedit.evaluation."""
+"""Evaluation: zero-shot classification, linear probe, manipulation metrics, reports.
+
+Entry points (loaded on first attribute access, so importing this package is cheap):
+
+* datasets — :func:`load_dataset` (ESC-50 / UrbanSound8K / folder-per-class layouts),
+  :class:`AudioDataset`, :class:`Clip`;
+* embeddings — :func:`embed_files` with an on-disk cache keyed by file content and encoder;
+* zero-shot — :func:`class_embeddings`, :func:`zero_shot_scores`, :func:`evaluate_scores`;
+* linear probe — :func:`linear_probe` (official folds, C by inner CV on training folds);
+* manipulation — :func:`summarize_edits`, :class:`SemanticClassifier`, :class:`EditBatch`;
+* runs — :func:`run_zero_shot`, :func:`run_probe`, :func:`write_table1` (JSON + Markdown + PNGs).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "AudioDataset": "soundedit.evaluation.datasets",
+    "Clip": "soundedit.evaluation.datasets",
+    "load_dataset": "soundedit.evaluation.datasets",
+    "embed_files": "soundedit.evaluation.embeddings",
+    "encoder_fingerprint": "soundedit.evaluation.embeddings",
+    "topk_accuracy": "soundedit.evaluation.metrics",
+    "confusion_matrix": "soundedit.evaluation.metrics",
+    "class_embeddings": "soundedit.evaluation.zeroshot",
+    "zero_shot_scores": "soundedit.evaluation.zeroshot",
+    "evaluate_scores": "soundedit.evaluation.zeroshot",
+    "linear_probe": "soundedit.evaluation.probe",
+    "ProbeResult": "soundedit.evaluation.probe",
+    "summarize_edits": "soundedit.evaluation.manipulation",
+    "write_manipulation_report": "soundedit.evaluation.manipulation",
+    "SemanticClassifier": "soundedit.evaluation.manipulation",
+    "EditBatch": "soundedit.evaluation.manipulation",
+    "PAPER_LABELS": "soundedit.evaluation.manipulation",
+    "NamedEncoder": "soundedit.evaluation.runs",
+    "run_zero_shot": "soundedit.evaluation.runs",
+    "run_probe": "soundedit.evaluation.runs",
+    "write_table1": "soundedit.evaluation.runs",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'soundedit.evaluation' has no attribute {name!r}")

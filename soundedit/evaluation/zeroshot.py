@@ -38,7 +38,7 @@ def class_embeddings(clip_space, classes: Sequence[str], templates: Sequence[str
     """Unit-norm text embedding of every class, averaged over templates.
 
     Args:
-        clip_space: anything with ``embed_text(list[str]) -> (M, d)`` unit-norm tensor.
+        clip_space: a :class:`~soundedit.models.ClipSpace` (``embed_text(texts, templates=...)``).
         classes: cleaned class names.
         templates: prompt templates with one ``{label}``.
 
@@ -50,7 +50,8 @@ def class_embeddings(clip_space, classes: Sequence[str], templates: Sequence[str
     templates = check_templates(templates)
     prompts = [label_to_prompt(c, t) for c in classes for t in templates]
     with torch.no_grad():
-        text = clip_space.embed_text(prompts).float().cpu()
+        # prompts are complete sentences already: "{}" keeps ClipSpace from wrapping them again
+        text = clip_space.embed_text(prompts, templates=("{}",)).float().cpu()
     # (C * T, d) -> (C, T, d): prompts were laid out class-major above
     text = text.reshape(len(classes), len(templates), -1)
     text = torch.nn.functional.normalize(text, dim=-1).mean(dim=1)

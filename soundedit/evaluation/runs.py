@@ -1,0 +1,331 @@
+"""Evaluation runs: datasets x encoders -> numbers, JSON + Markdown reports and plots.
+
+These functions glue the pieces (dataset layouts, cached embeddings, zero-shot
+scoring, the linear probe, reports) into the protocols behind ``soundedit
+classify`` and ``soundedit eval``.  Models are passed in already loaded, so the
+same runs work from the CLI, from scripts and in tests with seeded tiny models.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from soundedit.errors import InputError
+from soundedit.evaluation import reports
+from soundedit.evaluation.datasets import AudioDataset, Clip
+from soundedit.evaluation.embeddings import embed_files, encoder_fingerprint
+from soundedit.evaluation.zeroshot import (DEFAULT_TEMPLATES, class_embeddings, evaluate_scores, softmax,
+                                           zero_shot_scores)
+
+logger = logging.getLogger("soundedit")
+
+
+@dataclass
+class NamedEncoder:
+    """An audio encoder with the name it is reported under and its cache fingerprint."""
+
+    name: str
+    encoder: object
+    fingerprint: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.fingerprint:
+            self.fingerprint = encoder_fingerprint(self.encoder)
+
+    def describe(self) -> dict:
+        from soundedit.config import to_dict
+
+        config = getattr(self.encoder, "config", None)
+        return {"name": self.name, "fingerprint": self.fingerprint,
+                "config": to_dict(config) if config is not None else None}
+
+
+@dataclass
+class DatasetEmbeddings:
+    """Raw embeddings of a dataset's present clips, and the clips that failed to decode.
+
+    Attributes:
+        clips: the embedded clips, aligned with ``embeddings`` rows.
+        embeddings: (M, D) float32 raw encoder outputs.
+        failures: ``(clip, reason)`` for every clip that could not be embedded.
+    """
+
+    dataset: AudioDataset
+    clips: list[Clip]
+    embeddings: np.ndarray
+    failures: list[tuple[Clip, str]] = field(default_factory=list)
+    cache_hits: int = 0
+
+    @property
+    def targets(self) -> np.ndarray:
+        return np.asarray([c.target for c in self.clips], dtype=np.int64)
+
+    @property
+    def folds(self) -> list[int | None]:
+        return [c.fold for c in self.clips]
+
+
+def require_complete(dataset: AudioDataset, *, skip_missing: bool = False) -> None:
+    """Refuse a dataset with absent files unless told to skip them.
+
+    A protocol over a partial dataset (e.g. a "5-fold mean" over one fold) would
+    be a silently wrong number; the error says which folds are complete.
+
+    Raises:
+        InputError: files listed in the metadata are missing and ``skip_missing`` is False.
+    """
+    if not dataset.missing:
+        return
+    if skip_missing:
+        logger.warning("%s: %s; evaluating the %d present clips (--skip-missing)", dataset.root,
+                       dataset.missing_summary(), len(dataset.clips))
+        return
+    absent = {c.fold for c in dataset.missing}
+    complete = [f for f in dataset.folds if f not in absent]
+    hint = f"pass --folds {','.join(map(str, complete))} to evaluate the complete folds, or " if complete else "pass "
+    raise InputError(f"{dataset.root}: {dataset.missing_summary()}; {hint}--skip-missing to evaluate the present files")
+
+
+def embed_dataset(dataset: AudioDataset, encoder: NamedEncoder, *, cache_dir: str | Path | None = None,
+                  batch_size: int = 16, device=None) -> DatasetEmbeddings:
+    """Embed every present clip of ``dataset`` (cached); failures are kept with their reasons."""
+    got = embed_files(encoder.encoder, [c.path for c in dataset.clips], batch_size=batch_size, cache_dir=cache_dir,
+                      encoder_id=encoder.fingerprint, device=device,
+                      description=f"{encoder.name}: {dataset.name}")
+    failures = [(dataset.clips[i], reason) for i, reason in sorted(got.failures.items())]
+    for clip, reason in failures:
+        logger.warning("skipping %s: %s", clip.path, reason)
+    return DatasetEmbeddings(dataset=dataset, clips=[dataset.clips[i] for i in got.ok], embeddings=got.embeddings,
+                             failures=failures, cache_hits=got.cache_hits)
+
+
+def classify_embeddings(emb: DatasetEmbeddings, text_embeddings, logit_scale: float, *, top_k: int = 5) -> dict:
+    """Zero-shot predictions per clip plus a summary (accuracy when labels are known).
+
+    Returns:
+        ``{"classes", "items": [{"file", "label", "fold", "top": [{"label", "score"}], "correct"}],
+        "failures": [{"file", "reason"}], "summary": {...}}``; scores are CLIP-style
+        probabilities (softmax of ``logit_scale * cos``).
+    """
+    ds = emb.dataset
+    classes = ds.classes
+    logits = zero_shot_scores(emb.embeddings, np.asarray(text_embeddings), logit_scale) if emb.clips \
+        else np.zeros((0, len(classes)))
+    probs = softmax(logits) if emb.clips else logits
+    k = max(1, min(top_k, len(classes)))
+    order = np.argsort(-logits, axis=1, kind="stable")[:, :k]
+    items = []
+    for clip, row, p in zip(emb.clips, order, probs):
+        item = {"file": _display(clip.path, ds.root), "label": clip.label, "fold": clip.fold,
+                "top": [{"label": classes[j], "score": float(p[j])} for j in row]}
+        if clip.target is not None:
+            item["correct"] = bool(row[0] == clip.target)
+        items.append(item)
+    summary: dict = {"classified": len(emb.clips), "failed": len(emb.failures), "missing": len(ds.missing),
+                     "missing_summary": ds.missing_summary() if ds.missing else None}
+    labelled = [i for i, c in enumerate(emb.clips) if c.target is not None]
+    if labelled:
+        result = evaluate_scores(logits[labelled], emb.targets[labelled], classes,
+                                 folds=[emb.clips[i].fold for i in labelled])
+        summary.update(labelled=len(labelled), accuracy=result.top1, top5=result.top5,
+                       folds={str(f): v for f, v in result.folds.items()},
+                       fold_mean={m: {"mean": a, "std": b} for m, (a, b) in result.fold_mean.items()},
+                       per_class=result.per_class)
+    return {"dataset": ds.name, "root": str(ds.root) if ds.root else None, "classes": classes, "top_k": k,
+            "items": items, "failures": [{"file": _display(c.path, ds.root), "reason": r} for c, r in emb.failures],
+            "summary": summary}
+
+
+def run_zero_shot(datasets: Sequence[AudioDataset], encoders: Sequence[NamedEncoder], clip_space, *,
+                  templates: Sequence[str] = DEFAULT_TEMPLATES, cache_dir: str | Path | None = None,
+                  batch_size: int = 16, device=None, out_dir: str | Path | None = None,
+                  settings: dict | None = None) -> dict:
+    """Zero-shot protocol (top-1/top-5 per official fold, mean ± std) for every encoder x dataset.
+
+    Args:
+        datasets: labelled datasets (ESC-50: 5 folds, UrbanSound8K: 10 folds, folders: no folds).
+        encoders: the audio encoders to compare; each is paired with ``clip_space`` in turn.
+        clip_space: a :class:`~soundedit.models.ClipSpace` (text tower and logit scale).
+        templates: prompt templates with ``{label}`` (several = ensembling).
+        cache_dir: embedding cache (``None``: no cache).
+        out_dir: if given, ``zeroshot.json``, ``zeroshot.md`` and PNG plots are written there.
+        settings: extra settings recorded in the report (e.g. CLI flags).
+
+    Returns:
+        The report dict (what ``zeroshot.json`` holds).
+    """
+    _check_labelled(datasets)
+    report = _report_head("zeroshot", datasets, encoders,
+                          {"templates": list(templates), "clip": getattr(clip_space, "name", ""),
+                           "logit_scale": float(clip_space.logit_scale), **(settings or {})})
+    text = {ds.name: class_embeddings(clip_space, ds.classes, templates).numpy() for ds in datasets}
+    rows, plots = [], {}
+    for enc in encoders:
+        row = {"encoder": enc.name, "zeroshot": {}}
+        for ds in datasets:
+            emb = embed_dataset(ds, enc, cache_dir=cache_dir, batch_size=batch_size, device=device)
+            if not emb.clips:
+                raise InputError(f"{ds.root}: none of the {len(ds.clips)} clips could be decoded "
+                                 f"(first: {emb.failures[0][1] if emb.failures else 'no clips'})")
+            logits = zero_shot_scores(emb.embeddings, text[ds.name], clip_space.logit_scale)
+            res = evaluate_scores(logits, emb.targets, ds.classes, folds=emb.folds)
+            entry = res.to_dict()
+            entry.update(n=len(emb.clips), failures=[{"file": str(c.path), "reason": r} for c, r in emb.failures],
+                         cache_hits=emb.cache_hits, confusion=res.confusion.tolist())
+            report["results"].setdefault(enc.name, {})[ds.name] = entry
+            row["zeroshot"][ds.name] = _headline(res.fold_mean["top1"], res.top1)
+            if out_dir is not None:
+                slug = f"{_slug(enc.name)}_{ds.name}"
+                plots[f"confusion_{slug}"] = reports.plot_confusion(
+                    res.confusion, ds.classes, Path(out_dir) / f"zeroshot_confusion_{slug}.png",
+                    title=f"zero-shot {ds.name}, {enc.name}")
+                plots[f"per_class_{slug}"] = reports.plot_per_class(
+                    res.per_class, Path(out_dir) / f"zeroshot_per_class_{slug}.png",
+                    title=f"zero-shot per-class top-1, {ds.name}, {enc.name}")
+        rows.append(row)
+    report["table1"] = rows
+    if out_dir is not None:
+        report["plots"] = {k: str(v) for k, v in plots.items()}
+        md = _markdown("Zero-shot classification", report, rows, part="zeroshot")
+        report["files"] = {k: str(v) for k, v in reports.write_report(out_dir, report, md, stem="zeroshot").items()}
+    return report
+
+
+def run_probe(datasets: Sequence[AudioDataset], encoders: Sequence[NamedEncoder], *,
+              Cs: Sequence[float] | None = None, cache_dir: str | Path | None = None, batch_size: int = 16,
+              device=None, out_dir: str | Path | None = None, seed: int = 0, settings: dict | None = None) -> dict:
+    """Linear-probe protocol (official folds as CV, C by inner CV on training folds) per encoder x dataset.
+
+    Args mirror :func:`run_zero_shot`; ``Cs`` is the C grid (default
+    :data:`soundedit.evaluation.probe.DEFAULT_CS`).  With fewer than two official
+    folds present, stratified pseudo-folds are used and the report says so.
+
+    Returns:
+        The report dict (what ``probe.json`` holds).
+    """
+    from soundedit.evaluation.probe import DEFAULT_CS, linear_probe
+
+    _check_labelled(datasets)
+    Cs = tuple(Cs or DEFAULT_CS)
+    report = _report_head("probe", datasets, encoders, {"Cs": list(Cs), "seed": seed, **(settings or {})})
+    rows, plots = [], {}
+    for enc in encoders:
+        row = {"encoder": enc.name, "probe": {}}
+        for ds in datasets:
+            emb = embed_dataset(ds, enc, cache_dir=cache_dir, batch_size=batch_size, device=device)
+            folds = emb.folds if all(f is not None for f in emb.folds) else None
+            res = linear_probe(emb.embeddings, emb.targets, folds, n_classes=len(ds.classes), Cs=Cs, seed=seed)
+            entry = res.to_dict()
+            entry.update(n=len(emb.clips), failures=[{"file": str(c.path), "reason": r} for c, r in emb.failures],
+                         confusion=res.confusion.tolist())
+            report["results"].setdefault(enc.name, {})[ds.name] = entry
+            row["probe"][ds.name] = (res.mean, res.std)
+            if out_dir is not None:
+                slug = f"{_slug(enc.name)}_{ds.name}"
+                plots[f"confusion_{slug}"] = reports.plot_confusion(
+                    res.confusion, ds.classes, Path(out_dir) / f"probe_confusion_{slug}.png",
+                    title=f"linear probe {ds.name}, {enc.name} ({res.protocol})")
+        rows.append(row)
+    report["table1"] = rows
+    if out_dir is not None:
+        report["plots"] = {k: str(v) for k, v in plots.items()}
+        md = _markdown("Linear probe (supervised)", report, rows, part="probe")
+        report["files"] = {k: str(v) for k, v in reports.write_report(out_dir, report, md, stem="probe").items()}
+    return report
+
+
+def write_table1(out_dir: str | Path, zeroshot: dict | None, probe: dict | None) -> dict[str, Path]:
+    """Merge zero-shot and probe reports into the paper's full Table 1 (``table1.md`` / ``table1.json``)."""
+    merged: dict[str, dict] = {}
+    for rep in (probe, zeroshot):
+        for row in (rep or {}).get("table1", []):
+            merged.setdefault(row["encoder"], {"encoder": row["encoder"]}).update(
+                {k: v for k, v in row.items() if k != "encoder"})
+    rows = list(merged.values())
+    md = "# Table 1: supervised (linear probe) and zero-shot top-1 accuracy (%)\n\n" + reports.table1_markdown(rows)
+    return reports.write_report(out_dir, {"table1": rows, "zeroshot": zeroshot, "probe": probe}, md, stem="table1")
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def _check_labelled(datasets: Sequence[AudioDataset]) -> None:
+    for ds in datasets:
+        if not ds.labelled:
+            raise InputError(f"{ds.root}: evaluation needs labelled clips (an ESC-50/UrbanSound8K layout or "
+                             f"class sub-folders); {sum(c.target is None for c in ds.clips)} clips have no label")
+    names = [ds.name for ds in datasets]
+    if len(set(names)) != len(names):
+        raise InputError(f"--root: each dataset kind may appear once per run, got {names}")
+
+
+def _headline(fold_mean: tuple[float, float], overall: float) -> tuple[float, float | None]:
+    """Mean ± std over folds when the data has folds, else the overall accuracy."""
+    mean, std = fold_mean
+    return (overall, None) if np.isnan(mean) else (mean, std)
+
+
+def _report_head(kind: str, datasets, encoders, settings: dict) -> dict:
+    return {
+        "kind": kind,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "environment": reports.environment(),
+        "settings": settings,
+        "datasets": {ds.name: _describe_dataset(ds) for ds in datasets},
+        "encoders": [e.describe() for e in encoders],
+        "results": {},
+    }
+
+
+def _describe_dataset(ds: AudioDataset) -> dict:
+    return {"root": str(ds.root), "layout": ds.name, "classes": ds.classes, "folds": ds.folds,
+            "n_clips": len(ds.clips), "n_missing": len(ds.missing),
+            "missing": ds.missing_summary() if ds.missing else None,
+            "metadata": str(ds.metadata) if ds.metadata else None,
+            "metadata_sha256": hashlib.sha256(ds.metadata.read_bytes()).hexdigest() if ds.metadata else None,
+            "checksum": ds.checksum()}
+
+
+def _markdown(title: str, report: dict, rows: list[dict], *, part: str) -> str:
+    lines = [f"# {title}", "", reports.table1_markdown(rows)]
+    lines.append("Top-1 accuracy in percent, mean ± std over the official folds present "
+                 "(overall accuracy for data without folds).\n")
+    for enc, per_ds in report["results"].items():
+        for ds, res in per_ds.items():
+            folds = {k: v if isinstance(v, dict) else {"top1": v} for k, v in res.get("folds", {}).items()}
+            if part == "zeroshot":
+                lines.append(reports.folds_markdown(f"{enc} on {ds}: per fold", folds))
+            else:
+                lines.append(reports.folds_markdown(f"{enc} on {ds}: per fold ({res['protocol']}, C per fold: "
+                                                    f"{', '.join(f'{c:g}' for c in res['chosen_C'].values())})",
+                                                    folds, keys=("top1",)))
+            if res.get("failures"):
+                lines.append(f"{len(res['failures'])} clips could not be decoded (listed in the JSON).\n")
+    for name, ds in report["datasets"].items():
+        lines.append(f"- **{name}**: {ds['n_clips']} clips from `{ds['root']}`, folds {ds['folds'] or '–'}, "
+                     f"checksum `{ds['checksum'][:16]}`" + (f"; {ds['missing']}" if ds["missing"] else ""))
+    env = report["environment"]
+    lines.append(f"\nsoundedit {env['soundedit']}, torch {env['torch']}, scikit-learn {env['scikit-learn']}; "
+                 f"{report['created']}.\n")
+    return "\n".join(lines)
+
+
+def _display(path: Path, root: Path | None) -> str:
+    if root is not None:
+        try:
+            return str(Path(path).relative_to(root))
+        except ValueError:
+            pass
+    return str(path)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", Path(name).stem if Path(name).suffix else name).strip("-") or "encoder"
