@@ -1,0 +1,270 @@
+"""Decoding audio files into :class:`Waveform` and resampling.
+
+Decoding goes through ``soundfile`` (libsndfile): WAV (8/16/24/32-bit int, float,
+WAVE_FORMAT_EXTENSIBLE), FLAC, Ogg Vorbis/Opus and MP3 (libsndfile >= 1.1).  When
+only a window is needed (``start``/``duration``) the file is seeked and only that
+window is decoded, so a two-hour field recording costs what its five seconds cost.
+Resampling uses torchaudio's band-limited (windowed-sinc) resampler on the
+tensor's device; it works on any leading batch/channel dimensions.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import torch
+
+from soundedit.errors import AudioError, InputError
+
+logger = logging.getLogger("soundedit")
+
+#: What ``load_audio`` accepts: a path, or the raw bytes of an audio file.
+AudioSource = Union[str, os.PathLike, bytes, bytearray, memoryview]
+
+#: File suffixes walked when a folder of sounds is given (lower-case, with dot).
+AUDIO_EXTENSIONS = (".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff")
+
+#: Longest file (seconds) decoded whole by default; pass ``start``/``duration`` for a window
+#: of a longer one, or ``max_duration=None`` to lift the limit.
+DEFAULT_MAX_DURATION = 600.0
+#: Sample rates outside this range are treated as a corrupt header, not audio to resample.
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1_000, 768_000
+#: More channels than this is not a sound a user drops in (and usually a misread header).
+MAX_CHANNELS = 8
+
+# torchaudio settings equal to librosa's / resampy's "kaiser_best" (documented by torchaudio);
+# the authors' code loaded with librosa 0.8, whose default resampler that was.
+_RESAMPLE_SETTINGS = {
+    "default": {},
+    "kaiser_best": dict(lowpass_filter_width=64, rolloff=0.9475937167399596,
+                        resampling_method="sinc_interp_kaiser", beta=14.769656459379492),
+}
+
+
+@dataclass(frozen=True, eq=False)
+class Waveform:
+    """Decoded audio.
+
+    Attributes:
+        samples: float32 tensor ``(channels, n)``, nominally in [-1, 1].
+        sample_rate: samples per second per channel.
+    """
+
+    samples: torch.Tensor
+    sample_rate: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.samples, torch.Tensor) or self.samples.ndim != 2:
+            got = tuple(self.samples.shape) if isinstance(self.samples, torch.Tensor) else type(self.samples).__name__
+            raise InputError(f"Waveform.samples: expected a (channels, n) tensor, got {got}")
+        if not isinstance(self.sample_rate, (int, np.integer)) or self.sample_rate <= 0:
+            raise InputError(f"Waveform.sample_rate: expected a positive int, got {self.sample_rate!r}")
+
+    @property
+    def num_channels(self) -> int:
+        return self.samples.shape[0]
+
+    @property
+    def num_frames(self) -> int:
+        return self.samples.shape[1]
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return self.num_frames / self.sample_rate
+
+    def to_mono(self) -> "Waveform":
+        """Average the channels (what librosa and the authors' code do), ``(1, n)``."""
+        if self.num_channels == 1:
+            return self
+        return Waveform(self.samples.mean(dim=0, keepdim=True), self.sample_rate)
+
+    def resample(self, sample_rate: int, *, quality: str = "default") -> "Waveform":
+        """This waveform at ``sample_rate`` (band-limited; see :func:`resample`)."""
+        if sample_rate == self.sample_rate:
+            return self
+        return Waveform(resample(self.samples, self.sample_rate, sample_rate, quality=quality), int(sample_rate))
+
+    def to(self, device: str | torch.device) -> "Waveform":
+        """The same waveform on ``device``."""
+        return Waveform(self.samples.to(device), self.sample_rate)
+
+    def window(self, start: float | None = None, duration: float | None = None) -> "Waveform":
+        """The part from ``start`` seconds lasting ``duration`` seconds (to the end when ``None``).
+
+        Raises:
+            InputError: negative values, or a start at/after the end.
+        """
+        first, count = _window_frames(self.num_frames, self.sample_rate, start, duration, name="waveform")
+        return Waveform(self.samples[:, first:first + count], self.sample_rate)
+
+
+def resample(samples: torch.Tensor, orig_sample_rate: int, sample_rate: int, *, quality: str = "default") -> torch.Tensor:
+    """Band-limited resampling along the last axis, on the tensor's device.
+
+    Args:
+        samples: float tensor ``(..., n)`` (any leading batch/channel dims).
+        orig_sample_rate: rate of ``samples``.
+        sample_rate: wanted rate.
+        quality: ``"default"`` (torchaudio's Hann-windowed sinc, width 6) or
+            ``"kaiser_best"`` (librosa 0.8's default, slower, used by the authors' transform).
+
+    Returns:
+        ``(..., ceil(n * sample_rate / orig_sample_rate))`` in the input's dtype.
+    """
+    if quality not in _RESAMPLE_SETTINGS:
+        raise InputError(f"resample quality: expected one of {sorted(_RESAMPLE_SETTINGS)}, got {quality!r}")
+    for label, rate in (("orig_sample_rate", orig_sample_rate), ("sample_rate", sample_rate)):
+        if not MIN_SAMPLE_RATE <= int(rate) <= MAX_SAMPLE_RATE:
+            raise InputError(f"resample {label}: expected {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz, got {rate!r}")
+    if int(orig_sample_rate) == int(sample_rate):
+        return samples
+    import torchaudio.functional as AF
+
+    return AF.resample(samples, int(orig_sample_rate), int(sample_rate), **_RESAMPLE_SETTINGS[quality])
+
+
+def load_audio(source: AudioSource, sample_rate: int | None = None, *, start: float | None = None,
+               duration: float | None = None, max_duration: float | None = DEFAULT_MAX_DURATION,
+               mono: bool = False, quality: str = "default",
+               device: str | torch.device | None = None) -> Waveform:
+    """Decode an audio file (or its bytes) into a float32 :class:`Waveform`.
+
+    Args:
+        source: a path, or the bytes of a whole audio file.
+        sample_rate: resample to this rate (``None``: keep the file's).
+        start: first second to read (default 0); the file is seeked, not decoded up to it.
+        duration: seconds to read from ``start`` (default: to the end).  A window past the
+            end is shortened to what the file has.
+        max_duration: refuse to decode more than this many seconds in one go (``None``: no limit).
+            Only applies when no ``duration`` is given.
+        mono: average the channels into one.
+        quality: resampler, ``"default"`` or ``"kaiser_best"`` (see :func:`resample`).
+        device: where the samples go (resampling runs there).
+
+    Returns:
+        ``Waveform(samples (channels, n) float32 in [-1, 1], sample_rate)``.
+
+    Raises:
+        AudioError: not a file, not audio, a corrupt or truncated header, no samples,
+            NaN/Inf samples, an absurd sample rate, more than 8 channels, longer than
+            ``max_duration``.  All-silent audio only logs a warning.
+        InputError: bad ``start``/``duration``/``sample_rate`` values.
+    """
+    import soundfile
+
+    name, handle = _open_source(source)
+    if sample_rate is not None and not MIN_SAMPLE_RATE <= int(sample_rate) <= MAX_SAMPLE_RATE:
+        raise InputError(f"sample_rate: expected {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz, got {sample_rate!r}")
+    try:
+        sound = soundfile.SoundFile(handle)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        raise AudioError(f"{name}: not a readable audio file ({_reason(exc)}); expected WAV, FLAC, Ogg Vorbis "
+                         "or MP3 with a valid header") from None
+    with sound:
+        rate, channels, frames = int(sound.samplerate), int(sound.channels), int(sound.frames)
+        if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+            raise AudioError(f"{name}: sample rate {rate} Hz is outside {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz "
+                             "(corrupt header?)")
+        if not 1 <= channels <= MAX_CHANNELS:
+            raise AudioError(f"{name}: {channels} channels; expected 1..{MAX_CHANNELS}")
+        if frames <= 0:
+            raise AudioError(f"{name}: the file holds no samples (0 frames)")
+        first, count = _window_frames(frames, rate, start, duration, name=name)
+        if duration is None and max_duration is not None and count / rate > max_duration:
+            raise AudioError(f"{name}: {count / rate:.1f} s to decode is longer than the {max_duration:g} s limit; "
+                             "pass start/duration to read a window, or raise max_duration")
+        try:
+            if first:
+                sound.seek(first)
+            data = sound.read(count, dtype="float32", always_2d=True)  # (n, channels)
+        except (soundfile.LibsndfileError, RuntimeError) as exc:
+            raise AudioError(f"{name}: decoding failed ({_reason(exc)}); the file is corrupt or truncated") from None
+    if data.shape[0] == 0:
+        raise AudioError(f"{name}: no samples could be decoded (header promises {frames} frames; truncated file?)")
+    if data.shape[0] < count:
+        logger.warning("%s: decoded %d of the %d frames the header promises (truncated file?)", name, data.shape[0], count)
+    bad = ~np.isfinite(data)
+    if bad.any():
+        where = int(np.argmax(bad.any(axis=1)))
+        raise AudioError(f"{name}: {int(bad.sum())} NaN/Inf samples (first at {where / rate:.3f} s); "
+                         "expected finite samples")
+    samples = torch.from_numpy(np.ascontiguousarray(data.T))  # (channels, n)
+    if device is not None:
+        samples = samples.to(device)
+    wave = Waveform(samples, rate)
+    if not bool(samples.abs().amax() > 0):
+        logger.warning("%s: the audio is all silence; its log-mel will be flat", name)
+    if mono:
+        wave = wave.to_mono()
+    if sample_rate is not None:
+        wave = wave.resample(int(sample_rate), quality=quality)
+    return wave
+
+
+def audio_info(source: AudioSource) -> dict:
+    """Header facts without decoding: ``{"sample_rate", "channels", "frames", "duration", "format", "subtype"}``.
+
+    Raises:
+        AudioError: as :func:`load_audio` for unreadable files.
+    """
+    import soundfile
+
+    name, handle = _open_source(source)
+    try:
+        with soundfile.SoundFile(handle) as sound:
+            return {"sample_rate": int(sound.samplerate), "channels": int(sound.channels), "frames": int(sound.frames),
+                    "duration": sound.frames / sound.samplerate, "format": sound.format, "subtype": sound.subtype}
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        raise AudioError(f"{name}: not a readable audio file ({_reason(exc)})") from None
+
+
+def _open_source(source: AudioSource) -> tuple[str, object]:
+    """``(name for messages, what soundfile opens)``; checks paths exist and are non-empty files."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        if not data:
+            raise AudioError("<bytes>: empty (0 bytes); expected the bytes of an audio file")
+        return "<bytes>", io.BytesIO(data)
+    if not isinstance(source, (str, os.PathLike)):
+        raise InputError(f"audio: expected a path or file bytes, got {type(source).__name__}")
+    path = Path(source)
+    name = str(path)
+    if not path.exists():
+        raise AudioError(f"{name}: no such file")
+    if not path.is_file():
+        raise AudioError(f"{name}: not a file (a folder or device); expected an audio file")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{name}: empty file (0 bytes); expected audio")
+    if not os.access(path, os.R_OK):
+        raise AudioError(f"{name}: not readable (permission denied)")
+    return name, name
+
+
+def _window_frames(frames: int, rate: int, start: float | None, duration: float | None, *, name: str) -> tuple[int, int]:
+    """``(first frame, frame count)`` of a ``start``/``duration`` window inside ``frames``."""
+    first = 0
+    if start is not None:
+        if not np.isfinite(start) or start < 0:
+            raise InputError(f"start: expected seconds >= 0, got {start!r}")
+        first = int(round(start * rate))
+        if first >= frames:
+            raise InputError(f"start: {start:g} s is at/after the end of {name} ({frames / rate:.3f} s)")
+    count = frames - first
+    if duration is not None:
+        if not np.isfinite(duration) or duration <= 0:
+            raise InputError(f"duration: expected seconds > 0, got {duration!r}")
+        count = min(count, max(1, int(round(duration * rate))))
+    return first, count
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().rstrip(".")
+    # libsndfile messages start with "Error opening <repr of the file>: "; the name is ours already
+    return text.split(": ", 1)[1] if text.startswith("Error opening") and ": " in text else (text or type(exc).__name__)
