@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import re
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -140,65 +139,26 @@ class AudioEncoder(nn.Module):
         Returns:
             ``(N, 1, n_mels, frames)`` float32.  Clean layout: resampled to
             ``config.audio.sample_rate``, mono, cut/padded to ``config.audio.duration``
-            by the config's deterministic crop/pad policy, :class:`LogMel`.
-            Official layout: the authors' exact transform, ``(N, 1, 128, 512)``.
+            by the config's deterministic crop/pad policy, then :class:`LogMel`.
+            Official layout: the authors' exact transform
+            (:func:`soundedit.audio.official_model_input`), ``(N, 1, 128, 512)``.
         """
+        from soundedit.audio.features import LogMel, official_model_input, prepare_clips
+
         items = list(audio) if isinstance(audio, (list, tuple)) else [audio]
         if not items:
             raise InputError("audio: expected at least one clip, got an empty list")
-        if device is None:
-            device = next(self.parameters()).device
-        if self.layout == "official":
-            return torch.cat([_official_input(item) for item in items]).to(device)
-        return self._clean_input(items, torch.device(device))
-
-    def _clean_input(self, items: Sequence[Any], device: torch.device) -> torch.Tensor:
-        from soundedit.audio import features
-
+        device = torch.device(device) if device is not None else next(self.parameters()).device
         cfg = self.config.audio
-        waves = torch.stack([_fixed_length_mono(item, cfg) for item in items]).to(device)  # (N, n)
+        if self.layout == "official":
+            return torch.cat([official_model_input(item, crop=cfg.crop, device=device) for item in items])
+        waves = prepare_clips(items, cfg, device=device)  # (N, n) mono, fixed length
         key = str(device)
         if key not in self._frontends:
-            self._frontends[key] = features.LogMel(cfg).to(device).eval()
+            self._frontends[key] = LogMel(cfg).to(device).eval()
         with torch.no_grad():
             mel = self._frontends[key](waves)  # (N, n_mels, frames)
         return mel.unsqueeze(1)  # one input channel for the 1-channel stem
-
-
-def _official_input(item: Any) -> torch.Tensor:
-    """The authors' ``(1, 1, 128, 512)`` transform of one path (or bytes)."""
-    from soundedit.audio import Waveform, official_model_input
-
-    if isinstance(item, Waveform):
-        # The authors' transform starts from the file (librosa.load at 44.1 kHz).
-        raise InputError("audio: the authors' encoder layout needs a file path or file bytes "
-                         "(its transform starts from the file), got a decoded Waveform")
-    if isinstance(item, (str, os.PathLike)) and not Path(item).is_file():
-        raise InputError(f"audio: {str(item)!r} is not a file")
-    x = official_model_input(item)
-    if tuple(x.shape) != (1, *OFFICIAL_INPUT_SHAPE):
-        raise InputError(f"audio: official_model_input gave {tuple(x.shape)}, expected (1, 1, 128, 512)")
-    return x.float()
-
-
-def _fixed_length_mono(item: Any, cfg: AudioConfig) -> torch.Tensor:
-    """One clip -> mono ``(n,)`` float32 at ``cfg.sample_rate``, ``cfg.duration`` seconds."""
-    from soundedit.audio import Waveform, load_audio
-    from soundedit.audio import features
-
-    if isinstance(item, Waveform):
-        wave = item
-        if wave.sample_rate != cfg.sample_rate:
-            import torchaudio.functional as AF
-
-            wave = Waveform(AF.resample(wave.samples, wave.sample_rate, cfg.sample_rate), cfg.sample_rate)
-    elif isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview)):
-        wave = load_audio(item, sample_rate=cfg.sample_rate)
-    else:
-        raise InputError(f"audio: expected a path, file bytes or a Waveform, got {type(item).__name__}")
-    mono = wave.samples.float().mean(dim=0)  # (C, n) -> (n,)
-    n = round(cfg.duration * cfg.sample_rate)
-    return features.fix_length(mono, n, crop=cfg.crop, pad=cfg.pad)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -331,6 +291,7 @@ def _load_official(path: Path) -> AudioEncoder:
                            audio=AudioConfig(sample_rate=44100, n_fft=2048, hop_length=512, n_mels=128))
     encoder = AudioEncoder(config)
     _load_state(encoder, state, path, f"the authors' layout ({arch}, {config.embed_dim} outputs)")
+    logger.info("%s: authors' audio encoder layout (%s, %d outputs)", path, arch, config.embed_dim)
     return encoder
 
 
