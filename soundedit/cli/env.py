@@ -94,7 +94,7 @@ def collect() -> dict:
 
 @app.command()
 def env(json_out: JsonOpt = False) -> None:
-    """Print versions, devices, CUDA-op build status, cache folder and present weights (paste it into bug reports).
+    """Versions, devices, CUDA-op build status, cache folder and present weights, for bug reports.
 
     Example: soundedit env --json
     """

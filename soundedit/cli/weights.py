@@ -53,12 +53,16 @@ def list_(json_out: JsonOpt = False) -> None:
     from rich.table import Table
 
     table = Table(title=f"weights.lock ({lock.path})", title_justify="left")
-    for col in ("name", "layout", "size", "sha256", "cached"):
-        table.add_column(col, no_wrap=True)
-    table.add_column("licence", overflow="ellipsis", no_wrap=True, max_width=40)
+    width = max(len(r["name"]) for r in rows)
+    table.add_column("name", no_wrap=True, min_width=width)
+    table.add_column("layout", overflow="ellipsis", no_wrap=True, max_width=24)
+    table.add_column("size", no_wrap=True, min_width=8)
+    table.add_column("pinned", no_wrap=True, min_width=6)
+    table.add_column("cached", no_wrap=True, min_width=6)
+    table.add_column("licence", overflow="ellipsis", no_wrap=True, max_width=30)
     for row in rows:
-        sha = row["sha256"][:12] + "…" if row["sha256"] else "[yellow]unknown[/yellow]"
-        table.add_row(row["name"], row["layout"], _size(row["size"]), sha,
+        table.add_row(row["name"], row["layout"], _size(row["size"]),
+                      "yes" if row["pinned"] else "[yellow]no[/yellow]",
                       "[green]yes[/green]" if row["cached"] else "no", row["licence"])
     stdout.print(table)
 

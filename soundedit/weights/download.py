@@ -60,15 +60,14 @@ def transfer(url: str, part: Path, entry: WeightsEntry, *, timeout: float, retri
             interrupted more than ``retries`` times).
     """
     meta_path = part.with_name(part.name + ".json")
-    meta = _read_meta(meta_path)
-    if part.exists() and meta.get("url") != url and not entry.pinned:
+    if part.exists() and _read_meta(meta_path).get("url") != url and not entry.pinned:
         # An unpinned partial file from another mirror may be a different file: start again.
         part.unlink()
     attempt = 0
     while True:
         offset = part.stat().st_size if part.exists() else 0
         try:
-            _one_request(url, part, meta_path, meta, entry, offset=offset, timeout=timeout)
+            _one_request(url, part, meta_path, _read_meta(meta_path), entry, offset=offset, timeout=timeout)
             return
         except MirrorFailed:
             raise

@@ -1,0 +1,73 @@
+"""The installed command in a subprocess: help, env, weights list/path/import; exit codes and stderr."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def _command() -> list[str]:
+    script = Path(sys.executable).with_name("soundedit")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "soundedit.cli.main"]
+
+
+@pytest.fixture
+def run(tmp_path):
+    env = {**os.environ, "SOUNDEDIT_HOME": str(tmp_path / "home"), "SOUNDEDIT_OFFLINE": "1", "COLUMNS": "200"}
+    env.pop("SOUNDEDIT_WEIGHTS_LOCK", None)
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(_command() + list(args), capture_output=True, text=True, env=env, timeout=120)
+
+    return run
+
+
+def test_help_lists_the_subcommands(run):
+    res = run("--help")
+    assert res.returncode == 0, res.stderr
+    for name in ("train", "embed", "edit", "mix", "classify", "weights", "invert", "eval", "serve", "env"):
+        assert name in res.stdout
+
+
+def test_env_json(run, tmp_path):
+    res = run("env", "--json")
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert data["versions"]["torch"] and data["versions"]["python"]
+    assert data["devices"]["default_device"] in ("cpu", "cuda", "mps")
+    assert data["weights"]["cache"] == str(tmp_path / "home" / "weights")
+    assert data["weights"]["offline"] is True
+    assert "clip-vit-b-32" in data["weights"]["absent"] and data["weights"]["present"] == []
+    assert "stylegan2_ops" in data
+
+
+def test_weights_list_json(run):
+    res = run("weights", "list", "--json")
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    names = {e["name"] for e in data["entries"]}
+    assert {"landscape-256", "authors-resnet18", "clip-vit-b-32", "ffhq-1024", "church-256", "ir-se50"} <= names
+    assert all(e["cached"] is False and e["licence"] for e in data["entries"])
+
+
+def test_bad_name_exits_2_with_one_line(run):
+    res = run("weights", "path", "landscape256")
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "landscape256" in lines[0] and "landscape-256" in lines[0]
+    assert res.stdout == ""
+
+
+def test_missing_weights_offline_exit_1_with_instructions(run, tmp_path):
+    res = run("weights", "fetch", "landscape-256")
+    assert res.returncode == 1
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "https://kr.object.ncloudstorage.com/cvpr2022/landscape.pt" in lines[0]
+    assert str(tmp_path / "home" / "weights" / "incoming" / "landscape.pt") in lines[0]
+    assert "Traceback" not in res.stderr
