@@ -39,6 +39,19 @@ class SecondOrderGradientError(RuntimeError):
     """Raised when a second derivative of a compiled op is requested."""
 
 
+def grad_pad(in_hw: tuple[int, int], out_hw: tuple[int, int], kernel_hw: tuple[int, int], up: int, down: int,
+             pad: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """Pads (x0, x1, y0, y1) of the upfirdn2d that computes upfirdn2d's input gradient (module docstring).
+
+    The gradient of ``upfirdn2d(x, k, up, down, pad)`` w.r.t. x (H, W) is
+    ``upfirdn2d(grad_y, flip(k), up=down, down=up, pad=grad_pad(...))`` for grad_y (OH, OW).
+    """
+    (h, w), (oh, ow), (kh, kw) = in_hw, out_hw, kernel_hw
+    px0, _, py0, _ = pad
+    return (kw - 1 - px0, w * up - ow * down + px0 - up + 1,
+            kh - 1 - py0, h * up - oh * down + py0 - up + 1)
+
+
 def _kernel_for(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     """The FIR kernel in the accumulate type the extension expects (float64 for float64 x, else float32)."""
     dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
@@ -51,12 +64,7 @@ class _UpFirDn2d(torch.autograd.Function):
                 pad: tuple[int, int, int, int]) -> torch.Tensor:
         px0, px1, py0, py1 = pad
         y = ext.upfirdn2d(x, kernel, up, down, px0, px1, py0, py1)
-        kh, kw = kernel.shape
-        h, w = x.shape[2], x.shape[3]
-        oh, ow = y.shape[2], y.shape[3]
-        # pads of the gradient's upfirdn2d (module docstring)
-        ctx.grad_pad = (kw - 1 - px0, w * up - ow * down + px0 - up + 1,
-                        kh - 1 - py0, h * up - oh * down + py0 - up + 1)
+        ctx.grad_pad = grad_pad(tuple(x.shape[2:]), tuple(y.shape[2:]), tuple(kernel.shape), up, down, pad)
         ctx.ext, ctx.up, ctx.down = ext, up, down
         ctx.save_for_backward(torch.flip(kernel, [0, 1]).contiguous())
         return y
