@@ -139,7 +139,7 @@ def _read_safetensors(path: Path):
 
 
 def infer_config(state: dict[str, torch.Tensor], *, source: str | os.PathLike = "checkpoint",
-                 conv_clamp: float | None = None) -> GeneratorConfig:
+                 conv_clamp: float | None = None, lr_mlp: float = 0.01) -> GeneratorConfig:
     """Infer size, style_dim, n_mlp and feature-map widths from a rosinality state dict."""
     try:
         n_mlp = sum(1 for k in state if re.fullmatch(r"style\.\d+\.weight", k))
@@ -156,7 +156,8 @@ def infer_config(state: dict[str, torch.Tensor], *, source: str | os.PathLike = 
         raise CheckpointError(f"{source}: generator of {resolution} px is not supported (4..1024)")
     multiplier = next((m for m in (1, 2, 4, 8) if default_channels(resolution, m) == tuple(channels)), None)
     return GeneratorConfig(resolution=resolution, style_dim=style_dim, n_mlp=n_mlp,
-                           channel_multiplier=multiplier or 2, channels=tuple(channels), conv_clamp=conv_clamp)
+                           channel_multiplier=multiplier or 2, channels=tuple(channels), conv_clamp=conv_clamp,
+                           lr_mlp=lr_mlp)
 
 
 def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], *, source: str | os.PathLike) -> None:
