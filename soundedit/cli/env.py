@@ -56,6 +56,26 @@ def _ops_status() -> object:
         return {"available": False, "detail": f"status() failed: {type(exc).__name__}: {exc}"}
 
 
+def _ops_summary(status: object) -> str:
+    """One readable line from ``ops.status()`` (the full dict is in ``--json``)."""
+    from rich.markup import escape
+
+    if not isinstance(status, dict):
+        return escape(str(status))
+    parts = [f"mode {status['mode']}"] if status.get("mode") else []
+    for op, info in (status.get("ops") or {}).items():
+        parts.append(f"{op}: {info.get('path')} ({info.get('why')})" if isinstance(info, dict) else f"{op}: {info}")
+    if "built" in status:
+        parts.append(f"built: {'yes' if status['built'] else 'no'}")
+    if status.get("nvcc_version"):
+        parts.append(f"nvcc {status['nvcc_version']}")
+    error = status.get("error") or (status.get("detail") if not status.get("ops") else None)
+    if error:
+        parts.append(f"error: {error}")
+    text = escape("; ".join(parts))
+    return f"[red]{text}[/red]" if error else text
+
+
 def _weights() -> dict:
     from soundedit import weights
     from soundedit.errors import InputError
@@ -114,7 +134,7 @@ def env(json_out: JsonOpt = False) -> None:
     gpus = ", ".join(f"{g['name']} ({g['memory_gb']} GB, sm {g['capability']})" for g in dev["gpus"]) or "none"
     table.add_row("device", f"{dev['default_device']} (CUDA build {dev['cuda_build'] or 'none'}; GPUs: {gpus}; "
                             f"MPS: {'yes' if dev['mps_available'] else 'no'})")
-    table.add_row("stylegan2 ops", str(data["stylegan2_ops"]))
+    table.add_row("stylegan2 ops", _ops_summary(data["stylegan2_ops"]))
     w = data["weights"]
     table.add_row("cache", f"{w['cache']}{' (offline)' if w['offline'] else ''}")
     table.add_row("weights.lock", str(w["lock"]) if w["lock"] else f"[red]{w['lock_error']}[/red]")
