@@ -144,12 +144,18 @@ def fetch(name: str, *, force: bool = False, retries: int = 3, timeout: float | 
         mismatch = False
         for url in entry.urls:
             try:
-                download.transfer(url, part, entry, timeout=timeout, retries=retries)
+                resumed = download.transfer(url, part, entry, timeout=timeout, retries=retries)
+                sha, size = sha256_file(part)
+                if resumed and entry.sha256 is not None and sha != entry.sha256:
+                    # The partial file may predate a change on the server: try once more from byte 0.
+                    logger.warning("resumed download of %s did not verify; downloading it again from the start", entry.name)
+                    download.discard_partial(part)
+                    download.transfer(url, part, entry, timeout=timeout, retries=retries)
+                    sha, size = sha256_file(part)
             except download.MirrorFailed as exc:
                 failures.append(f"{url}: {exc.reason}")
                 logger.info("could not fetch %s from %s: %s", entry.name, url, exc.reason)
                 continue
-            sha, size = sha256_file(part)
             try:
                 store.check_matches(entry, sha, size, what=f"the download from {url}")
             except InputError as exc:

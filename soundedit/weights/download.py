@@ -44,7 +44,7 @@ class MirrorFailed(Exception):
 
 
 def transfer(url: str, part: Path, entry: WeightsEntry, *, timeout: float, retries: int,
-             backoff: float = 0.5) -> None:
+             backoff: float = 0.5) -> bool:
     """Download ``url`` into ``part``, resuming what is already there.
 
     Args:
@@ -55,6 +55,10 @@ def transfer(url: str, part: Path, entry: WeightsEntry, *, timeout: float, retri
         retries: how many times an interrupted transfer is resumed within this call.
         backoff: seconds to wait before the first resume (grows linearly).
 
+    Returns:
+        Whether any part of the file came from an earlier, resumed transfer (then a
+        hash mismatch may be the old partial's fault rather than the server's).
+
     Raises:
         MirrorFailed: the URL failed (HTTP error, unreachable, wrong content, or
             interrupted more than ``retries`` times).
@@ -64,11 +68,12 @@ def transfer(url: str, part: Path, entry: WeightsEntry, *, timeout: float, retri
         # An unpinned partial file from another mirror may be a different file: start again.
         part.unlink()
     attempt = 0
+    resumed = False
     while True:
         offset = part.stat().st_size if part.exists() else 0
         try:
-            _one_request(url, part, meta_path, _read_meta(meta_path), entry, offset=offset, timeout=timeout)
-            return
+            resumed |= _one_request(url, part, meta_path, _read_meta(meta_path), entry, offset=offset, timeout=timeout)
+            return resumed
         except MirrorFailed:
             raise
         except _Restart as exc:
@@ -91,7 +96,8 @@ def transfer(url: str, part: Path, entry: WeightsEntry, *, timeout: float, retri
 
 
 def _one_request(url: str, part: Path, meta_path: Path, meta: dict, entry: WeightsEntry, *,
-                 offset: int, timeout: float) -> None:
+                 offset: int, timeout: float) -> bool:
+    """One GET (ranged when ``offset``); returns whether it continued an existing partial file."""
     from soundedit.runtime import progress
 
     headers = {"User-Agent": _USER_AGENT, "Accept-Encoding": "identity"}
@@ -106,10 +112,10 @@ def _one_request(url: str, part: Path, meta_path: Path, meta: dict, entry: Weigh
         if exc.code == 416 and offset:
             # Range not satisfiable: our partial file is complete, or longer than the file now is.
             if entry.size is not None and offset == entry.size:
-                return
+                return True
             length = _total_from_range(exc.headers.get("Content-Range", ""))
             if length is not None and offset == length:
-                return
+                return True
             discard_partial(part)
             raise _Restart("the partial file did not fit the file on the server and was discarded") from None
         raise MirrorFailed(f"HTTP {exc.code} {exc.reason}") from None
@@ -152,6 +158,7 @@ def _one_request(url: str, part: Path, meta_path: Path, meta: dict, entry: Weigh
             os.fsync(fh.fileno())
         if total is not None and done < total:
             raise ConnectionResetError(f"connection closed after {done} of {total} bytes")
+        return mode == "ab"
 
 
 def discard_partial(part: Path) -> None:

@@ -210,3 +210,23 @@ def test_verify_finds_and_removes_a_corrupted_file(test_lock, soundedit_home):
     assert report["status"] == "bad" and "differs" in report["detail"]
     assert not path.exists()
     assert weights.verify(["good"])[0]["status"] == "missing"
+
+
+def test_complete_partial_file_is_verified_without_downloading_again(test_lock, soundedit_home):
+    _, server, payload = test_lock
+    part = soundedit_home / "weights" / "partial" / "good.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(payload)  # e.g. a process died between download and rename
+    path = weights.fetch("good")
+    assert path.read_bytes() == payload
+    assert server.requests == [("/good.bin", f"bytes={len(payload)}-", None)]  # answered 416, nothing re-sent
+
+
+def test_stale_partial_file_is_discarded_and_fetched_again(test_lock, soundedit_home):
+    _, server, payload = test_lock
+    part = soundedit_home / "weights" / "partial" / "good.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(b"\0" * 1000)  # left over from an older, different file
+    path = weights.fetch("good")
+    assert path.read_bytes() == payload
+    assert [r[1] for r in server.requests] == ["bytes=1000-", None]  # resumed, failed to verify, started over
