@@ -337,9 +337,9 @@ def write_seeded_identity_net(path: str | os.PathLike, seed: int = 0, *, tiny: b
     Returns:
         The path written.
     """
-    from soundedit.models.identity import IRSEBackbone
+    from soundedit.models.identity import IdentityNet
 
-    model = IRSEBackbone(units=(1, 1, 1, 1), widths=(16, 32, 64, 128)) if tiny else IRSEBackbone()
+    model = IdentityNet(units=(1, 1, 1, 1), widths=(16, 32, 64, 128)) if tiny else IdentityNet()
     gen = torch.Generator().manual_seed(seed)
     state = {}
     with torch.no_grad():
