@@ -2,10 +2,14 @@
 
 Loudness is measured either as RMS level in dBFS (``method="rms"``: 20 log10 of
 the root-mean-square over all channels and samples; a full-scale sine is -3.01
-dBFS) or as integrated loudness in LUFS (``method="lufs"``: ITU-R BS.1770-4
-K-weighting with 400 ms gated blocks, torchaudio's ``loudness``).  LUFS follows
-perceived loudness better (it discounts low rumble); RMS works for any length.
-Clips shorter than one 400 ms LUFS block are measured looped up to one block.
+dBFS) or as integrated loudness in LUFS (``method="lufs"``: ITU-R BS.1770-4,
+K-weighting filters designed for the clip's sample rate as libebur128 does, 400 ms
+blocks with 75 % overlap, absolute gate -70 LUFS and relative gate -10 LU; every
+channel weighted 1.0, i.e. no surround weighting).  A full-scale 1 kHz sine reads
+-3.01 LUFS.  (torchaudio's ``loudness`` approximates the K-weighting with generic
+biquads and reads -3.28 there, so it is not used.)  LUFS follows perceived
+loudness better (it discounts low rumble); RMS works for any length.  Clips
+shorter than one 400 ms block are measured looped up to one block.
 """
 
 from __future__ import annotations
@@ -42,13 +46,46 @@ def loudness(wave: Waveform, *, method: str = "rms") -> float:
         return 10.0 * math.log10(ms) if ms > 0 else -math.inf
     if not bool(x.abs().amax() > 0):
         return -math.inf
+    return _integrated_loudness(x, wave.sample_rate)
+
+
+def _integrated_loudness(x: torch.Tensor, rate: int) -> float:
+    """BS.1770-4 integrated loudness (LUFS) of ``(channels, n)`` float64 samples."""
     import torchaudio.functional as AF
 
-    block = int(math.ceil(_LUFS_BLOCK * wave.sample_rate))
+    block, step = int(round(_LUFS_BLOCK * rate)), int(round(_LUFS_BLOCK * rate / 4))
     if x.shape[-1] < block:  # one gating block at least: loop the clip
         x = x.repeat(1, -(-block // x.shape[-1]))[:, :block]
-    value = float(AF.loudness(x, wave.sample_rate))
-    return value if math.isfinite(value) else -math.inf
+    for b, a in _k_weighting(rate):
+        x = AF.lfilter(x, torch.tensor(a, dtype=x.dtype), torch.tensor(b, dtype=x.dtype), clamp=False)
+    power = x.square().unfold(-1, block, step).mean(dim=-1).sum(dim=0)  # (blocks,), channels summed
+    block_lufs = -0.691 + 10.0 * torch.log10(power.clamp(min=1e-300))
+    kept = power[block_lufs > -70.0]  # absolute gate
+    if kept.numel() == 0:
+        return -math.inf
+    relative_gate = -0.691 + 10.0 * math.log10(float(kept.mean())) - 10.0
+    kept = power[(block_lufs > -70.0) & (block_lufs > relative_gate)]
+    return -0.691 + 10.0 * math.log10(float(kept.mean()))
+
+
+def _k_weighting(rate: int) -> list[tuple[list[float], list[float]]]:
+    """The two BS.1770 K-weighting biquads ``(b, a)`` at ``rate`` (high shelf, then high-pass).
+
+    Parametric design whose 48 kHz coefficients are the standard's tabulated ones
+    (constants as in libebur128).
+    """
+    k = math.tan(math.pi * 1681.974450955533 / rate)
+    q = 0.7071752369554196
+    vh = 10.0 ** (3.999843853973347 / 20.0)
+    vb = vh ** 0.4996667741545416
+    a0 = 1.0 + k / q + k * k
+    shelf = ([(vh + vb * k / q + k * k) / a0, 2.0 * (k * k - vh) / a0, (vh - vb * k / q + k * k) / a0],
+             [1.0, 2.0 * (k * k - 1.0) / a0, (1.0 - k / q + k * k) / a0])
+    k = math.tan(math.pi * 38.13547087602444 / rate)
+    q = 0.5003270373238773
+    a0 = 1.0 + k / q + k * k
+    highpass = ([1.0, -2.0, 1.0], [1.0, 2.0 * (k * k - 1.0) / a0, (1.0 - k / q + k * k) / a0])
+    return [shelf, highpass]
 
 
 def normalize_loudness(wave: Waveform, target: float | None = None, *, method: str = "rms") -> Waveform:
