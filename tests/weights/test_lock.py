@@ -107,3 +107,21 @@ def test_pin_rewrites_only_the_two_fields(tmp_path):
     assert path.read_text().startswith("# keep me\n") and "[weights.other]  # another" in path.read_text()
     with pytest.raises(InputError, match="64 lower-case hex"):
         pin_entry("other", "xyz", 1, path=path)
+
+
+def test_installed_package_falls_back_to_the_packaged_copy(monkeypatch):
+    from soundedit.weights import lock as lock_module
+
+    monkeypatch.delenv("SOUNDEDIT_WEIGHTS_LOCK", raising=False)
+    assert lock_module.lock_path() == REPO / "weights.lock"  # running from this checkout
+    monkeypatch.setattr(lock_module, "checkout_lock_path", lambda: None)
+    assert lock_module.lock_path() == packaged_lock_path()
+    assert CONTRACT_NAMES <= set(load_lock(lock_module.lock_path()).entries)
+
+
+def test_importing_the_weights_package_is_light():
+    import subprocess
+    import sys
+
+    code = "import sys, soundedit.weights; sys.exit(1 if 'torch' in sys.modules or 'urllib.request' in sys.modules else 0)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
