@@ -277,8 +277,8 @@ def _print_summary(result: dict) -> None:
     per_class = Table(title="per class (top-1)", title_justify="left")
     per_class.add_column("class")
     per_class.add_column("accuracy %", justify="right")
-    for name, acc in sorted(s["per_class"].items(), key=lambda kv: -(kv[1] if kv[1] is not None else -1)):
-        per_class.add_row(escape(name), "–" if acc is None else f"{100 * acc:.1f}")
+    for name, acc in sorted(((k, v) for k, v in s["per_class"].items() if v is not None), key=lambda kv: -kv[1]):
+        per_class.add_row(escape(name), f"{100 * acc:.1f}")
     stdout.print(per_class)
 
 
@@ -385,3 +385,78 @@ def _finish(report: dict, json_out: bool, *, part: str) -> None:
     for name, path in report.get("files", {}).items():
         stdout.print(f"{name}: {escape(path)}", highlight=False)
     stdout.print(f"plots: {len(report.get('plots', {}))} PNG files", highlight=False)
+
+
+@eval_app.command("edits")
+def eval_edits(
+    jobs: Annotated[Path, typer.Option("--jobs", help="CSV with columns source (seed or file), sound, label "
+                                                      "[, text]; paths relative to the CSV.")],
+    generator: Annotated[str, typer.Option("--generator", "-g", help="StyleGAN2: weights.lock name or file.")]
+    = "landscape-256",
+    encoder: Annotated[str, typer.Option("--encoder", "-e", help="Audio encoder: weights.lock name or checkpoint.")]
+    = DEFAULT_ENCODER,
+    clip: ClipOpt = DEFAULT_CLIP,
+    identity: Annotated[str, typer.Option("--identity", help="IR-SE50 name or file: identity similarity (faces).")]
+    = "",
+    semantic_audio: Annotated[Path | None, typer.Option(
+        "--semantic-audio", help="Labelled sounds (class sub-folders, ESC-50 or UrbanSound8K layout) to train the "
+                                 "semantic classifier; default: the jobs' own sounds.")] = None,
+    steps: Annotated[int | None, typer.Option("--steps", min=0, help="Optimisation steps (default: the config's).")]
+    = None,
+    preset: Annotated[str | None, typer.Option("--preset", help="faces | scenes | art (default: from the generator).")]
+    = None,
+    no_text: Annotated[bool, typer.Option("--no-text", help="Skip the paired text-guided edits (no w_t statistics).")]
+    = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Edits optimised together.")] = 4,
+    out: OutOpt = Path("out/eval"),
+    json_out: JsonOpt = False,
+    cache_dir: CacheOpt = None,
+    no_cache: NoCacheOpt = False,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Manipulation metrics: run sound- and text-guided edits of every job, then score them.
+
+    Writes edits.json, edits.md, direction/CLIP-cosine histograms, the t-SNE of
+    (w_a - w_s) vs (w_t - w_s) and one source|sound|text image row per job.
+
+    Example: soundedit eval edits --jobs jobs.csv -g ffhq-1024 --identity ir-se50 --semantic-audio labels/ --out out/
+    """
+    from rich.markup import escape
+
+    from soundedit.editing import Editor
+    from soundedit.evaluation.datasets import load_dataset
+    from soundedit.evaluation.runs import NamedEncoder, read_jobs, run_edits, semantic_classifier_from_sounds
+    from soundedit.runtime import resolve_device, seed_everything
+
+    job_list = read_jobs(jobs)
+    seed_everything(seed)
+    dev = resolve_device(device)
+    editor = Editor.from_pretrained(generator=generator, audio_encoder=encoder, clip=clip,
+                                    identity=identity or None, device=str(dev))
+    named = NamedEncoder(encoder, editor.clip_space.audio_encoder)
+    cache = _cache(cache_dir, no_cache)
+    if semantic_audio is not None:
+        ds = load_dataset(semantic_audio)
+        if not ds.labelled:
+            from soundedit.errors import InputError
+
+            raise InputError(f"--semantic-audio {semantic_audio}: expected labelled sounds (class sub-folders or a "
+                             f"dataset layout)")
+        sounds, labels = [c.path for c in ds.clips], [c.label for c in ds.clips]
+    else:
+        sounds, labels = [j["sound"] for j in job_list], [j["label"] for j in job_list]
+    semantic = semantic_classifier_from_sounds(named, sounds, labels, cache_dir=cache, device=dev, seed=seed)
+    overrides = {k: v for k, v in {"steps": steps, "preset": preset}.items() if v is not None}
+    metrics = run_edits(editor, job_list, semantic=semantic, identity_net=editor.identity_net() if identity else None,
+                        text_edits=not no_text, batch_size=batch_size, seed=seed, out_dir=out,
+                        settings={"jobs": str(jobs), "generator": generator, "encoder": encoder, "clip": clip,
+                                  "identity": identity or None, "semantic_training": str(semantic_audio or "jobs"),
+                                  "seed": seed},
+                        **overrides)
+    if json_out:
+        emit_json(metrics)
+        return
+    stdout.print((Path(metrics["files"]["markdown"])).read_text(encoding="utf-8"), markup=False, highlight=False)
+    for name, path in metrics["files"].items():
+        stdout.print(f"{name}: {escape(path)}", highlight=False)

@@ -17,11 +17,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from soundedit.audio.io import AUDIO_EXTENSIONS
 from soundedit.errors import InputError
 from soundedit.text.templates import clean_label
 
-#: Suffixes treated as audio when walking folders (what libsndfile reads, MP3 included).
-AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".aiff", ".aif", ".au", ".snd", ".w64", ".caf")
+#: Suffixes treated as audio when walking folders (what soundedit.audio decodes).
+AUDIO_SUFFIXES = AUDIO_EXTENSIONS
 
 ESC50_CSV = Path("meta") / "esc50.csv"
 US8K_CSV = Path("metadata") / "UrbanSound8K.csv"
@@ -57,6 +58,7 @@ class AudioDataset:
         missing: rows of the metadata (in the selected folds) whose files are absent.
         metadata: the metadata CSV that was read, if any.
         all_folds: every official fold the metadata names (empty without folds).
+        n_listed: rows of the metadata in the selected folds (present + missing, before ``limit``).
     """
 
     name: str
@@ -66,6 +68,7 @@ class AudioDataset:
     missing: list[Clip] = field(default_factory=list)
     metadata: Path | None = None
     all_folds: list[int] = field(default_factory=list)
+    n_listed: int = 0
 
     @property
     def labelled(self) -> bool:
@@ -86,7 +89,8 @@ class AudioDataset:
         gone = sorted(f for f in per_fold if f is not None and present.get(f, 0) == 0)
         parts = ", ".join(f"fold {f}: {n}" for f, n in sorted(per_fold.items(), key=lambda kv: (kv[0] is None, kv[0])))
         where = str(self.metadata.relative_to(self.root)) if self.metadata and self.root else "the metadata"
-        line = f"{len(self.missing)} of {len(self.missing) + len(self.clips)} files listed in {where} are missing ({parts})"
+        listed = self.n_listed or len(self.missing) + len(self.clips)
+        line = f"{len(self.missing)} of {listed} files listed in {where} are missing ({parts})"
         if gone:
             line += f"; folds {','.join(map(str, gone))} are entirely absent"
         complete = [f for f in self.folds if per_fold.get(f, 0) == 0]
@@ -164,6 +168,7 @@ def load_dataset(
             raise InputError(f"--folds: {ds.name} at {root} has folds {have}; got {','.join(map(str, unknown))}")
         ds.clips = [c for c in ds.clips if c.fold in wanted]
         ds.missing = [c for c in ds.missing if c.fold in wanted]
+    ds.n_listed = len(ds.clips) + len(ds.missing)
     if limit is not None:
         ds.clips = subsample(ds.clips, limit)
     if not ds.clips and not ds.missing:

@@ -15,6 +15,7 @@ collects them and :func:`write_manipulation_report` writes JSON, Markdown and PN
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from soundedit.errors import InputError
+
+logger = logging.getLogger("soundedit")
 
 #: The labels of the paper's semantic-accuracy study.
 PAPER_LABELS = ("giggling", "sobbing", "nose blowing", "fire crackling", "wind noise", "underwater bubbling",
@@ -140,6 +143,9 @@ def tsne_directions(audio_dirs: torch.Tensor, text_dirs: torch.Tensor | None = N
     n = X.shape[0]
     if n < 3:
         raise InputError(f"t-SNE: needs at least 3 directions, got {n}")
+    if not np.isfinite(X).all() or np.ptp(X, axis=0).max() == 0:
+        # identical points (e.g. 0-step edits) have no neighbourhood structure; sklearn divides by 0
+        raise InputError(f"t-SNE: the {n} directions are all identical (or not finite); nothing to embed")
     # perplexity must stay below the number of points; ~n/3 for small edit sets, 30 (sklearn's default) at most
     perplexity = float(min(30.0, max(1.0, (n - 1) / 3)))
     tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed, max_iter=500)
@@ -222,10 +228,14 @@ def summarize_edits(clip_space, audio: EditBatch, text: EditBatch | None = None,
         summary["semantic_classes"] = semantic.classes
         if text is not None:
             summary["text_semantic_accuracy"], per["text_semantic_prediction"] = semantic.accuracy(emb_t, text.labels)
-    tsne = None
-    if n + (n if text is not None else 0) >= 3:
-        dirs_t = (text.w_edit - text.w_source) if text is not None else None
+    tsne, tsne_note = None, None
+    dirs_t = (text.w_edit - text.w_source) if text is not None else None
+    try:
         tsne = tsne_directions(audio.w_edit - audio.w_source, dirs_t, seed=seed).tolist()
+    except InputError as exc:  # too few or degenerate directions: report why instead of a plot
+        tsne_note = str(exc)
+        logger.warning("no t-SNE plot: %s", exc)
+    summary["tsne"] = tsne_note or "ok"
     items = [{k: v[i] for k, v in per.items()} for i in range(n)]
     return {"per_edit": items, "summary": summary, "tsne": tsne,
             "cos_ws_wa": per["cos_ws_wa"], "cos_ws_wt": per.get("cos_ws_wt", [])}
@@ -288,7 +298,8 @@ def _markdown(metrics: dict) -> str:
             ("cos(w_s, w_t): mean / var", "–" if "cos_ws_wt" not in s else f"{s['cos_ws_wt']['mean']:.4f} / {s['cos_ws_wt']['var']:.2e}"),
             ("identity similarity (faces)", ms("identity")),
             ("pixel L1 to source ([0,1] scale)", ms("pixel_l1", 4)),
-            ("pixel RMSE to source ([0,1] scale)", ms("pixel_rmse", 4))]
+            ("pixel RMSE to source ([0,1] scale)", ms("pixel_rmse", 4)),
+            ("t-SNE of directions", "edits_tsne.png" if s.get("tsne") == "ok" else f"not drawn: {s.get('tsne')}")]
     lines = [f"# Manipulation metrics ({s['n_edits']} edits)", "", "| metric | value |", "|:---|---:|"]
     lines += [f"| {a} | {b} |" for a, b in rows]
     return "\n".join(lines) + "\n"

@@ -329,3 +329,141 @@ def _display(path: Path, root: Path | None) -> str:
 
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", Path(name).stem if Path(name).suffix else name).strip("-") or "encoder"
+
+
+# ------------------------------------------------------------------------------------------------
+# manipulation metrics over edit jobs
+
+
+def read_jobs(path: str | Path) -> list[dict]:
+    """Edit jobs from a CSV with columns ``source, sound, label`` (and optional ``text``).
+
+    ``source`` is an integer seed or a path (W/W+ code or photo); ``sound`` an audio
+    file; ``label`` the semantic class the edit aims at; ``text`` the prompt of the
+    paired text-guided edit (default: the label).  Relative paths are relative to
+    the CSV's folder.
+
+    Raises:
+        InputError: missing columns, empty rows, or files that do not exist.
+    """
+    import csv
+
+    from soundedit.text.templates import clean_label
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"--jobs: {str(path)!r} does not exist")
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    header = set(rows[0]) if rows else set()
+    absent = [c for c in ("source", "sound", "label") if c not in header]
+    if absent:
+        raise InputError(f"--jobs {path}: expected columns source, sound, label (text optional); missing "
+                         f"{', '.join(absent)}")
+    jobs = []
+    for line, row in enumerate(rows, start=2):
+        source, sound = (row["source"] or "").strip(), (row["sound"] or "").strip()
+        label = clean_label(row["label"] or "")
+        if not (source and sound and label):
+            raise InputError(f"--jobs {path}: row {line}: source, sound and label must all be given, got {dict(row)}")
+        sound_path = (path.parent / sound) if not Path(sound).is_absolute() else Path(sound)
+        if not sound_path.is_file():
+            raise InputError(f"--jobs {path}: row {line}: sound {sound!r} does not exist (looked at {sound_path})")
+        if source.lstrip("-").isdigit():
+            src: object = int(source)
+        else:
+            src = (path.parent / source) if not Path(source).is_absolute() else Path(source)
+            if not Path(src).is_file():
+                raise InputError(f"--jobs {path}: row {line}: source {source!r} is neither a seed nor a file")
+            src = str(src)
+        jobs.append({"source": src, "sound": str(sound_path), "label": label,
+                     "text": (row.get("text") or "").strip() or label})
+    if not jobs:
+        raise InputError(f"--jobs {path}: no rows")
+    return jobs
+
+
+def semantic_classifier_from_sounds(encoder: NamedEncoder, sounds: Sequence[str | Path], labels: Sequence[str], *,
+                                    cache_dir=None, device=None, seed: int = 0):
+    """Fit the semantic classifier on the audio embeddings of labelled sounds.
+
+    Raises:
+        InputError: a sound cannot be decoded (the classifier must see every labelled example).
+    """
+    from soundedit.evaluation.manipulation import SemanticClassifier
+
+    got = embed_files(encoder.encoder, list(sounds), cache_dir=cache_dir, encoder_id=encoder.fingerprint,
+                      device=device, description="semantic classifier: embedding sounds")
+    if got.failures:
+        i, reason = next(iter(got.failures.items()))
+        raise InputError(f"semantic classifier: {len(got.failures)} sounds could not be decoded "
+                         f"(first: {sounds[i]}: {reason})")
+    return SemanticClassifier(seed=seed).fit(got.embeddings, list(labels))
+
+
+def run_edits(editor, jobs: Sequence[dict], *, semantic=None, identity_net=None, text_edits: bool = True,
+              batch_size: int = 4, seed: int = 0, out_dir: str | Path | None = None, settings: dict | None = None,
+              **edit_settings) -> dict:
+    """Run every job as a sound-guided (and a text-guided) edit, then compute the manipulation metrics.
+
+    Args:
+        editor: a :class:`soundedit.editing.Editor`.
+        jobs: from :func:`read_jobs` (``source``, ``sound``, ``label``, ``text``).
+        semantic: a fitted :class:`~soundedit.evaluation.manipulation.SemanticClassifier`, or ``None``.
+        identity_net: for identity similarity (faces), or ``None``.
+        text_edits: also run the text-guided edit of every job (needed for cos(w_s, w_t) and the t-SNE pairs).
+        batch_size: edits optimised together.
+        out_dir: if given, ``edits.json``, ``edits.md`` and the PNGs (plus edited images) are written there.
+        **edit_settings: :class:`~soundedit.config.EditConfig` fields (``steps``, ``lr`` ...).
+
+    Returns:
+        The metrics dict of :func:`~soundedit.evaluation.manipulation.summarize_edits` (plus ``files``).
+    """
+    import torch
+
+    from soundedit.evaluation.manipulation import EditBatch, summarize_edits, write_manipulation_report
+
+    if batch_size < 1:
+        raise InputError(f"--batch-size: expected a positive integer, got {batch_size}")
+
+    def batches(kind: str) -> EditBatch:
+        parts = []
+        for start in range(0, len(jobs), batch_size):
+            chunk = jobs[start:start + batch_size]
+            specs = [{"source": j["source"], **({"audio": j["sound"]} if kind == "sound" else {"text": j["text"]})}
+                     for j in chunk]
+            logger.info("%s-guided edits %d-%d of %d", kind, start + 1, start + len(chunk), len(jobs))
+            parts.append(editor.edit_many(specs, **edit_settings))
+        cat = {f: torch.cat([getattr(p, f).detach().cpu() for p in parts])
+               for f in ("w_source", "w_plus", "source_image", "image", "target")}
+        if cat["w_plus"].shape[0] != len(jobs):
+            raise InputError(f"--jobs: each source must be one code (one seed, one W/W+ code or one photo); "
+                             f"{len(jobs)} jobs gave {cat['w_plus'].shape[0]} edits")
+        return EditBatch(w_source=cat["w_source"], w_edit=cat["w_plus"], source_image=cat["source_image"],
+                         image=cat["image"], target=cat["target"], labels=[j["label"] for j in jobs])
+
+    audio = batches("sound")
+    text = batches("text") if text_edits else None
+    metrics = summarize_edits(editor.clip_space, audio, text, semantic=semantic, identity_net=identity_net, seed=seed)
+    for item, job in zip(metrics["per_edit"], jobs):
+        item.update(source=str(job["source"]), sound=job["sound"], text=job["text"])
+    if out_dir is not None:
+        _save_edit_images(Path(out_dir) / "images", audio, text)
+        files = write_manipulation_report(out_dir, metrics, settings={**(settings or {}), **edit_settings})
+        metrics["files"] = {k: str(v) for k, v in files.items()}
+    return metrics
+
+
+def _save_edit_images(folder: Path, audio, text) -> None:
+    """source | sound edit | text edit, one PNG row per job."""
+    import torch
+    from PIL import Image
+
+    from soundedit.fileio import atomic_open
+
+    for i in range(audio.image.shape[0]):
+        tiles = [audio.source_image[i], audio.image[i]] + ([text.image[i]] if text is not None else [])
+        row = torch.cat([t.float().clamp(-1, 1) for t in tiles], dim=2)  # (3, H, k*W)
+        arr = ((row + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        with atomic_open(folder / f"edit_{i:04d}_{_slug(audio.labels[i])}.png", "wb") as fh:
+            Image.fromarray(arr).save(fh, format="PNG")
