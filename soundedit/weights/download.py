@@ -37,10 +37,9 @@ class _Restart(Exception):
 class MirrorFailed(Exception):
     """One URL could not deliver the file; ``reason`` is a short phrase for the user."""
 
-    def __init__(self, reason: str, *, unreachable: bool = False) -> None:
+    def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.unreachable = unreachable
 
 
 def transfer(url: str, part: Path, entry: WeightsEntry, *, timeout: float, retries: int,
@@ -74,8 +73,6 @@ def transfer(url: str, part: Path, entry: WeightsEntry, *, timeout: float, retri
         try:
             resumed |= _one_request(url, part, meta_path, _read_meta(meta_path), entry, offset=offset, timeout=timeout)
             return resumed
-        except MirrorFailed:
-            raise
         except _Restart as exc:
             attempt += 1
             if attempt > retries:
@@ -86,7 +83,7 @@ def transfer(url: str, part: Path, entry: WeightsEntry, *, timeout: float, retri
             now = part.stat().st_size if part.exists() else 0
             reason = _describe(exc)
             if now <= offset:  # nothing arrived: the host is unreachable or refusing; do not wait on it
-                raise MirrorFailed(reason, unreachable=True) from None
+                raise MirrorFailed(reason) from None
             attempt += 1
             if attempt > retries:
                 raise MirrorFailed(f"interrupted after {now} bytes ({reason}); run the fetch again to resume") from None
@@ -120,8 +117,7 @@ def _one_request(url: str, part: Path, meta_path: Path, meta: dict, entry: Weigh
             raise _Restart("the partial file did not fit the file on the server and was discarded") from None
         raise MirrorFailed(f"HTTP {exc.code} {exc.reason}") from None
     except urllib.error.URLError as exc:
-        raise MirrorFailed(_describe(exc.reason if isinstance(exc.reason, BaseException) else exc),
-                           unreachable=True) from None
+        raise MirrorFailed(_describe(exc.reason if isinstance(exc.reason, BaseException) else exc)) from None
     with resp:
         ctype = resp.headers.get("Content-Type", "")
         if ctype.split(";")[0].strip().lower() == "text/html":
