@@ -311,3 +311,11 @@ def test_compile_error_is_summarised(monkeypatch, tmp_path):
     err = info.value
     assert "soundedit-deliberately-broken" in err.summary and "\n" not in err.summary
     assert err.log is not None and "soundedit-deliberately-broken" in err.log.read_text()
+
+
+def test_sources_ship_with_the_package():
+    """pyproject's package-data must cover every file the build reads."""
+    text = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
+    for name in build.SOURCES + build.HEADERS:
+        assert f"csrc/*{Path(name).suffix}" in text, name
+        assert (build.CSRC / name).is_file()

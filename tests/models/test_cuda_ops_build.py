@@ -1,0 +1,205 @@
+"""Compile the CUDA extension from a clean cache folder, import it, and check the kernels' arithmetic.
+
+Runs wherever nvcc is installed, GPU or not: this keeps the CUDA code building in CI. Without a
+GPU the compiled functions are called with CPU tensors, which runs the kernels' own per-element
+``__host__ __device__`` code in a host loop: the index arithmetic, dtype handling, layouts and the
+autograd wrappers are checked here; launch configuration and device execution are left to
+``test_cuda_ops_gpu.py``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from soundedit.models.stylegan2.ops import build, kernels, reference
+
+pytestmark = pytest.mark.slow  # compiling takes about 30 s on 2 cores, longer when they are busy
+
+CASES = [
+    (1, 1, (1, 1), (4, 4)),
+    (2, 1, (2, 1), (4, 4)),
+    (1, 2, (1, 1), (4, 4)),
+    (2, 2, (0, 0, 1, 2), (3, 3)),
+    (3, 2, (-1, 2, 3, -2), (5, 2)),
+    (1, 1, (0, 0), (1, 1)),
+    (2, 3, (4, 0, 0, 4), (2, 5)),
+]
+# Low-precision outputs are compared with the float32 reference rounded to the same dtype; the
+# kernels accumulate in float32 and round once, so they differ from it by at most ~1 unit in the last place.
+LOW_PRECISION_TOL = {torch.float16: dict(rtol=2e-3, atol=1e-3), torch.bfloat16: dict(rtol=1.6e-2, atol=1e-2)}
+
+
+def _have_toolkit() -> str | None:
+    try:
+        build.find_toolkit()
+    except build.CudaOpsBuildError as exc:
+        return exc.summary
+    if torch.version.cuda is None:
+        return f"torch {torch.__version__} is a CPU-only build"
+    return None
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    """(module, plan, seconds): a fresh build in an empty folder."""
+    reason = _have_toolkit()
+    if reason is not None:
+        pytest.skip(f"cannot compile the CUDA ops here: {reason}")
+    root = tmp_path_factory.mktemp("torch_extensions")
+    module, plan, seconds = build.build(root)
+    return module, plan, seconds
+
+
+def test_builds_from_a_clean_cache_and_imports(compiled):
+    module, plan, seconds = compiled
+    assert seconds is not None, "a clean cache folder must compile"
+    assert build.library_path(plan).is_file() and plan.build_dir.name.endswith(build.source_hash(
+        (torch.__version__, str(torch.version.cuda), plan.toolkit.version, *build._CXX_FLAGS, *plan.cuda_flags))[:16])
+    for name in ("upfirdn2d", "bias_act", "bias_act_grad"):
+        assert callable(getattr(module, name))
+    if not torch.cuda.is_available():  # no device to ask: the explicit default list
+        assert plan.archs == ("8.0", "9.0+PTX")
+
+
+def test_second_load_uses_the_cache(compiled):
+    module, plan, _ = compiled
+    before = build.library_path(plan).stat().st_mtime_ns
+    again, plan2, seconds = build.build(plan.build_dir.parent.parent)
+    assert seconds is None and plan2.build_dir == plan.build_dir
+    assert build.library_path(plan).stat().st_mtime_ns == before, "nothing may rebuild"
+
+
+@pytest.mark.parametrize("up,down,pad,kshape", CASES)
+def test_upfirdn2d_matches_reference(compiled, up, down, pad, kshape):
+    ext = compiled[0]
+    g = torch.Generator().manual_seed(10)
+    x = torch.randn(2, 3, 7, 9, generator=g, dtype=torch.float64)
+    k = torch.randn(*kshape, generator=g, dtype=torch.float64)
+    want = reference.upfirdn2d(x, k, up, down, pad)
+    torch.testing.assert_close(kernels.upfirdn2d(ext, x, k, up, down, pad), want, rtol=1e-12, atol=1e-12)
+    got32 = kernels.upfirdn2d(ext, x.float(), k.float(), up, down, pad)
+    torch.testing.assert_close(got32, want.float(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_upfirdn2d_low_precision(compiled, dtype):
+    ext = compiled[0]
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(2, 4, 8, 8, generator=g).to(dtype)
+    k = torch.randn(4, 4, generator=g)
+    got = kernels.upfirdn2d(ext, x, k, 2, 1, (2, 1))
+    assert got.dtype == dtype
+    want = reference.upfirdn2d(x.float(), k, 2, 1, (2, 1)).to(dtype)
+    torch.testing.assert_close(got, want, **LOW_PRECISION_TOL[dtype])
+
+
+def test_upfirdn2d_layouts(compiled):
+    ext = compiled[0]
+    g = torch.Generator().manual_seed(12)
+    x = torch.randn(2, 5, 9, 8, generator=g)
+    k = torch.randn(3, 4, generator=g)
+    want = reference.upfirdn2d(x, k, 2, 2, (1, 2, 0, 1))
+    cl = kernels.upfirdn2d(ext, x.to(memory_format=torch.channels_last), k, 2, 2, (1, 2, 0, 1))
+    assert cl.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(cl, want, rtol=1e-5, atol=1e-5)
+    wide = torch.randn(2, 5, 9, 16, generator=g)
+    strided = wide[..., ::2]  # neither layout: read through its strides
+    torch.testing.assert_close(kernels.upfirdn2d(ext, strided, k, 1, 1, (2, 1)),
+                               reference.upfirdn2d(strided.contiguous(), k, 1, 1, (2, 1)), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("up,down,pad,kshape", CASES[:5])
+def test_upfirdn2d_gradcheck(compiled, up, down, pad, kshape):
+    ext = compiled[0]
+    g = torch.Generator().manual_seed(13)
+    x = torch.randn(1, 2, 5, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(*kshape, generator=g, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda t: kernels.upfirdn2d(ext, t, k, up, down, pad), (x,))
+
+
+def test_upfirdn2d_backward_float32_channels_last(compiled):
+    ext = compiled[0]
+    g = torch.Generator().manual_seed(14)
+    x = torch.randn(2, 3, 8, 8, generator=g)
+    k = torch.randn(4, 4, generator=g)
+    probe = torch.randn(2, 3, 16, 16, generator=g)
+    a = x.clone().requires_grad_(True)
+    (reference.upfirdn2d(a, k, 2, 1, (2, 1)) * probe).sum().backward()
+    b = x.to(memory_format=torch.channels_last).requires_grad_(True)
+    (kernels.upfirdn2d(ext, b, k, 2, 1, (2, 1)) * probe).sum().backward()
+    torch.testing.assert_close(b.grad, a.grad, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape,channels_last", [((3, 4, 5, 2), False), ((3, 4, 5, 2), True), ((6, 7), False),
+                                                 ((2, 3, 4), False)])
+@pytest.mark.parametrize("slope,scale", [(0.2, math.sqrt(2)), (1.0, 1.0)])  # leaky ReLU with gain; linear
+def test_fused_leaky_relu_matches_reference_and_gradcheck(compiled, shape, channels_last, slope, scale):
+    ext = compiled[0]
+    g = torch.Generator().manual_seed(15)
+    x = torch.randn(*shape, generator=g, dtype=torch.float64)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    b = torch.randn(shape[1], generator=g, dtype=torch.float64, requires_grad=True)
+    got = kernels.fused_leaky_relu(ext, x, b, slope, scale)
+    torch.testing.assert_close(got, reference.fused_leaky_relu(x, b, slope, scale), rtol=1e-12, atol=1e-12)
+    if channels_last:
+        assert got.is_contiguous(memory_format=torch.channels_last)
+    assert torch.autograd.gradcheck(lambda t, c: kernels.fused_leaky_relu(ext, t, c, slope, scale), (x, b))
+    assert torch.autograd.gradcheck(lambda t: kernels.fused_leaky_relu(ext, t, None, slope, scale), (x,))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_fused_leaky_relu_dtypes_and_bias_grad(compiled, dtype):
+    ext = compiled[0]
+    g = torch.Generator().manual_seed(16)
+    x = torch.randn(4, 6, 5, 5, generator=g)
+    b = torch.randn(6, generator=g)
+    probe = torch.randn(4, 6, 5, 5, generator=g)
+    xr, br = x.clone().requires_grad_(True), b.clone().requires_grad_(True)
+    (reference.fused_leaky_relu(xr, br) * probe).sum().backward()
+    xk, bk = x.to(dtype).requires_grad_(True), b.clone().requires_grad_(True)  # float32 bias, as in the generator
+    y = kernels.fused_leaky_relu(ext, xk, bk)
+    (y * probe.to(dtype)).sum().backward()
+    tol = LOW_PRECISION_TOL.get(dtype, dict(rtol=1e-5, atol=1e-5))
+    assert y.dtype == dtype and xk.grad.dtype == dtype and bk.grad.dtype == torch.float32
+    torch.testing.assert_close(y.float(), reference.fused_leaky_relu(x, b).to(dtype).float(), **tol)
+    torch.testing.assert_close(xk.grad.float(), xr.grad.to(dtype).float(), **tol)
+    # the bias gradient is the float32 sum of the (rounded) input gradients over N, H, W
+    torch.testing.assert_close(bk.grad, xk.grad.float().sum(dim=(0, 2, 3)), rtol=1e-5, atol=1e-5)
+    if dtype == torch.float32:
+        torch.testing.assert_close(bk.grad, br.grad, rtol=1e-5, atol=1e-5)
+
+
+def test_expanded_gradients_are_accepted(compiled):
+    """``y.sum().backward()`` hands the backward a stride-0 gradient."""
+    ext = compiled[0]
+    x = torch.randn(2, 3, 4, 4, requires_grad=True)
+    kernels.fused_leaky_relu(ext, x, None).sum().backward()
+    torch.testing.assert_close(x.grad, torch.where(x > 0, math.sqrt(2), 0.2 * math.sqrt(2)).detach())
+    x.grad = None
+    kernels.upfirdn2d(ext, x, torch.ones(2, 2), 1, 1, (1, 0)).sum().backward()
+    assert torch.all(x.grad > 0)
+
+
+def test_second_order_gradients_raise_clearly(compiled):
+    ext = compiled[0]
+    x = torch.randn(1, 2, 6, 6, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(2, dtype=torch.float64, requires_grad=True)
+    for fn in (lambda t: kernels.upfirdn2d(ext, t, torch.ones(3, 3), 2, 1, (1, 1)),
+               lambda t: kernels.fused_leaky_relu(ext, t, b)):
+        (grad,) = torch.autograd.grad((fn(x) ** 2).sum(), x, create_graph=True)
+        with pytest.raises(kernels.SecondOrderGradientError, match="latent optimisation needs only first-order"):
+            grad.sum().backward()
+
+
+def test_invalid_arguments_raise(compiled):
+    ext = compiled[0]
+    with pytest.raises(RuntimeError, match="empty output"):
+        kernels.upfirdn2d(ext, torch.zeros(1, 1, 2, 2), torch.ones(4, 4), 1, 1, (0, 0))
+    with pytest.raises(ValueError, match="scale > 0"):
+        kernels.fused_leaky_relu(ext, torch.zeros(1, 2), None, 0.2, -1.0)
+
