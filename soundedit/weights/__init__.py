@@ -134,6 +134,8 @@ def fetch(name: str, *, force: bool = False, retries: int = 3, timeout: float | 
     if not force and (found := _local(entry)) is not None:
         return found
     if offline():
+        if force and _local(entry) is not None:
+            raise WeightsError(f"cannot download weights {entry.name!r} again: downloads are switched off ({OFFLINE_ENV}=1)")
         raise _missing(entry, f"downloads are switched off ({OFFLINE_ENV}=1)")
     timeout = _timeout() if timeout is None else timeout
     part = store.partial_path(entry)
