@@ -1,0 +1,173 @@
+"""The compiled StyleGAN2 ops on a CUDA GPU: parity with the PyTorch reference, gradients, generator.
+
+Skipped without a CUDA GPU. The extension is built once per test session into a private folder
+(for the visible GPU's architecture), so these also check that the build works on the GPU machine.
+
+Tolerances: float64 1e-12 (same arithmetic, different summation order); float32 1e-5 (the
+reference's cuDNN convolution may sum in another order; TF32 is switched off); float16 and
+bfloat16 inputs are rounded first and the float32 reference on those same values, rounded to the
+dtype, is the expectation: rtol/atol 2e-3/1e-3 and 1.6e-2/1e-2 (one unit in the last place, as the
+kernels accumulate in float32 and round once). The generator keeps the golden fixture's 1e-4.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from soundedit.models.stylegan2 import ops
+from soundedit.models.stylegan2.ops import kernels, reference
+
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch.cuda.is_available() is False)"),
+]
+
+DEVICE = "cuda"
+DTYPE_TOL = {
+    torch.float64: dict(rtol=1e-12, atol=1e-12),
+    torch.float32: dict(rtol=1e-5, atol=1e-5),
+    torch.float16: dict(rtol=2e-3, atol=1e-3),
+    torch.bfloat16: dict(rtol=1.6e-2, atol=1e-2),
+}
+CASES = [  # (up, down, pad, kernel shape)
+    (1, 1, (1, 1), (4, 4)),  # StyleGAN2 blur after the transposed conv
+    (2, 1, (2, 1), (4, 4)),  # ToRGB skip upsampling
+    (1, 2, (1, 1), (4, 4)),  # downsampling (discriminator, encoders)
+    (2, 2, (0, 0, 1, 2), (3, 3)),
+    (3, 2, (-1, 2, 3, -2), (5, 2)),
+    (1, 1, (0, 0), (1, 1)),
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def built_extension(tmp_path_factory):
+    """Build into a private folder, kernels forced on, TF32 off; restore everything afterwards."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path_factory.mktemp("torch_extensions")))
+    mp.setenv(ops.ENV_VAR, "on")
+    mp.setattr(torch.backends.cudnn, "allow_tf32", False)
+    mp.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    ops._reset_for_tests()
+    ext = ops.load_extension(required=True)
+    yield ext
+    ops._reset_for_tests()
+    mp.undo()
+
+
+def _shape(g: torch.Generator) -> tuple[int, int, int, int]:
+    return tuple(int(v) for v in torch.randint(1, 6, (2,), generator=g)) + tuple(
+        int(v) for v in torch.randint(4, 40, (2,), generator=g))
+
+
+def test_status_reports_the_kernels(built_extension):
+    info = ops.status()
+    assert info["loaded"] and info["cuda_available"]
+    major, minor = torch.cuda.get_device_capability()
+    assert info["arch_list"][-1].startswith(f"{major}.{minor}")
+    assert all(op["path"] == "cuda" for op in info["ops"].values())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_upfirdn2d_forward_backward(built_extension, dtype, channels_last, case):
+    up, down, pad, kshape = CASES[case]
+    g = torch.Generator().manual_seed(100 + case)
+    for _ in range(3):  # random shapes
+        shape = _shape(g)
+        # inputs rounded to `dtype` first, so that the float32 reference sees the same values
+        x = torch.randn(shape, generator=g).to(dtype).to(DEVICE)
+        k = torch.randn(kshape, generator=g).to(DEVICE)
+        xr = x.float().requires_grad_(True)
+        want = reference.upfirdn2d(xr, k, up, down, pad)
+        probe = torch.randn(want.shape, generator=g).to(dtype).to(DEVICE)
+        (want * probe.float()).sum().backward()
+        xk = x.to(memory_format=torch.channels_last) if channels_last else x.clone()
+        xk.requires_grad_(True)
+        got = ops.upfirdn2d(xk, k, up, down, pad)
+        (got * probe).sum().backward()
+        assert got.dtype == dtype and got.shape == want.shape
+        if channels_last and got.shape[1] > 1:
+            assert got.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(got.float(), want.detach().to(dtype).float(), **DTYPE_TOL[dtype])
+        torch.testing.assert_close(xk.grad.float(), xr.grad.to(dtype).float(), **DTYPE_TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "strided", "2d"])
+@pytest.mark.parametrize("slope,scale", [(0.2, math.sqrt(2)), (1.0, 1.0)])
+def test_fused_leaky_relu_forward_backward(built_extension, dtype, layout, slope, scale):
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn((8, 16) if layout == "2d" else (3, 16, 9, 12), generator=g).to(dtype).to(DEVICE)
+    b = torch.randn(16, generator=g).to(DEVICE)  # float32, as the generator's parameters
+    probe = torch.randn(x.shape, generator=g).to(dtype).to(DEVICE)
+    # reference in float32 on the same rounded values (the op casts the bias to x's dtype)
+    xr, br = x.float().requires_grad_(True), b.to(dtype).float().requires_grad_(True)
+    want = reference.fused_leaky_relu(xr, br, slope, scale)
+    (want * probe.float()).sum().backward()
+    if layout == "channels_last":
+        xk = x.to(memory_format=torch.channels_last)
+    elif layout == "strided":
+        xk = x.transpose(2, 3).contiguous().transpose(2, 3)  # neither NCHW nor channels-last dense
+    else:
+        xk = x.clone()
+    xk.requires_grad_(True)
+    bk = b.clone().requires_grad_(True)
+    y = ops.fused_leaky_relu(xk, bk, slope, scale)
+    (y * probe).sum().backward()
+    tol = DTYPE_TOL[dtype]
+    assert y.dtype == dtype and bk.grad.dtype == torch.float32
+    torch.testing.assert_close(y.float(), want.detach().to(dtype).float(), **tol)
+    torch.testing.assert_close(xk.grad.float(), xr.grad.to(dtype).float(), **tol)
+    torch.testing.assert_close(bk.grad, xk.grad.float().sum(dim=[d for d in range(x.ndim) if d != 1]),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_gradcheck_float64(built_extension):
+    ext = built_extension
+    g = torch.Generator().manual_seed(8)
+    for up, down, pad, kshape in CASES:
+        x = torch.randn(1, 2, 6, 7, generator=g, dtype=torch.float64).to(DEVICE).requires_grad_(True)
+        k = torch.randn(kshape, generator=g, dtype=torch.float64).to(DEVICE)
+        assert torch.autograd.gradcheck(lambda t: kernels.upfirdn2d(ext, t, k, up, down, pad), (x,))
+    x = torch.randn(2, 3, 4, 5, generator=g, dtype=torch.float64).to(DEVICE).requires_grad_(True)
+    b = torch.randn(3, generator=g, dtype=torch.float64).to(DEVICE).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda t, c: kernels.fused_leaky_relu(ext, t, c), (x, b))
+    torch.testing.assert_close(kernels.fused_leaky_relu(ext, x, b), reference.fused_leaky_relu(x, b),
+                               **DTYPE_TOL[torch.float64])
+
+
+def test_large_tensor_uses_the_grid_stride_loop(built_extension):
+    """More elements than one launch's threads (blocks are capped at 32 per SM)."""
+    x = torch.randn(2, 64, 257, 257, device="cuda")
+    k = torch.tensor([1.0, 3.0, 3.0, 1.0], device="cuda")
+    k = k[:, None] * k[None, :] / 64
+    torch.testing.assert_close(ops.upfirdn2d(x, k, 1, 1, (1, 1)), reference.upfirdn2d(x, k, 1, 1, (1, 1)),
+                               rtol=1e-5, atol=1e-5)
+    b = torch.randn(64, device="cuda")
+    torch.testing.assert_close(ops.fused_leaky_relu(x, b), reference.fused_leaky_relu(x, b), rtol=1e-6, atol=1e-6)
+
+
+def test_second_order_raises_on_gpu(built_extension):
+    x = torch.randn(1, 2, 8, 8, device="cuda", requires_grad=True)
+    (grad,) = torch.autograd.grad(ops.fused_leaky_relu(x, None).square().sum(), x, create_graph=True)
+    with pytest.raises(kernels.SecondOrderGradientError, match="SOUNDEDIT_CUDA_OPS=off"):
+        grad.sum().backward()
+
+
+@pytest.mark.parametrize("setting", ["on", "off"])
+def test_generator_golden_on_gpu(built_extension, seeded_checkpoint, tmp_path, monkeypatch, setting):
+    """The golden stylegan2_64 fixture, forward and d/dW+, with kernels on and off."""
+    from soundedit.models import load_generator
+
+    monkeypatch.setenv(ops.ENV_VAR, setting)
+    path, exp = seeded_checkpoint("stylegan2_64", tmp_path / "stylegan2_64.pt")
+    G = load_generator(path, device="cuda")
+    w = exp["w_plus"].to(DEVICE).requires_grad_(True)
+    img = G.synthesize(w, noise="const")
+    (img * exp["probe"].to(DEVICE)).sum().backward()
+    torch.testing.assert_close(img.detach().cpu(), exp["image_from_w_plus"], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(w.grad.cpu(), exp["grad_w_plus"], rtol=1e-4, atol=1e-4)
