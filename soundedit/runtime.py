@@ -13,10 +13,12 @@ import os
 import random
 import sys
 from collections.abc import Iterator
-
-import torch
+from typing import TYPE_CHECKING
 
 from soundedit.errors import InputError
+
+if TYPE_CHECKING:  # torch is imported lazily so the CLI starts fast
+    import torch
 
 logger = logging.getLogger("soundedit")
 
@@ -34,6 +36,8 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     Raises:
         InputError: unknown name, or the requested device is not available.
     """
+    import torch
+
     if isinstance(device, torch.device):
         return device
     name = (device or "auto").strip().lower()
@@ -59,6 +63,7 @@ def seed_everything(seed: int) -> torch.Generator:
     Library functions take explicit generators; this is for entry points (CLI, scripts).
     """
     import numpy as np
+    import torch
 
     random.seed(seed)
     np.random.seed(seed % (2**32))
