@@ -173,3 +173,6 @@ def pin(
     else:
         stdout.print(f"{result['name']}: sha256 {result['sha256']}, {result['size']} bytes -> {result['lock']}",
                      highlight=False)
+
+
+from soundedit.cli import convert as _convert  # noqa: E402,F401  (registers `weights convert`)

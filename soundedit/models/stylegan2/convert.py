@@ -206,3 +206,36 @@ def tf_to_rosinality(Gs: TFNetwork, *, source: str | os.PathLike = "pickle"):
     lr_mlp = float(Gs.static_kwargs.get("mapping_lrmul") or 0.01)
     config = infer_config(out, source=source, lr_mlp=lr_mlp)
     return out, latent_avg, config
+
+
+def convert_generator(src: str | os.PathLike, dst: str | os.PathLike) -> dict:
+    """Convert any supported generator file (or weights.lock name) to our ``.safetensors`` format.
+
+    The weights are loaded and checked exactly as :func:`load_generator` does; the mean
+    latent is computed when the source has none, so the output is complete.
+
+    Args:
+        src: rosinality ``.pt``, NVIDIA ``.pkl``, our ``.safetensors`` or a weights.lock name.
+        dst: output path ending in ``.safetensors`` (written atomically).
+
+    Returns:
+        A summary: input, output, resolution, n_latent, style_dim, channels, latent_avg
+        ("from checkpoint" or "computed"), bytes written.
+    """
+    from soundedit.errors import InputError
+    from soundedit.models.stylegan2.loading import (build_generator, read_generator_checkpoint, resolve_checkpoint,
+                                                    save_generator)
+
+    dst = Path(dst)
+    if dst.suffix != ".safetensors":
+        raise InputError(f"OUT: expected a path ending in .safetensors, got {str(dst)!r}")
+    path = resolve_checkpoint(src)
+    if dst.exists() and dst.resolve() == path.resolve():
+        raise InputError(f"OUT: {dst} is the input file; choose another output path")
+    state, latent_avg, config = read_generator_checkpoint(path)
+    G = build_generator(state, latent_avg, config, source=path)
+    out = save_generator(G, dst)
+    return {"input": str(path), "output": str(out), "resolution": G.resolution, "n_latent": G.n_latent,
+            "style_dim": G.style_dim, "channels": list(config.channels), "conv_clamp": config.conv_clamp,
+            "latent_avg": "from checkpoint" if latent_avg is not None else "computed",
+            "bytes": out.stat().st_size}
