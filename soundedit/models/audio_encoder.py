@@ -205,7 +205,7 @@ def load_audio_encoder(path_or_name: str | os.PathLike, *, device: str | torch.d
         path_or_name: a weights.lock name (e.g. ``"authors-resnet18"``), the authors'
             ``.pth`` state dict (with or without DataParallel's ``module.`` prefix), or
             our ``.safetensors`` written by :func:`save_audio_encoder`.
-        device: where the module goes.
+        device: where the module goes (``"auto"``, ``"cpu"``, ``"cuda"``, ... or a ``torch.device``).
 
     Returns:
         An :class:`AudioEncoder` in eval mode; ``.config.layout`` says which input it takes.
@@ -215,6 +215,9 @@ def load_audio_encoder(path_or_name: str | os.PathLike, *, device: str | torch.d
             either layout (the message names the file and what was expected).
         WeightsMissingError / InputError: from name resolution (see ``soundedit.weights``).
     """
+    from soundedit.runtime import resolve_device
+
+    device = resolve_device(device)
     path = _resolve(path_or_name)
     if _is_safetensors(path):
         encoder = _load_ours(path)

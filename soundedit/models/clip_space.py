@@ -227,7 +227,7 @@ def load_clip_space(name_or_path: str | os.PathLike = "clip-vit-b-32", *, audio_
             the architecture is read from its tensors.
         audio_encoder: an :class:`AudioEncoder`, or a name/path for
             :func:`load_audio_encoder`, or ``None`` (then ``embed_audio`` is unavailable).
-        device: where the models go.
+        device: where the models go (``"auto"``, ``"cpu"``, ``"cuda"``, ... or a ``torch.device``).
         model_name: an open_clip architecture name (e.g. ``"ViT-B-16"``) when the file is
             an open_clip checkpoint instead of an OpenAI one. Loading never contacts the
             Hugging Face hub for a local file.
@@ -240,6 +240,9 @@ def load_clip_space(name_or_path: str | os.PathLike = "clip-vit-b-32", *, audio_
         CheckpointError: the file is not a CLIP checkpoint of the expected layout.
         WeightsMissingError / InputError: from name resolution.
     """
+    from soundedit.runtime import resolve_device
+
+    device = resolve_device(device)
     path = _resolve(name_or_path)
     if model_name is None:
         model = _load_openai_layout(path)
@@ -312,16 +315,28 @@ def _openai_tokenizer(model: nn.Module, path: Path):
 
 @contextlib.contextmanager
 def _hub_offline():
-    """Keep Hugging Face libraries offline while a local file is loaded (restores the variable after)."""
-    old = os.environ.get("HF_HUB_OFFLINE")
+    """Keep Hugging Face libraries offline while a local file is loaded, then restore their setting.
+
+    huggingface_hub reads ``HF_HUB_OFFLINE`` once, at import, so besides the variable
+    (for a first import inside this block) its already-imported constant is set too.
+    """
+    import sys
+
+    old_env = os.environ.get("HF_HUB_OFFLINE")
     os.environ["HF_HUB_OFFLINE"] = "1"
+    constants = sys.modules.get("huggingface_hub.constants")
+    old_const = getattr(constants, "HF_HUB_OFFLINE", None)
+    if constants is not None:
+        constants.HF_HUB_OFFLINE = True
     try:
         yield
     finally:
-        if old is None:
+        if old_env is None:
             os.environ.pop("HF_HUB_OFFLINE", None)
         else:
-            os.environ["HF_HUB_OFFLINE"] = old
+            os.environ["HF_HUB_OFFLINE"] = old_env
+        if constants is not None:
+            constants.HF_HUB_OFFLINE = old_const
 
 
 def _load_open_clip(model_name: str, path: Path):

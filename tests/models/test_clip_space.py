@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -171,6 +173,8 @@ def test_open_clip_model_by_name_from_local_file_without_hub(tmp_path, monkeypat
 
     monkeypatch.setattr(open_clip.pretrained, "download_pretrained_from_hf", no_hub)
     monkeypatch.setattr(open_clip.pretrained, "download_pretrained_from_url", no_hub)
+    monkeypatch.setattr(open_clip.pretrained, "hf_hub_download", no_hub, raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     # a tiny config registered like any open_clip model config
     cfg = tmp_path / "soundedit-tiny-vit.json"
     cfg.write_text('{"embed_dim": 512, "quick_gelu": true,'
@@ -182,6 +186,7 @@ def test_open_clip_model_by_name_from_local_file_without_hub(tmp_path, monkeypat
     weights = tmp_path / "tiny_open_clip.bin"
     torch.save(model.state_dict(), weights)
     space = load_clip_space(weights, model_name="soundedit-tiny-vit")
+    assert "HF_HUB_OFFLINE" not in os.environ  # the offline switch is restored after loading
     assert space.image_size == (48, 48) and space.embed_dim == 512
     torch.testing.assert_close(space.model.visual.conv1.weight, model.visual.conv1.weight)
     assert space.embed_text(["rain"]).shape == (1, 512)
