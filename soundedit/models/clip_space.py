@@ -38,8 +38,13 @@ from soundedit.errors import CheckpointError, InputError, WeightsMissingError
 
 logger = logging.getLogger("soundedit")
 
-#: Default prompt template; ``embed_text(..., templates=[...])`` takes an ensemble.
-DEFAULT_TEMPLATES: tuple[str, ...] = ("a photo of {}.",)
+#: Default: the text as given, as the paper (and StyleCLIP) feed an edit's prompt to CLIP.
+DEFAULT_TEMPLATES: tuple[str, ...] = ("{}",)
+#: CLIP's usual single image prompt.
+PHOTO_TEMPLATES: tuple[str, ...] = ("a photo of {}.",)
+#: A small image-prompt ensemble (wordings from CLIP's ImageNet prompt set).
+PHOTO_ENSEMBLE: tuple[str, ...] = ("a photo of {}.", "a photo of the {}.", "a bad photo of a {}.",
+                                   "a good photo of the {}.", "a close-up photo of the {}.", "a rendering of a {}.")
 
 
 class ClipSpace(nn.Module):
@@ -118,8 +123,11 @@ class ClipSpace(nn.Module):
 
         Args:
             texts: N strings, e.g. ``["rain", "a dog barking"]``.
-            templates: format strings with one ``{}`` (default: ``self.templates``); with
-                several, each text's embedding is the normalised mean over templates.
+            templates: format strings with one ``{}`` (or ``{label}``, as in
+                :mod:`soundedit.text.templates`) where the text goes (default:
+                ``self.templates``, the text as given); with several (e.g.
+                :data:`PHOTO_ENSEMBLE`), each text's embedding is the normalised mean
+                of its prompts' embeddings.
 
         Returns:
             ``(N, embed_dim)`` unit-norm embeddings (no gradient: CLIP is frozen).
@@ -128,7 +136,7 @@ class ClipSpace(nn.Module):
                 or not all(isinstance(t, str) for t in texts):
             raise InputError(f"texts: expected a non-empty list of strings, got {texts!r:.80}")
         temps = self.templates if templates is None else _check_templates(templates)
-        prompts = [tpl.format(text) for text in texts for tpl in temps]  # text-major: (N * T)
+        prompts = [tpl.replace("{label}", "{}").format(text) for text in texts for tpl in temps]  # (N * T), text-major
         tokens = self.tokenizer(prompts).to(self.device)
         emb = F.normalize(self.model.encode_text(tokens).float(), dim=-1)
         emb = emb.view(len(texts), len(temps), -1).mean(dim=1)  # template ensemble
@@ -205,9 +213,9 @@ def _has_tensor(module: nn.Module, name: str) -> bool:
 def _check_templates(templates: Sequence[str]) -> tuple[str, ...]:
     if isinstance(templates, str) or not templates:
         raise InputError(f"templates: expected a non-empty list of strings with one '{{}}', got {templates!r}")
-    bad = [t for t in templates if not isinstance(t, str) or t.count("{}") != 1]
+    bad = [t for t in templates if not isinstance(t, str) or t.count("{}") + t.count("{label}") != 1]
     if bad:
-        raise InputError(f"templates: each needs exactly one '{{}}' where the text goes, got {bad!r}")
+        raise InputError(f"templates: each needs exactly one '{{}}' (or '{{label}}') where the text goes, got {bad!r}")
     return tuple(templates)
 
 

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from soundedit.errors import CheckpointError, InputError
 from soundedit.models import ClipSpace, load_audio_encoder, load_clip_space
+from soundedit.models.clip_space import PHOTO_ENSEMBLE, PHOTO_TEMPLATES
 from soundedit.testing.clip import seeded_image, write_tiny_audio_encoder, write_tiny_openai_clip
 
 
@@ -103,10 +104,15 @@ def test_text_shapes_norms_and_templates(space):
     torch.testing.assert_close(emb.norm(dim=-1), torch.ones(3))
     assert (emb @ emb.T).fill_diagonal_(0).max() < 0.999  # different texts, different embeddings
     plain = space.embed_text(["rain"], templates=["{}"])
-    photo = space.embed_text(["rain"], templates=["a photo of {}."])
-    torch.testing.assert_close(photo, emb[:1])  # default template
+    torch.testing.assert_close(plain, emb[:1])  # default: the text as given
+    photo = space.embed_text(["rain"], templates=PHOTO_TEMPLATES)
+    assert (photo * plain).sum() < 0.999  # the template changes the prompt
+    torch.testing.assert_close(space.embed_text(["rain"], templates=["a photo of {label}."]), photo)
     both = space.embed_text(["rain"], templates=["{}", "a photo of {}."])
     torch.testing.assert_close(both, F.normalize(plain + photo, dim=-1), atol=1e-5, rtol=1e-5)
+    ensemble = space.embed_text(["rain", "thunder"], templates=PHOTO_ENSEMBLE)
+    assert ensemble.shape == (2, space.embed_dim)
+    torch.testing.assert_close(ensemble.norm(dim=-1), torch.ones(2))
 
 
 @pytest.mark.parametrize("bad", [[], "rain", [1, 2]])
@@ -116,8 +122,9 @@ def test_bad_texts(space, bad):
 
 
 def test_bad_template(space):
-    with pytest.raises(InputError, match="templates"):
-        space.embed_text(["rain"], templates=["no placeholder"])
+    for bad in (["no placeholder"], ["{} and {}"], "a photo of {}."):
+        with pytest.raises(InputError, match="templates"):
+            space.embed_text(["rain"], templates=bad)
 
 
 def test_embed_audio_through_authors_layout_encoder(clip_file, tmp_path):
