@@ -74,7 +74,7 @@ class Editor:
         dev = resolve_device(device)
         for name in (generator, audio_encoder, clip):
             resolve(name)
-        encoder = load_audio_encoder(audio_encoder).to(dev).eval()
+        encoder = load_audio_encoder(audio_encoder, device=dev).eval()
         clip_space = load_clip_space(clip, audio_encoder=encoder, device=dev)
         gen = load_generator(generator, device=dev)
         names = {"generator": str(generator), "audio_encoder": str(audio_encoder), "clip": str(clip)}
@@ -114,8 +114,15 @@ class Editor:
             return self._identity
         from soundedit.models import load_identity_net
 
-        self._identity = load_identity_net(self._identity).to(self.device).eval()
+        self._identity = load_identity_net(self._identity, device=self.device).eval()
         return self._identity
+
+    def _identity_for(self, lambda_id: float) -> torch.nn.Module | None:
+        """The identity net for an edit: loaded when the loss uses it; passed along when already
+        loaded anyway, so the report gets the identity cosine (costs one forward pass)."""
+        if lambda_id > 0:
+            return self.identity_net()
+        return self._identity if isinstance(self._identity, torch.nn.Module) else None
 
     # ------------------------------------------------------------------ edits
     def edit(self, audio: Any = None, text: str | None = None, source: Any = None, *,
@@ -177,7 +184,7 @@ class Editor:
         result = optimize_latent(
             self.generator, self.clip_space, torch.cat(targets), torch.cat(codes),
             steps=cfg.steps, lr=cfg.lr, lambda_sim=lambda_sim, lambda_id=lambda_id,
-            layer_mask=cfg.layer_mask, identity=self.identity_net() if lambda_id > 0 else None,
+            layer_mask=cfg.layer_mask, identity=self._identity_for(lambda_id),
             schedule=RampSchedule(rampup=cfg.lr_rampup, rampdown=cfg.lr_rampdown), noise=cfg.noise,
             max_gate_ratio=cfg.max_gate_ratio, frame_every=cfg.frame_every, callback=callback)
         result.settings = {**cfg_dict, **result.settings, "free": free}

@@ -1,0 +1,229 @@
+"""The Editor facade, targets, sources, mixing, presets and saved outputs.
+
+Models are tiny seeded checkpoints in their real layouts (rosinality generator,
+OpenAI-layout CLIP, our clean audio encoder), loaded through the public loaders.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from soundedit.config import EditConfig
+from soundedit.editing import (PRESETS, Editor, build_target, default_layers, interpolate, parse_layers,
+                               preset_settings, resolve_source, style_mix)
+from soundedit.editing.sources import load_latent
+from soundedit.errors import InputError
+from soundedit.models import load_audio_encoder, load_clip_space, load_generator
+from soundedit.testing.clip import write_tiny_audio_encoder, write_tiny_openai_clip
+from soundedit.testing.generators import write_tiny_generator
+
+SIREN = "1-31482-A-42.flac"
+THUNDER = "1-101296-A-19.flac"
+RAIN = "1-17367-A-10.flac"
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("models")
+    return {
+        "generator": write_tiny_generator(d / "g.pt", size=32, style_dim=32, max_channels=16),
+        "clip": write_tiny_openai_clip(d / "clip.pt", image_size=32, patch_size=16, width=64, layers=1),
+        "encoder": write_tiny_audio_encoder(d / "enc.safetensors", arch="resnet10t"),
+    }
+
+
+@pytest.fixture(scope="module")
+def editor(files):
+    G = load_generator(files["generator"])
+    clip = load_clip_space(files["clip"], audio_encoder=load_audio_encoder(files["encoder"]))
+    return Editor(G, clip, names={"generator": "landscape-256"})
+
+
+@pytest.fixture(scope="module")
+def sounds(esc50_root):
+    return {k: esc50_root / "audio" / v for k, v in (("siren", SIREN), ("thunder", THUNDER), ("rain", RAIN))}
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_sound_guided_edit_moves_towards_the_sound(editor, sounds, seed):
+    r = editor.edit(audio=sounds["siren"], source=seed, steps=25, lambda_sim=0.002)
+    clip_hist = r.history["clip"][:, 0]
+    assert clip_hist[-5:].mean() < clip_hist[:5].mean() - 0.005
+    assert r.metrics["target_cosine"].item() > r.metrics["source_target_cosine"].item()
+    assert r.meta["label"] == [SIREN] and r.meta["source"][0] == {"kind": "seed", "seed": seed, "truncation": 0.7}
+    assert r.settings["preset"] == "scenes" and r.settings["lambda_id"] == 0.0
+
+
+def test_targets_sound_mix_gains_and_text_combination(editor, sounds):
+    clip = editor.clip_space
+    thunder, _ = build_target(clip, audio=sounds["thunder"])
+    rain, _ = build_target(clip, audio=sounds["rain"])
+    storm, info = build_target(clip, audio=[sounds["thunder"], sounds["rain"]], gains_db=[0.0, -10.0])
+    swapped, _ = build_target(clip, audio=[sounds["thunder"], sounds["rain"]], gains_db=[-10.0, 0.0])
+    assert info["gains_db"] == [0.0, -10.0] and info["label"] == f"{THUNDER} + {RAIN}"
+    for t in (thunder, rain, storm, swapped):
+        assert t.shape == (1, clip.embed_dim) and t.norm().item() == pytest.approx(1.0, abs=1e-5)
+    # the mix is its own sound, and the gains matter
+    assert not torch.allclose(storm, swapped, atol=1e-4)
+    assert not torch.allclose(storm, thunder, atol=1e-4)
+    text, _ = build_target(clip, text="heavy rain")
+    both, info = build_target(clip, audio=sounds["rain"], text="heavy rain", audio_weight=1.0, text_weight=3.0)
+    expected = torch.nn.functional.normalize(rain + 3 * text, dim=-1)
+    torch.testing.assert_close(both, expected)
+    assert info["weights"] == {"audio": 1.0, "text": 3.0}
+    with pytest.raises(InputError, match="--gain"):
+        build_target(clip, audio=[sounds["thunder"], sounds["rain"]], gains_db=[0.0])
+    with pytest.raises(InputError, match="neither"):
+        build_target(clip)
+
+
+def test_mix_takes_exactly_the_requested_layers(editor, sounds):
+    n = editor.generator.n_latent
+    m = editor.mix(audio=sounds["siren"], text="blue background", source=1, steps=4, interpolate=3)
+    sound_code, text_code = m.edits.w_plus[0:1], m.edits.w_plus[1:2]
+    split = round(n * 9 / 18)
+    assert m.layers == ["sound"] * split + ["text"] * (n - split)
+    assert torch.equal(m.w_plus[:, :split], sound_code[:, :split])
+    assert torch.equal(m.w_plus[:, split:], text_code[:, split:])
+    assert m.interpolation.shape == (3, 3, 32, 32)
+    torch.testing.assert_close(m.interpolation[0:1], m.edits.image[0:1], atol=1e-5, rtol=0)
+    torch.testing.assert_close(m.interpolation[2:3], m.edits.image[1:2], atol=1e-5, rtol=0)
+    # explicit ranges; unnamed layers keep the source code
+    m2 = editor.mix(audio=sounds["siren"], text="blue background", source=1, steps=2, layers="1-2:text,5-6:sound")
+    assert m2.layers[:2] == ["text", "text"] and m2.layers[4:6] == ["sound", "sound"]
+    assert torch.equal(m2.w_plus[:, 2:4], m2.edits.w_source[0:1, 2:4])
+
+
+def test_layer_ranges_scale_to_n_latent_and_reject_bad_specs():
+    assert default_layers(18) == ["sound"] * 9 + ["text"] * 9
+    assert default_layers(14) == ["sound"] * 7 + ["text"] * 7
+    assert default_layers(10) == ["sound"] * 5 + ["text"] * 5
+    assert parse_layers("1-9:sound,10-18:text", 18) == default_layers(18)
+    assert parse_layers("3:text", 4) == ["source", "source", "text", "source"]
+    for bad in ("1-9:sound,9-14:text", "0-3:sound", "1-15:sound", "1-3:music", "1-3"):
+        with pytest.raises(InputError, match="--layers"):
+            parse_layers(bad, 14)
+
+
+def test_style_mix_and_interpolation_are_exact():
+    torch.manual_seed(0)
+    a, b, s = torch.randn(2, 6, 4), torch.randn(2, 6, 4), torch.randn(2, 6, 4)
+    mixed = style_mix({"sound": a, "text": b, "source": s}, ["sound", "text", "source", "sound", "text", "text"])
+    for i, (code, layer) in enumerate([(a, 0), (b, 1), (s, 2), (a, 3), (b, 4), (b, 5)]):
+        assert torch.equal(mixed[:, i], code[:, layer])
+    path = interpolate(a, b, 5)
+    assert path.shape == (5, 2, 6, 4)
+    assert torch.equal(path[0], a) and torch.equal(path[-1], b)
+    torch.testing.assert_close(path[2], (a + b) / 2)
+    with pytest.raises(InputError):
+        interpolate(a, b, 1)
+
+
+def test_presets_are_data_and_overridable(editor):
+    assert dict(PRESETS["faces"]) == {"lambda_sim": 0.008, "lambda_id": 0.004}
+    assert dict(PRESETS["scenes"]) == {"lambda_sim": 0.002, "lambda_id": 0.0}
+    assert dict(PRESETS["art"]) == dict(PRESETS["scenes"])
+    assert preset_settings("faces", lambda_sim=0.02) == {"lambda_sim": 0.02, "lambda_id": 0.004}
+    with pytest.raises(InputError, match="--preset"):
+        preset_settings("portraits")
+    cfg, _ = editor.settings()
+    assert (cfg.preset, cfg.lambda_sim, cfg.lambda_id) == ("scenes", 0.002, 0.0)
+    cfg, _ = editor.settings(preset="faces", lambda_id=0.0)
+    assert (cfg.lambda_sim, cfg.lambda_id) == (0.008, 0.0)
+    with pytest.raises(InputError, match="unknown settings"):
+        editor.settings(lamda_sim=1.0)
+
+
+def test_sources_seed_latent_files_free_and_photo_hook(editor, tmp_path, monkeypatch):
+    G = editor.generator
+    n, d = G.n_latent, G.style_dim
+    a, b = resolve_source(G, 5), resolve_source(G, 5)
+    assert torch.equal(a.w_plus, b.w_plus) and a.w_plus.shape == (1, n, d)
+    assert not torch.equal(a.w_plus, resolve_source(G, 6).w_plus)
+    w = torch.randn(d)
+    torch.save(w, tmp_path / "w.pt")
+    np.save(tmp_path / "wplus.npy", torch.randn(1, n, d).numpy())
+    torch.save({"w_plus": torch.randn(n, d)}, tmp_path / "ours.pt")
+    assert torch.equal(load_latent(tmp_path / "w.pt", n_latent=n, style_dim=d), w.view(1, 1, d).expand(1, n, d))
+    assert load_latent(tmp_path / "wplus.npy", n_latent=n, style_dim=d).shape == (1, n, d)
+    assert resolve_source(G, str(tmp_path / "ours.pt")).info["kind"] == "latent"
+    torch.save(torch.randn(3, 7), tmp_path / "bad.pt")
+    with pytest.raises(InputError, match=r"bad\.pt.*got shape \(3, 7\)"):
+        load_latent(tmp_path / "bad.pt", n_latent=n, style_dim=d)
+    with pytest.raises(InputError, match="does not exist"):
+        load_latent(tmp_path / "missing.pt", n_latent=n, style_dim=d)
+    free = resolve_source(G, None, free=True)
+    assert free.free and torch.allclose(free.w_plus[0, 0], G.mean_latent())
+    photo = tmp_path / "face.png"
+    photo.write_bytes(b"not really a png")
+    import soundedit.inversion
+
+    monkeypatch.delattr(soundedit.inversion, "invert_image", raising=False)
+    with pytest.raises(InputError, match="photo sources need the inversion module"):
+        resolve_source(G, str(photo))
+    calls = []
+
+    def fake_invert(path, *, generator):
+        calls.append(path)
+        return torch.zeros(1, n, d)
+
+    monkeypatch.setattr(soundedit.inversion, "invert_image", fake_invert, raising=False)
+    src = resolve_source(G, str(photo))
+    assert calls == [photo] and src.info == {"kind": "photo", "path": str(photo)}
+
+
+def test_saved_outputs_exist_decode_and_report_is_complete(editor, sounds, tmp_path):
+    from PIL import Image
+
+    r = editor.edit(audio=sounds["siren"], text="red sky", source=2, steps=6, frame_every=2)
+    paths = r.save(tmp_path / "out")
+    for name in ("source.png", "edited.png", "comparison.png", "gates.png"):
+        with Image.open(tmp_path / "out" / name) as im:
+            im.load()
+    with Image.open(paths["comparison"]) as im:
+        assert im.width == 64 and im.height > 32  # two panels and a caption strip
+    with Image.open(paths["progress"]) as im:
+        assert im.n_frames == 4  # steps 0, 2, 4 and the final image
+    saved = torch.load(paths["w_plus"], weights_only=True)
+    assert torch.equal(saved["w_plus"], r.w_plus)
+    report = json.loads(paths["report"].read_text())
+    for key in ("versions", "settings", "label", "source", "target", "final_losses", "metrics", "gates",
+                "layer_weights", "models", "outputs"):
+        assert key in report, key
+    assert report["target"]["text"] == "red sky" and report["target"]["sounds"] == [str(sounds["siren"])]
+    assert set(report["final_losses"]) == {"clip", "sim", "id", "total"}
+    assert len(report["gates"]) == editor.generator.n_latent
+    assert {"target_cosine", "source_cosine", "source_target_cosine"} <= set(report["metrics"])
+    assert not list((tmp_path / "out").glob("*.part"))
+
+
+def test_batched_edit_many_saves_one_folder_per_item(editor, sounds, tmp_path):
+    r = editor.edit_many([{"audio": sounds["siren"], "source": 0}, {"text": "rain", "source": 1}], steps=3)
+    assert len(r) == 2 and r.meta["label"] == [SIREN, "'rain'"]
+    r.save(tmp_path)
+    assert json.loads((tmp_path / "item-001" / "report.json").read_text())["label"] == "'rain'"
+
+
+def test_identity_requested_without_a_network_is_a_clear_error(editor):
+    with pytest.raises(InputError, match="identity"):
+        editor.edit(text="smile", source=0, steps=1, preset="faces")
+
+
+@pytest.mark.slow
+def test_identity_term_keeps_the_face(files, tmp_path):
+    """With the seeded full-size IR-SE50, λ_ID > 0 keeps R-cosine to the source higher than λ_ID = 0."""
+    from soundedit.testing.generators import write_seeded_identity_net
+
+    ident = write_seeded_identity_net(tmp_path / "model_ir_se50.pth", seed=0)
+    G = load_generator(files["generator"])
+    clip = load_clip_space(files["clip"])
+    ed = Editor(G, clip, identity=str(ident), config=EditConfig(steps=8, lr=0.1, preset="faces", lambda_sim=0.0))
+    with_id = ed.edit(text="an old man", source=4, lambda_id=2.0)
+    without = ed.edit(text="an old man", source=4, lambda_id=0.0)  # the net is loaded now: reported, not used
+    assert "identity_cosine" in with_id.metrics and "identity_cosine" in without.metrics
+    assert with_id.metrics["identity_cosine"].item() > without.metrics["identity_cosine"].item()
+    assert with_id.history["id"][-1, 0] > 0
