@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from soundedit.errors import InputError
+from soundedit.evaluation.probe import limited_threads
 
 logger = logging.getLogger("soundedit")
 
@@ -102,7 +103,8 @@ class SemanticClassifier:
         if len(self.classes) < 2:
             raise InputError(f"semantic classifier: needs sounds of at least 2 labels, got {self.classes}")
         y = np.asarray([self.classes.index(x) for x in labels])
-        self._model = LogisticRegression(C=self.C, max_iter=2000, random_state=self.seed).fit(X, y)
+        with limited_threads(1):  # a small problem: thread start-up would dominate
+            self._model = LogisticRegression(C=self.C, max_iter=2000, random_state=self.seed).fit(X, y)
         return self
 
     def predict(self, embeddings) -> list[str]:
@@ -148,7 +150,10 @@ def tsne_directions(audio_dirs: torch.Tensor, text_dirs: torch.Tensor | None = N
         raise InputError(f"t-SNE: the {n} directions are all identical (or not finite); nothing to embed")
     # perplexity must stay below the number of points; ~n/3 for small edit sets, 30 (sklearn's default) at most
     perplexity = float(min(30.0, max(1.0, (n - 1) / 3)))
-    tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed, max_iter=500)
+    # exact gradients for edit-set sizes: O(n^2) but single-threaded and fast for n in the hundreds,
+    # where Barnes-Hut's OpenMP start-up dominates (and stalls on a busy machine)
+    method = "exact" if n <= 1000 else "barnes_hut"
+    tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed, max_iter=500, method=method)
     return tsne.fit_transform(X)
 
 

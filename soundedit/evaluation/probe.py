@@ -90,6 +90,7 @@ def linear_probe(
     Cs: Sequence[float] = DEFAULT_CS,
     make_classifier: Callable[[float], object] | None = None,
     seed: int = 0,
+    threads: int | None = 1,
 ) -> ProbeResult:
     """Cross-validated logistic-regression accuracy of frozen embeddings.
 
@@ -104,6 +105,9 @@ def linear_probe(
         make_classifier: ``C -> estimator`` with ``fit``/``predict`` (default
             :func:`default_classifier`); a fresh one is made for every fit.
         seed: seed of the classifier and of pseudo-folds.
+        threads: BLAS/OpenMP threads during the fits (``None``: the libraries' default). One is
+            the default because the many small fits of a nested CV are dominated by thread
+            start-up and stall badly on a busy machine.
 
     Returns:
         :class:`ProbeResult`.
@@ -125,6 +129,20 @@ def linear_probe(
     if len(unique) < 3:
         raise InputError(f"linear probe: need at least 3 folds for nested CV (C chosen on training folds), got {unique}")
 
+    with limited_threads(threads):
+        return _nested_cv(X, y, fold_ids, unique, Cs, factory, n_classes, protocol)
+
+
+def limited_threads(threads: int | None):
+    """Context manager capping BLAS/OpenMP thread pools (no-op for ``None``)."""
+    import contextlib
+
+    from threadpoolctl import threadpool_limits
+
+    return contextlib.nullcontext() if threads is None else threadpool_limits(limits=threads)
+
+
+def _nested_cv(X, y, fold_ids, unique, Cs, factory, n_classes: int, protocol: str) -> ProbeResult:
     predictions = np.full(len(y), -1, dtype=np.int64)
     fold_acc, chosen, inner = {}, {}, {}
     for test_fold in unique:
