@@ -1,24 +1,326 @@
-"""``soundedit train`` and ``soundedit embed``: alignment training and CLIP-space embeddings."""
+"""``soundedit train`` (alignment training, ``train prepare ...`` manifests) and ``soundedit embed``."""
 
 from __future__ import annotations
 
-from soundedit.cli._common import not_built
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from soundedit.cli._common import DeviceOpt, JsonOpt, emit_json, stderr, stdout
 from soundedit.cli.main import app
 
+train_app = typer.Typer(
+    help="Train an audio encoder into CLIP space (contrastive alignment), or build manifests.\n\n"
+    "Examples:\n\n"
+    "  soundedit train --manifest train.csv --val val.csv --out runs/x\n\n"
+    "  soundedit train --manifest train.csv --val val.csv --out runs/x --resume\n\n"
+    "  soundedit train prepare esc50 ESC-50-master/ --out esc50.csv\n\n"
+    "  torchrun --nproc_per_node 4 --no-python soundedit train --manifest train.csv --out runs/x",
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+prepare_app = typer.Typer(help="Build a training manifest (CSV/JSONL) from a dataset layout on disk.\n\n"
+                          "Example: soundedit train prepare esc50 ESC-50-master/ --out esc50.csv --val-folds 5",
+                          no_args_is_help=True)
+train_app.add_typer(prepare_app, name="prepare")
+app.add_typer(train_app, name="train")
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def train() -> None:
-    """Train an audio encoder into CLIP space (contrastive alignment).
 
-    Example: soundedit train --manifest train.csv --val val.csv --out runs/x
+@train_app.callback()
+def train(
+    ctx: typer.Context,
+    manifest: Annotated[Path | None, typer.Option("--manifest", "-m", help="Training manifest (.csv or .jsonl).")] = None,
+    val: Annotated[Path | None, typer.Option(
+        "--val", help="Validation manifest (default: the manifest's split=val rows, if any).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder: checkpoints, metrics, logs.")] = None,
+    config: Annotated[str, typer.Option("--config", help="Recipe: paper (ResNet50, SGD, batch 384, 50 epochs) | fast.")] = "paper",
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its resume.pt.")] = False,
+    clip: Annotated[str, typer.Option("--clip", help="Frozen CLIP: weights.lock name or OpenAI-layout file.")] = "clip-vit-b-32",
+    arch: Annotated[str | None, typer.Option("--arch", help="timm ResNet for the encoder (default: the recipe's).")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Override the recipe's epochs.")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="Global batch (all GPUs, all accumulation steps).")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="Override the recipe's learning rate.")] = None,
+    optimizer: Annotated[str | None, typer.Option("--optimizer", help="sgd | adamw (default: the recipe's).")] = None,
+    grad_accum: Annotated[int | None, typer.Option("--grad-accum", min=1, help="Micro-batches per optimizer step.")] = None,
+    sample_rate: Annotated[int | None, typer.Option("--sample-rate", help="Audio rate of the log-mel (default 44100).")] = None,
+    mel_cache: Annotated[Path | None, typer.Option(
+        "--mel-cache", help="Folder for a memory-mapped log-mel cache (computed once, reused; default: none).")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=0, help="DataLoader worker processes.")] = 2,
+    allow_missing: Annotated[bool, typer.Option(
+        "--allow-missing", help="Skip missing/unreadable audio (counted and reported) instead of failing.")] = False,
+    no_text_augment: Annotated[bool, typer.Option("--no-text-augment", help="Turn WordNet text augmentation off.")] = False,
+    save_every: Annotated[int | None, typer.Option("--save-every", min=0, help="Also save resume state every N steps.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Random seed (default: the recipe's, 0).")] = None,
+    device: DeviceOpt = "auto",
+    json_out: JsonOpt = False,
+) -> None:
+    """Train an audio encoder into CLIP space: L(a<->t) + L(a<->v) + L(a<->a^) against frozen CLIP.
+
+    Example: soundedit train --manifest train.csv --val val.csv --out runs/x --config fast
     """
-    not_built("train", "issue #6")
+    if ctx.invoked_subcommand is not None:
+        return
+    import dataclasses
+
+    from soundedit.config import TrainConfig
+    from soundedit.errors import InputError
+    from soundedit.models import load_clip_space
+    from soundedit.runtime import set_progress_enabled
+    from soundedit.training import distributed
+    from soundedit.training.loop import train_alignment
+    from soundedit.training.manifest import check_audio, read_manifest
+
+    if manifest is None or out is None:
+        raise InputError("soundedit train: expected --manifest and --out (see `soundedit train --help`), "
+                         f"got manifest={manifest}, out={out}")
+    try:
+        cfg = TrainConfig.preset(config)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    enc = cfg.encoder
+    if arch is not None:
+        enc = dataclasses.replace(enc, arch=arch)
+    if sample_rate is not None:
+        enc = dataclasses.replace(enc, audio=dataclasses.replace(enc.audio, sample_rate=sample_rate))
+    overrides = {k: v for k, v in dict(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
+                                       grad_accum=grad_accum, seed=seed, save_every_steps=save_every).items()
+                 if v is not None}
+    if no_text_augment:
+        overrides["text_augment"] = False
+    cfg = dataclasses.replace(cfg, encoder=enc, **overrides)
+
+    rows = read_manifest(manifest)
+    if val is not None:
+        train_rows, val_rows = rows, read_manifest(val)
+    elif any(r.split for r in rows):
+        train_rows = [r for r in rows if r.split in (None, "train")]
+        val_rows = [r for r in rows if r.split in ("val", "valid", "validation")]
+    else:
+        train_rows, val_rows = rows, []
+    train_rows, train_report = check_audio(train_rows, allow_missing=allow_missing, what=f"--manifest {manifest}")
+    if val_rows:
+        val_rows, _ = check_audio(val_rows, allow_missing=allow_missing, what=f"--val {val or manifest}")
+
+    info, dev = distributed.init_from_env(device)
+    if not info.is_main:
+        set_progress_enabled(False)
+    try:
+        space = load_clip_space(clip, device=dev)
+        result = train_alignment(cfg, train_rows, clip=space, out_dir=out, val_rows=val_rows or None, device=dev,
+                                 resume=resume, cache_dir=mel_cache, num_workers=workers)
+    finally:
+        distributed.shutdown()
+    if not info.is_main:
+        return
+    last = result.history[-1] if result.history else {}
+    summary = {"out": str(result.out_dir), "best": str(result.best) if result.best else None, "last": str(result.last),
+               "epochs": result.epochs, "global_step": result.global_step, "skipped_files": train_report.bad,
+               "final": last}
+    if json_out:
+        emit_json(summary)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"training run {result.out_dir}")
+    for col in ("epoch", "train loss", "val loss", "val top-1"):
+        table.add_column(col, justify="right")
+    for rec in result.history:
+        table.add_row(str(rec["epoch"]), f"{rec['train_loss']:.4f}",
+                      f"{rec['val_loss']:.4f}" if "val_loss" in rec else "-",
+                      f"{rec['val_top1']:.3f}" if "val_top1" in rec else "-")
+    stdout.print(table)
+    stdout.print(f"best: {summary['best']}\nlast: {summary['last']}")
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def embed() -> None:
-    """Embed sounds, texts or images into CLIP space.
+# -- manifests --------------------------------------------------------------------------------------
 
-    Example: soundedit embed sounds/*.wav --out emb.npy
+ManifestOut = Annotated[Path, typer.Option("--out", "-o", help="Manifest to write (.csv or .jsonl).")]
+AllowMissingOpt = Annotated[bool, typer.Option(
+    "--allow-missing", help="Leave out clips that are not on disk (counted and reported) instead of failing.")]
+
+
+def _parse_ints(text: str | None, what: str) -> list[int] | None:
+    from soundedit.errors import InputError
+
+    if text is None or not text.strip():
+        return None
+    try:
+        return sorted({int(x) for x in text.split(",") if x.strip()})
+    except ValueError:
+        raise InputError(f"{what}: expected numbers like '1' or '1,2', got {text!r}") from None
+
+
+def _write(rows, out: Path, allow_missing: bool, what: str, json_out: bool) -> None:
+    from collections import Counter
+
+    from soundedit.training.manifest import check_audio, write_manifest
+
+    kept, report = check_audio(rows, allow_missing=allow_missing, what=what, probe=False)
+    write_manifest(kept, out)
+    splits = Counter(r.split or "-" for r in kept)
+    summary = {"manifest": str(out), "rows": len(kept), "skipped_missing": len(report.missing),
+               "labels": len({r.label for r in kept if r.label}), "splits": dict(splits)}
+    if json_out:
+        emit_json(summary)
+    else:
+        stdout.print(f"wrote {out}: {len(kept)} clips, {summary['labels']} labels, splits "
+                     + ", ".join(f"{k} {v}" for k, v in sorted(splits.items()))
+                     + (f"; {len(report.missing)} listed clip(s) not on disk were left out" if report.missing else ""))
+
+
+@prepare_app.command("esc50")
+def prepare_esc50(
+    root: Annotated[Path, typer.Argument(help="ESC-50 folder (meta/esc50.csv + audio/).")],
+    out: ManifestOut,
+    folds: Annotated[str | None, typer.Option("--folds", help="Only these folds, e.g. '1,2,3,4,5'.")] = None,
+    val_folds: Annotated[str, typer.Option("--val-folds", help="Folds marked split=val.")] = "5",
+    allow_missing: AllowMissingOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """ESC-50 -> manifest (label = category). Example: soundedit train prepare esc50 ESC-50/ --out esc50.csv"""
+    from soundedit.training import importers
+
+    rows = importers.esc50(root, folds=_parse_ints(folds, "--folds"), val_folds=_parse_ints(val_folds, "--val-folds") or [])
+    _write(rows, out, allow_missing, f"ESC-50 {root}", json_out)
+
+
+@prepare_app.command("urbansound8k")
+def prepare_urbansound8k(
+    root: Annotated[Path, typer.Argument(help="UrbanSound8K folder (metadata/UrbanSound8K.csv + audio/foldN/).")],
+    out: ManifestOut,
+    folds: Annotated[str | None, typer.Option("--folds", help="Only these folds, e.g. '1,2'.")] = None,
+    val_folds: Annotated[str, typer.Option("--val-folds", help="Folds marked split=val.")] = "10",
+    allow_missing: AllowMissingOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """UrbanSound8K -> manifest. Example: soundedit train prepare urbansound8k UrbanSound8K/ --out us8k.csv"""
+    from soundedit.training import importers
+
+    rows = importers.urbansound8k(root, folds=_parse_ints(folds, "--folds"),
+                                  val_folds=_parse_ints(val_folds, "--val-folds") or [])
+    _write(rows, out, allow_missing, f"UrbanSound8K {root}", json_out)
+
+
+@prepare_app.command("vggsound")
+def prepare_vggsound(
+    csv_path: Annotated[Path, typer.Argument(help="vggsound.csv (youtube id, start s, label, train/test).")],
+    clips: Annotated[Path, typer.Argument(help="Folder of downloaded clips ({id}_{start:06d}.wav/.flac, ...).")],
+    out: ManifestOut,
+    frames: Annotated[Path | None, typer.Option("--frames", help="Folder of one frame per clip (same names, .jpg/.png).")] = None,
+    allow_missing: AllowMissingOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """VGGSound -> manifest. Example: soundedit train prepare vggsound vggsound.csv clips/ --out vgg.csv --frames frames/"""
+    from soundedit.training import importers
+
+    _write(importers.vggsound(csv_path, clips, frames_dir=frames), out, allow_missing, f"VGGSound {csv_path}", json_out)
+
+
+@prepare_app.command("audioset")
+def prepare_audioset(
+    segments: Annotated[Path, typer.Argument(help="Segments CSV, e.g. balanced_train_segments.csv.")],
+    ontology: Annotated[Path, typer.Argument(help="ontology.json naming the label ids.")],
+    clips: Annotated[Path, typer.Argument(help="Folder of downloaded clips.")],
+    out: ManifestOut,
+    split: Annotated[str, typer.Option("--split", help="Value of the split column.")] = "train",
+    frames: Annotated[Path | None, typer.Option("--frames", help="Folder of frames named like the clips.")] = None,
+    allow_missing: AllowMissingOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """AudioSet -> manifest. Example: soundedit train prepare audioset balanced_train_segments.csv ontology.json clips/ --out as.csv"""
+    from soundedit.training import importers
+
+    rows = importers.audioset(segments, ontology, clips, split=split, frames_dir=frames)
+    _write(rows, out, allow_missing, f"AudioSet {segments}", json_out)
+
+
+@prepare_app.command("folder")
+def prepare_folder(
+    root: Annotated[Path, typer.Argument(help="A folder with one sub-folder of audio files per class.")],
+    out: ManifestOut,
+    json_out: JsonOpt = False,
+) -> None:
+    """Class folders -> manifest (label = folder name). Example: soundedit train prepare folder sounds/ --out m.csv"""
+    from soundedit.training import importers
+
+    _write(importers.folder(root), out, False, f"folder {root}", json_out)
+
+
+# -- embed ------------------------------------------------------------------------------------------
+
+
+@app.command()
+def embed(
+    sounds: Annotated[list[str] | None, typer.Argument(help="Audio files or folders; '-' reads paths from stdin.")] = None,
+    text: Annotated[list[str] | None, typer.Option("--text", "-t", help="Text(s) to embed (repeat the option).")] = None,
+    image: Annotated[list[Path] | None, typer.Option("--image", "-i", help="Image file(s) to embed (repeat).")] = None,
+    encoder: Annotated[str, typer.Option("--encoder", "-e", help="Audio encoder: weights.lock name or checkpoint (authors' .pth or ours).")] = "authors-resnet18",
+    clip: Annotated[str, typer.Option("--clip", help="CLIP weights: weights.lock name or OpenAI-layout file.")] = "clip-vit-b-32",
+    template: Annotated[str, typer.Option("--template", help="Format string applied to each --text ('{}' = as given).")] = "{}",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write embeddings (N, d) float32 here (.npy) + an index .json beside it.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Clips per forward pass.")] = 16,
+    device: DeviceOpt = "auto",
+    json_out: Annotated[bool, typer.Option("--json", help="JSON lines on stdout: {kind, source, embedding}.")] = False,
+) -> None:
+    """Embed sounds, texts or images into CLIP space (unit-norm rows, in the order given: audio, text, images).
+
+    Examples: soundedit embed sounds/*.wav --out emb.npy ;  soundedit embed --text thunder --text rain --json
     """
-    not_built("embed", "issue #6")
+    import json
+    import sys
+
+    import numpy as np
+    import torch
+
+    from soundedit.audio import AUDIO_EXTENSIONS
+    from soundedit.cli._common import expand_inputs
+    from soundedit.errors import InputError
+    from soundedit.fileio import atomic_open, write_json
+    from soundedit.models import load_clip_space
+    from soundedit.runtime import progress, resolve_device
+    from soundedit.training.targets import load_frame
+
+    if out is None and not json_out:
+        raise InputError("soundedit embed: expected --out FILE.npy or --json (where should the embeddings go?)")
+    if out is not None and out.suffix != ".npy":
+        raise InputError(f"--out: expected a .npy path, got {str(out)!r}")
+    audio_paths = expand_inputs(sounds, what="SOUNDS", suffixes=tuple(AUDIO_EXTENSIONS)) if sounds else []
+    texts, images = list(text or []), list(image or [])
+    for p in images:
+        if not p.is_file():
+            raise InputError(f"--image: {str(p)!r} is not a file")
+    if not (audio_paths or texts or images):
+        raise InputError("soundedit embed: expected audio files, --text or --image, got nothing to embed")
+    dev = resolve_device(device)
+    space = load_clip_space(clip, audio_encoder=encoder if audio_paths else None, device=dev)
+    index: list[dict] = []
+    chunks: list[torch.Tensor] = []
+    with torch.no_grad(), progress("embedding", total=len(audio_paths) + len(texts) + len(images)) as bar:
+        for s in range(0, len(audio_paths), batch_size):
+            batch = audio_paths[s:s + batch_size]
+            chunks.append(space.embed_audio([str(p) for p in batch]).cpu())
+            index += [{"kind": "audio", "source": str(p)} for p in batch]
+            bar.advance(len(batch))
+        for s in range(0, len(texts), batch_size):
+            batch = texts[s:s + batch_size]
+            chunks.append(space.embed_text(batch, templates=(template,)).cpu())
+            index += [{"kind": "text", "source": t} for t in batch]
+            bar.advance(len(batch))
+        for p in images:
+            chunks.append(space.embed_image(load_frame(str(p)).to(dev)).cpu())
+            index.append({"kind": "image", "source": str(p)})
+            bar.advance(1)
+    emb = torch.cat(chunks).float().numpy()
+    if out is not None:
+        with atomic_open(out, "wb") as fh:
+            np.save(fh, emb)
+        write_json(out.with_suffix(".json"), {
+            "embeddings": out.name, "shape": list(emb.shape), "embed_dim": int(emb.shape[1]), "normalised": True,
+            "clip": clip, "encoder": encoder if audio_paths else None, "text_template": template,
+            "rows": [{"row": i, **rec} for i, rec in enumerate(index)]})
+        stderr.print(f"wrote {out} {emb.shape} and {out.with_suffix('.json')}")
+    if json_out:
+        for rec, vec in zip(index, emb):
+            sys.stdout.write(json.dumps({**rec, "embedding": [round(float(x), 7) for x in vec]}) + "\n")
+        sys.stdout.flush()

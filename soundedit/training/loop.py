@@ -300,7 +300,7 @@ class _Trainer:
         path = save_audio_encoder(self.model.encoder, self.out_dir / f"{name}.safetensors")
         write_json(path.with_suffix(".json"), {
             "encoder": path.name, "train_config": to_dict(self.cfg), "epoch": self.epoch + 1,
-            "global_step": self.global_step, "logit_scale": float(self.model.loss.logit_scale),
+            "global_step": self.global_step, "logit_scale": float(self.model.loss.logit_scale.detach()),
             "clip": getattr(self.targets.clip, "name", ""), "metrics": metrics})
         return path
 
@@ -414,7 +414,7 @@ class _Trainer:
                         with sync:
                             loss, terms = self.micro_step(mel, idx.tolist(), micro)
                             self.scaler.scale(loss / cfg.grad_accum).backward()
-                        acc_loss += float(loss) / cfg.grad_accum
+                        acc_loss += float(loss.detach()) / cfg.grad_accum
                         for k, v in terms.items():
                             acc_terms[k] = acc_terms.get(k, 0.0) + v / cfg.grad_accum
                         micro += 1
@@ -436,7 +436,7 @@ class _Trainer:
                             metrics_log.log({"kind": "step", "step": self.global_step, "epoch": self.epoch + 1,
                                              "loss": acc_loss, **{f"loss_{k}": v for k, v in acc_terms.items()},
                                              "lr": self.scheduler.get_last_lr()[0],
-                                             "logit_scale": float(self.model.loss.logit_scale), "clips_per_s": rate})
+                                             "logit_scale": float(self.model.loss.logit_scale.detach()), "clips_per_s": rate})
                         micro, acc_terms, acc_loss = 0, {}, 0.0
                         if cfg.save_every_steps and self.global_step % cfg.save_every_steps == 0 \
                                 and self.step_in_epoch < steps:
@@ -445,7 +445,7 @@ class _Trainer:
                             self.on_step(self.global_step)
                 record = {"kind": "epoch", "step": self.global_step, "epoch": self.epoch + 1,
                           "train_loss": epoch_loss / max(epoch_n, 1), "epoch_time_s": time.perf_counter() - t_epoch,
-                          "logit_scale": float(self.model.loss.logit_scale)}
+                          "logit_scale": float(self.model.loss.logit_scale.detach())}
                 if info.is_main:
                     record.update(self.validate())
                 dist_utils.barrier()
