@@ -55,8 +55,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64, help="clips in the batch case")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs; the best is reported")
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="decoding threads")
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     parser.add_argument("--no-librosa", action="store_true", help="skip the librosa reference")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     root = _shared() / "audio" / "esc50_fold1" / "audio"
     paths = sorted(root.glob("*.flac"))[: args.batch]
@@ -76,7 +79,8 @@ def main() -> None:
 
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{os.cpu_count()} CPUs, {config.sample_rate} Hz, n_fft {config.n_fft}, hop {config.hop_length}, "
-          f"{config.n_mels} mels, {config.duration:g} s clips from 16 kHz FLAC")
+          f"{config.n_mels} mels, {config.duration:g} s clips from 16 kHz FLAC, "
+          f"load average {os.getloadavg()[0]:.1f}")
     rows = []
     for label, clips, workers in (("one 5 s clip", paths[:1], 0), (f"batch of {len(paths)}", paths, args.workers)):
         n = len(clips)

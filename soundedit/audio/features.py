@@ -21,7 +21,6 @@ computed in float64 (as librosa does) and the filterbank is applied block-sparse
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -32,8 +31,6 @@ from torch import nn
 from soundedit.audio.io import AudioSource, Waveform, audio_info, load_audio, resample
 from soundedit.config import AudioConfig
 from soundedit.errors import InputError
-
-logger = logging.getLogger("soundedit")
 
 AMIN = 1e-10  # librosa's power_to_db floor
 _CPU_CHUNK_BYTES = 4 << 20  # complex spectrogram bytes per CPU chunk (about one 5 s clip at 44.1 kHz)
