@@ -285,10 +285,12 @@ def prepare_clips(clips: Sequence[AudioSource | Waveform] | AudioSource | Wavefo
 
 def _load_for_crop(source: AudioSource, duration: float, crop: str, device: str | torch.device | None) -> Waveform:
     """Decode only the window a start/centre crop keeps, so long files are not read whole."""
-    if crop in ("start", "centre", "center"):
+    if crop == "start":
+        return load_audio(source, duration=duration, device=device)
+    if crop in ("centre", "center"):
         total = audio_info(source)["duration"]
-        start = 0.0 if crop == "start" or total <= duration else (total - duration) / 2
-        return load_audio(source, start=start or None, duration=duration, device=device)
+        start = (total - duration) / 2 if total > duration else None
+        return load_audio(source, start=start, duration=duration, device=device)
     return load_audio(source, device=device)
 
 
