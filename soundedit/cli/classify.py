@@ -373,6 +373,61 @@ def eval_probe(
     _finish(report, json_out, part="probe")
 
 
+@eval_app.command("table1")
+def eval_table1(
+    root: RootOpt,
+    dataset: DatasetOpt = [],  # noqa: B006
+    encoder: EncoderOpt = [DEFAULT_ENCODER],  # noqa: B006
+    clip: ClipOpt = DEFAULT_CLIP,
+    out: OutOpt = Path("out/eval"),
+    folds: FoldsOpt = "",
+    limit: LimitOpt = 0,
+    template: TemplateOpt = [],  # noqa: B006
+    ensemble: EnsembleOpt = False,
+    skip_missing: SkipMissingOpt = False,
+    json_out: JsonOpt = False,
+    batch_size: BatchOpt = 16,
+    cache_dir: CacheOpt = None,
+    no_cache: NoCacheOpt = False,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+) -> None:
+    """The paper's Table 1 in one go: linear probe + zero-shot for every encoder and dataset.
+
+    Embeddings are computed once (cache) and shared by both protocols.
+
+    Example: soundedit eval table1 --root ESC-50-master/ --root UrbanSound8K/ -e authors-resnet18 -e ours.safetensors
+    """
+    from soundedit.evaluation.runs import run_probe, run_zero_shot, write_table1
+    from soundedit.runtime import resolve_device
+
+    templates = _templates(template, ensemble)
+    fold_list = _parse_folds(folds)
+    datasets = _load_datasets(root, dataset, folds=fold_list, limit=limit, skip_missing=skip_missing)
+    dev = resolve_device(device)
+    encoders = _load_encoders(encoder, dev)
+    space = _load_clip(clip, encoders, dev)
+    cache = _cache(cache_dir, no_cache)
+    settings = {"folds": fold_list, "limit": limit or None, "skip_missing": skip_missing}
+    zs = run_zero_shot(datasets, encoders, space, templates=templates, cache_dir=cache, batch_size=batch_size,
+                       device=dev, out_dir=out, settings=settings)
+    pr = run_probe(datasets, encoders, cache_dir=cache, batch_size=batch_size, device=dev, out_dir=out, seed=seed,
+                   settings=settings)
+    files = write_table1(out, zs, pr)
+    merged = {"table1": _merge_rows(zs, pr), "files": {**{k: str(v) for k, v in files.items()}},
+              "plots": {**zs.get("plots", {}), **pr.get("plots", {})}}
+    _finish(merged if not json_out else {"table1": merged["table1"], "zeroshot": zs, "probe": pr}, json_out,
+            part="table1")
+
+
+def _merge_rows(*reports_: dict) -> list[dict]:
+    merged: dict[str, dict] = {}
+    for rep in reports_:
+        for row in rep["table1"]:
+            merged.setdefault(row["encoder"], {}).update(row)
+    return list(merged.values())
+
+
 def _finish(report: dict, json_out: bool, *, part: str) -> None:
     from rich.markup import escape
 

@@ -9,6 +9,7 @@ reported accuracy is free of selection leakage.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -129,7 +130,9 @@ def linear_probe(
     if len(unique) < 3:
         raise InputError(f"linear probe: need at least 3 folds for nested CV (C chosen on training folds), got {unique}")
 
-    with limited_threads(threads):
+    with limited_threads(threads), warnings.catch_warnings():
+        # few clips per class (e.g. one ESC-50 fold) make sklearn guess "regression?"; the targets are classes
+        warnings.filterwarnings("ignore", message="The number of unique classes is greater than 50%")
         return _nested_cv(X, y, fold_ids, unique, Cs, factory, n_classes, protocol)
 
 

@@ -184,10 +184,10 @@ def run_zero_shot(datasets: Sequence[AudioDataset], encoders: Sequence[NamedEnco
             row["zeroshot"][ds.name] = _headline(res.fold_mean["top1"], res.top1)
             if out_dir is not None:
                 slug = f"{_slug(enc.name)}_{ds.name}"
-                plots[f"confusion_{slug}"] = reports.plot_confusion(
+                plots[f"zeroshot_confusion_{slug}"] = reports.plot_confusion(
                     res.confusion, ds.classes, Path(out_dir) / f"zeroshot_confusion_{slug}.png",
                     title=f"zero-shot {ds.name}, {enc.name}")
-                plots[f"per_class_{slug}"] = reports.plot_per_class(
+                plots[f"zeroshot_per_class_{slug}"] = reports.plot_per_class(
                     res.per_class, Path(out_dir) / f"zeroshot_per_class_{slug}.png",
                     title=f"zero-shot per-class top-1, {ds.name}, {enc.name}")
         rows.append(row)
@@ -230,7 +230,7 @@ def run_probe(datasets: Sequence[AudioDataset], encoders: Sequence[NamedEncoder]
             row["probe"][ds.name] = (res.mean, res.std)
             if out_dir is not None:
                 slug = f"{_slug(enc.name)}_{ds.name}"
-                plots[f"confusion_{slug}"] = reports.plot_confusion(
+                plots[f"probe_confusion_{slug}"] = reports.plot_confusion(
                     res.confusion, ds.classes, Path(out_dir) / f"probe_confusion_{slug}.png",
                     title=f"linear probe {ds.name}, {enc.name} ({res.protocol})")
         rows.append(row)
