@@ -109,3 +109,19 @@ def test_1024px_generator_builds_and_runs_on_cpu():
     with torch.no_grad():
         img = G1024.synthesize(G1024.map(_z(1, 512)))
     assert img.shape == (1, 3, 1024, 1024) and torch.isfinite(img).all()
+
+
+def test_loading_by_weights_lock_name(tmp_path, soundedit_home, monkeypatch):
+    from soundedit import weights
+    from soundedit.errors import WeightsMissingError
+
+    monkeypatch.setenv("SOUNDEDIT_OFFLINE", "1")
+    with pytest.raises(WeightsMissingError, match="landscape-256"):
+        load_generator("landscape-256")
+    with pytest.raises(InputError, match="no-such-model"):
+        load_generator("no-such-model")
+    # a file the user imported under the name loads by name (only while weights.lock pins no hash for it)
+    if weights.get_entry("landscape-256").sha256 is not None:
+        pytest.skip("landscape-256 has a pinned sha256; a seeded file cannot be imported under its name")
+    weights.import_file("landscape-256", write_tiny_generator(tmp_path / "landscape.pt", size=16))
+    assert load_generator("landscape-256").resolution == 16
