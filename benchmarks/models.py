@@ -11,6 +11,10 @@ process so its peak memory is its own: max RSS growth over the process's baselin
 CPU, ``torch.cuda.max_memory_allocated`` on CUDA.  A case whose first (warm-up) call
 takes over ``--single-run-above`` seconds is reported from that one call.
 
+Memory on CPU grows with batch x resolution: 256 px batch 4 forward+backward peaks near
+6 GB and 1024 px batch 1 near 5.5 GB, so 1024 px at batch 4 needs about 20 GB; pass
+``--sizes 256 --batch 1 4`` / ``--sizes 1024 --batch 1`` on smaller machines.
+
 CLIP ViT-B/32 image-embedding timings live in ``benchmarks/clip_space.py``.
 """
 
