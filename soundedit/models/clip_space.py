@@ -258,6 +258,7 @@ def load_clip_space(name_or_path: str | os.PathLike = "clip-vit-b-32", *, audio_
     else:
         model, tokenizer = _load_open_clip(model_name, path)
     space = ClipSpace(model, tokenizer, templates=templates, name=str(name_or_path))
+    logger.info("%s: CLIP with %dx%d image input, %d-d joint space", path, *space.image_size, space.embed_dim)
     if audio_encoder is not None:
         if not isinstance(audio_encoder, nn.Module):
             from soundedit.models.audio_encoder import load_audio_encoder
