@@ -203,8 +203,10 @@ MIX_OUTPUTS = {
 def build_mix_report(mix: MixResult) -> dict[str, Any]:
     """The JSON report of a mix: both edits' reports, the layer assignment, the mixed image's cosines."""
     edits = mix.edits.report()
-    per_item = {k: edits.pop(k) for k in ("label", "source", "target", "final_losses", "metrics", "gates",
+    per_item = {k: edits.pop(k) for k in ("label", "target", "final_losses", "metrics", "gates",
                                           "layer_weights") if k in edits}
+    if isinstance(edits.get("source"), list):  # both edits start from the same source
+        edits["source"] = edits["source"][0]
     return {
         **edits,
         "layers": mix.layers,

@@ -1,0 +1,170 @@
+"""``soundedit edit`` / ``soundedit mix`` end to end: a real subprocess on seeded tiny checkpoints
+in their real layouts (generator, CLIP, audio encoder given as file paths), a private
+SOUNDEDIT_HOME, and the one-line errors of bad flags and missing files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from soundedit.cli.main import main
+from soundedit.testing.clip import write_tiny_audio_encoder, write_tiny_openai_clip
+from soundedit.testing.generators import write_tiny_generator
+
+SIREN = "1-31482-A-42.flac"
+RAIN = "1-17367-A-10.flac"
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    d = tmp_path_factory.mktemp("models")
+    g = write_tiny_generator(d / "g.pt", size=32, style_dim=32, max_channels=16)
+    c = write_tiny_openai_clip(d / "clip.pt", image_size=32, patch_size=16, width=64, layers=1)
+    e = write_tiny_audio_encoder(d / "enc.safetensors", arch="resnet10t")
+    return ["--generator", str(g), "--clip", str(c), "--audio-encoder", str(e), "--device", "cpu"]
+
+
+@pytest.fixture
+def run(soundedit_home):
+    env = {**os.environ, "SOUNDEDIT_HOME": str(soundedit_home), "SOUNDEDIT_PROGRESS": "0"}
+
+    def _run(*args: str, stdin: str | None = None, extra_env: dict | None = None) -> subprocess.CompletedProcess:
+        # the entry point as installed (`python -m soundedit.cli.main` would register commands on a second app)
+        cmd = [sys.executable, "-c", "from soundedit.cli.main import main; main()", *args]
+        return subprocess.run(cmd, capture_output=True, text=True,
+                              input=stdin, env={**env, **(extra_env or {})}, timeout=300)
+    return _run
+
+
+def _decodes(path: Path) -> None:
+    with Image.open(path) as im:
+        im.load()
+
+
+def test_edit_writes_every_output_and_a_complete_report(run, models, esc50_root, tmp_path):
+    siren = esc50_root / "audio" / SIREN
+    out = tmp_path / "edit"
+    p = run("edit", "--seed", "3", "--sound", str(siren), "--text", "red sky", *models, "--preset", "scenes",
+            "--steps", "5", "--out", str(out), "--json")
+    assert p.returncode == 0, p.stderr
+    report = json.loads(p.stdout)  # --json: the report and nothing else on stdout
+    for name in ("source.png", "edited.png", "comparison.png", "progress.gif", "gates.png"):
+        _decodes(out / name)
+    saved = torch.load(out / "w_plus.pt", weights_only=True)
+    assert saved["w_plus"].shape[1:] == saved["w_source"].shape[1:]
+    on_disk = json.loads((out / "report.json").read_text())
+    assert on_disk["source"] == {"kind": "seed", "seed": 3, "truncation": 0.7}
+    assert on_disk["target"]["sounds"] == [str(siren)] and on_disk["target"]["text"] == "red sky"
+    assert on_disk["settings"]["steps"] == 5 and on_disk["settings"]["preset"] == "scenes"
+    assert on_disk["settings"]["lambda_sim"] == 0.002
+    assert set(on_disk["final_losses"]) == {"clip", "sim", "id", "total"}
+    assert {"target_cosine", "source_cosine"} <= set(on_disk["metrics"]) and on_disk["versions"]["torch"]
+    assert report["outputs"]["edited"] == str(out / "edited.png")
+
+    # the saved code is a source for the next edit: two sounds mixed with gains, plain L2
+    out2 = tmp_path / "again"
+    p = run("edit", "--latent", str(out / "w_plus.pt"), "--sound", str(siren), "--sound",
+            str(esc50_root / "audio" / RAIN), "--gain", "0,-10", *models, "--mask", "uniform", "--steps", "3",
+            "--out", str(out2))
+    assert p.returncode == 0, p.stderr
+    again = json.loads((out2 / "report.json").read_text())
+    assert again["source"]["kind"] == "latent" and again["target"]["gains_db"] == [0.0, -10.0]
+    assert again["settings"]["layer_mask"] == "uniform"
+    assert "edit →" in p.stdout  # the human summary
+
+
+def test_mix_writes_the_mixed_image_and_interpolation(run, models, esc50_root, tmp_path):
+    out = tmp_path / "mix"
+    p = run("mix", "--sound", str(esc50_root / "audio" / SIREN), "--text", "blue background", *models,
+            "--steps", "3", "--interpolate", "3", "--layers", "1-4:sound,5-8:text", "--out", str(out), "--json")
+    assert p.returncode == 0, p.stderr
+    report = json.loads(p.stdout)
+    assert report["layers"] == ["sound"] * 4 + ["text"] * 4
+    assert report["source"] == {"kind": "seed", "seed": 0, "truncation": 0.7}  # no source given: seed 0
+    for name in ("source.png", "sound.png", "text.png", "mixed.png", "comparison.png", "interpolation.gif"):
+        _decodes(out / name)
+    with Image.open(out / "interpolation.gif") as im:
+        assert im.n_frames == 3
+    codes = torch.load(out / "w_plus.pt", weights_only=True)
+    assert torch.equal(codes["w_plus"][:, :4], codes["sound"][:, :4])
+    assert torch.equal(codes["w_plus"][:, 4:], codes["text"][:, 4:])
+
+
+def test_batch_runs_rows_resumes_and_shards(run, models, esc50_root, tmp_path):
+    siren, rain = esc50_root / "audio" / SIREN, esc50_root / "audio" / RAIN
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_text(f"out,sound,gain,text,seed\n"
+                    f"a,{siren},,,1\n"
+                    f"b,{siren};{rain},0;-10,,2\n"
+                    f"c,,,a red car,3\n")
+    out = tmp_path / "runs"
+    # rank 1 of 2 takes only the second row (index 1)
+    p = run("edit", "--batch", str(jobs), *models, "--steps", "2", "--out", str(out), "--json",
+            extra_env={"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "0"})
+    assert p.returncode == 0, p.stderr
+    assert [r["row"] for r in json.loads(p.stdout)["rows"]] == [2]
+    assert (out / "b" / "report.json").is_file() and not (out / "a").exists()
+    # all rows from stdin, two per batch: b is finished and skipped, a and c run together
+    p = run("edit", "--batch", "-", *models, "--steps", "2", "--out", str(out), "--batch-size", "2", "--json",
+            stdin=jobs.read_text())
+    assert p.returncode == 0, p.stderr
+    rows = {r["row"]: r["status"] for r in json.loads(p.stdout)["rows"]}
+    assert rows == {1: "done", 2: "skipped (report.json exists)", 3: "done"}
+    report_c = json.loads((out / "c" / "report.json").read_text())
+    assert report_c["target"]["text"] == "a red car" and report_c["row"] == 3
+    _decodes(out / "a" / "edited.png")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--seed", "1"], "expected a target"),
+    (["--sound", "missing.wav"], "--sound: 'missing.wav' does not exist"),
+    (["--sound", "{siren}", "--gain", "0,-10"], "--gain: expected one gain per --sound"),
+    (["--sound", "{siren}", "--gain", "loud"], "--gain: expected numbers"),
+    (["--sound", "{siren}", "--mask", "sometimes"], "--mask: expected one of"),
+    (["--sound", "{siren}", "--seed", "1", "--latent", "{siren}"], "expected one of IMAGE, --seed, --latent"),
+    (["--sound", "{siren}", "--latent", "nope.pt"], "--latent: 'nope.pt' does not exist"),
+    (["--sound", "{siren}", "--steps", "many"], "--steps: expected a positive integer"),
+    (["--sound", "{siren}", "--preset", "portraits"], "--preset: expected one of"),
+    (["--sound", "{siren}", "--generator", "no-such-model"], "neither an existing file nor a weights.lock name"),
+    (["--batch", "missing.csv"], "--batch: 'missing.csv' does not exist"),
+])
+def test_bad_flags_and_missing_files_give_one_line_errors(args, message, esc50_root, soundedit_home, capfd):
+    args = [a.replace("{siren}", str(esc50_root / "audio" / SIREN)) for a in args]
+    code = main(["edit", *args, "--device", "cpu"])
+    err = capfd.readouterr().err.strip()
+    assert code == 2
+    assert message in err and len(err.splitlines()) == 1, err
+
+
+def test_mix_needs_sound_and_text_and_valid_layers(esc50_root, soundedit_home, capfd):
+    siren = str(esc50_root / "audio" / SIREN)
+    assert main(["mix", "--sound", siren]) == 2
+    assert "expected both --sound" in capfd.readouterr().err
+    assert main(["mix", "--sound", siren, "--text", "x", "--layers", "1-9"]) == 2
+    assert "--layers" in capfd.readouterr().err
+
+
+def test_bad_batch_rows_are_reported_before_any_work(tmp_path, soundedit_home, capfd):
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_text("sound,colour\nx.wav,red\n")
+    assert main(["edit", "--batch", str(jobs)]) == 2
+    assert "unknown columns ['colour']" in capfd.readouterr().err
+    jobs.write_text("sound,seed\nmissing.wav,1\n")
+    assert main(["edit", "--batch", str(jobs)]) == 2
+    assert "row 1: sound 'missing.wav' does not exist" in capfd.readouterr().err
+
+
+def test_named_weights_missing_offline_fail_fast_with_instructions(soundedit_home, esc50_root, capfd, monkeypatch):
+    monkeypatch.setenv("SOUNDEDIT_OFFLINE", "1")
+    code = main(["edit", "--seed", "0", "--sound", str(esc50_root / "audio" / SIREN), "--generator", "landscape-256",
+                 "--device", "cpu", "--steps", "2"])
+    err = capfd.readouterr().err
+    assert code == 1
+    assert "landscape-256" in err and "soundedit weights import" in err and "Traceback" not in err
