@@ -173,3 +173,28 @@ def test_tiny_writer_loads_through_public_loader(tmp_path, layout, arch):
     x = torch.randn(1, 1, 128, 512) if layout == "official" else torch.randn(1, 1, 32, 63)
     with torch.no_grad():
         assert not torch.allclose(a(x), c(x), atol=1e-3)  # another seed, another encoder
+
+
+class _Payload:
+    """Unpickling this would run a shell command (it must never happen)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_code_in_a_pickle_is_refused_without_running(tmp_path):
+    from soundedit.models import load_clip_space
+
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pth"
+    torch.save({"module.conv.weight": _Payload(marker)}, evil)
+    with pytest.raises(CheckpointError, match="evil.pth"):
+        load_audio_encoder(evil)
+    with pytest.raises(CheckpointError, match="evil.pth"):
+        load_clip_space(evil)
+    assert not marker.exists()
