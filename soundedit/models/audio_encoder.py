@@ -230,6 +230,8 @@ def _resolve(path_or_name: str | os.PathLike) -> Path:
     path = Path(path_or_name)
     if path.is_file():
         return path
+    if path.exists():
+        raise InputError(f"{os.fspath(path_or_name)!r}: expected a checkpoint file or a weights.lock name, got a directory")
     from soundedit.weights import resolve
 
     return resolve(str(path_or_name))

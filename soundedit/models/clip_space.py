@@ -272,6 +272,8 @@ def _resolve(name_or_path: str | os.PathLike) -> Path:
     path = Path(name_or_path)
     if path.is_file():
         return path
+    if path.exists():
+        raise InputError(f"{os.fspath(name_or_path)!r}: expected a checkpoint file or a weights.lock name, got a directory")
     from soundedit.weights import resolve
 
     return resolve(str(name_or_path))

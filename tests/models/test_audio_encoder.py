@@ -198,3 +198,12 @@ def test_code_in_a_pickle_is_refused_without_running(tmp_path):
     with pytest.raises(CheckpointError, match="evil.pth"):
         load_clip_space(evil)
     assert not marker.exists()
+
+
+def test_a_directory_is_not_a_checkpoint(tmp_path):
+    from soundedit.models import load_clip_space
+
+    with pytest.raises(InputError, match="directory"):
+        load_audio_encoder(tmp_path)
+    with pytest.raises(InputError, match="directory"):
+        load_clip_space(tmp_path)
