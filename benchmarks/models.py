@@ -36,22 +36,24 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _time(fn, device: torch.device, repeats: int, single_run_above: float) -> float:
-    """Median wall time (s) of ``fn``; the warm-up call counts when it is already slow."""
-    _sync(device)
-    t0 = time.perf_counter()
-    fn()
-    _sync(device)
-    first = time.perf_counter() - t0
-    if first > single_run_above:
-        return first
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+def _time(fn, device: torch.device, repeats: int, single_run_above: float) -> tuple[float, float]:
+    """Median wall time and CPU time (s) of ``fn``; the warm-up call counts when it is already slow.
+
+    CPU time (all threads) is reported too because on a shared machine wall time mostly
+    measures the other processes.
+    """
+    def once() -> tuple[float, float]:
+        _sync(device)
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
         _sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        return time.perf_counter() - t0, time.process_time() - c0
+
+    first = once()
+    if first[0] > single_run_above:
+        return first
+    runs = [once() for _ in range(repeats)]
+    return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
 
 
 def _rss_mb() -> float:
@@ -87,10 +89,11 @@ def run_case(model: str, size: int, batch: int, mode: str, device_name: str, rep
         inp = x.detach().requires_grad_(True)
         step(inp).square().mean().backward()
 
-    seconds = _time(forward if mode == "forward" else forward_backward, device, repeats, single_run_above)
+    seconds, cpu_seconds = _time(forward if mode == "forward" else forward_backward, device, repeats,
+                                 single_run_above)
     peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else _rss_mb() - base_rss)
     return {"model": model, "size": size, "batch": batch, "mode": mode, "device": device_name,
-            "seconds": seconds, "peak_mb": peak, "threads": torch.get_num_threads()}
+            "seconds": seconds, "cpu_seconds": cpu_seconds, "peak_mb": peak, "threads": torch.get_num_threads()}
 
 
 def main() -> None:
@@ -116,7 +119,7 @@ def main() -> None:
         cases += [("identity", 1024, b, m) for b in a.batch for m in a.modes]
     print(f"torch {torch.__version__}, device {a.device}, {torch.get_num_threads()} threads; "
           f"StyleGAN2 config-f widths, random weights; peak = {'CUDA max allocated' if a.device != 'cpu' else 'RSS growth'}")
-    print(f"{'model':<10} {'px':>5} {'batch':>5} {'mode':<17} {'seconds':>9} {'img/s':>7} {'peak MB':>9}")
+    print(f"{'model':<10} {'px':>5} {'batch':>5} {'mode':<17} {'seconds':>9} {'cpu s':>9} {'img/s':>7} {'peak MB':>9}")
     for model, size, batch, mode in cases:
         cmd = [sys.executable, __file__, "--case", f"{model}:{size}:{batch}:{mode}", "--device", a.device,
                "--repeats", str(a.repeats), "--single-run-above", str(a.single_run_above)]
@@ -125,7 +128,8 @@ def main() -> None:
             print(f"{model:<10} {size:>5} {batch:>5} {mode:<17} failed: {proc.stderr.strip().splitlines()[-1:]}")
             continue
         r = json.loads(proc.stdout.strip().splitlines()[-1])
-        print(f"{model:<10} {size:>5} {batch:>5} {mode:<17} {r['seconds']:>9.3f} {batch / r['seconds']:>7.2f} "
+        print(f"{model:<10} {size:>5} {batch:>5} {mode:<17} {r['seconds']:>9.3f} {r['cpu_seconds']:>9.3f} "
+              f"{batch / r['seconds']:>7.2f} "
               f"{r['peak_mb']:>9.0f}", flush=True)
 
 
