@@ -112,7 +112,7 @@ def classify_embeddings(emb: DatasetEmbeddings, text_embeddings, logit_scale: fl
 
     Returns:
         ``{"classes", "items": [{"file", "label", "fold", "top": [{"label", "score"}], "correct"}],
-        "failures": [{"file", "reason"}], "summary": {...}}``; scores are CLIP-style
+        "failures": [{"file", "reason"}], "missing": [file], "summary": {...}}``; scores are CLIP-style
         probabilities (softmax of ``logit_scale * cos``).
     """
     ds = emb.dataset
@@ -141,7 +141,7 @@ def classify_embeddings(emb: DatasetEmbeddings, text_embeddings, logit_scale: fl
                        per_class=result.per_class)
     return {"dataset": ds.name, "root": str(ds.root) if ds.root else None, "classes": classes, "top_k": k,
             "items": items, "failures": [{"file": _display(c.path, ds.root), "reason": r} for c, r in emb.failures],
-            "summary": summary}
+            "missing": [_display(c.path, ds.root) for c in ds.missing], "summary": summary}
 
 
 def run_zero_shot(datasets: Sequence[AudioDataset], encoders: Sequence[NamedEncoder], clip_space, *,

@@ -3,6 +3,7 @@ with seeded tiny models in the real checkpoint layouts (authors' .pth, our safet
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -70,7 +71,7 @@ def test_classify_esc50_fold1(capsys, esc50_root, models):
     assert code == 0 and "accuracy" in out and "per fold" in out and "1-100032-A-0.flac" in out
 
 
-def test_classify_lists_undecodable_files(capsys, tmp_path, esc50_root, models):
+def test_classify_lists_undecodable_files(capsys, monkeypatch, tmp_path, esc50_root, models):
     (tmp_path / "good.flac").symlink_to(esc50_root / "audio" / "1-100032-A-0.flac")
     (tmp_path / "noise.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunkjunk")
     (tmp_path / "empty.flac").write_bytes(b"")
@@ -82,6 +83,16 @@ def test_classify_lists_undecodable_files(capsys, tmp_path, esc50_root, models):
     assert res["summary"]["failed"] == 2
     reasons = {f["file"]: f["reason"] for f in res["failures"]}
     assert set(reasons) == {"noise.wav", "empty.flac"} and "empty" in reasons["empty.flac"]
+
+    # the same files as a list on stdin ('-'), with the labels from a file
+    (tmp_path / "labels.txt").write_text("dog\nrain\n")
+    files = "\n".join(str(tmp_path / n) for n in ("good.flac", "noise.wav")) + "\n"
+    monkeypatch.setattr("sys.stdin", io.StringIO(files))
+    code, out, _ = _run(capsys, "classify", "-", "--labels-file", tmp_path / "labels.txt", "--encoder",
+                        models["authors"], "--clip", models["clip"], "--cache-dir", models["cache"], "--tsv")
+    rows = [line.split("\t") for line in out.strip().split("\n")]
+    assert code == 0 and len(rows) == 3 and rows[1][0].endswith("good.flac") and rows[1][-1] == "ok"
+    assert rows[2][0].endswith("noise.wav") and rows[2][-1].startswith("error: ")
 
 
 def test_eval_zeroshot_two_encoders(capsys, tmp_path, esc50_root, models):
