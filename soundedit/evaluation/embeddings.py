@@ -13,7 +13,6 @@ import hashlib
 import io
 import json
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,9 +27,10 @@ logger = logging.getLogger("soundedit")
 
 
 def default_cache_dir() -> Path:
-    """``$SOUNDEDIT_HOME/cache/embeddings`` (default home ``~/.cache/soundedit``)."""
-    home = os.environ.get("SOUNDEDIT_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "soundedit")
-    return Path(home) / "cache" / "embeddings"
+    """``$SOUNDEDIT_HOME/cache/embeddings`` (default home ``~/.cache/soundedit``, read on every call)."""
+    from soundedit.weights.store import home_dir
+
+    return home_dir() / "cache" / "embeddings"
 
 
 def encoder_fingerprint(encoder) -> str:
@@ -44,7 +44,11 @@ def encoder_fingerprint(encoder) -> str:
 
     from soundedit.config import to_dict
 
+    import soundedit
+
     h = hashlib.sha256()
+    # the version stands for the audio front end's code, which shapes the model input too
+    h.update(f"soundedit {soundedit.__version__}\n".encode())
     config = getattr(encoder, "config", None)
     h.update(json.dumps(to_dict(config) if config is not None else {}, sort_keys=True).encode())
     for key, tensor in sorted(encoder.state_dict().items()):

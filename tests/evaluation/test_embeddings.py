@@ -1,0 +1,56 @@
+"""Embedding cache: keyed by file content and encoder weights; failures kept with reasons."""
+
+from __future__ import annotations
+
+import torch
+
+from soundedit.errors import AudioError
+from soundedit.evaluation.embeddings import embed_files, encoder_fingerprint
+
+
+class _ByteEncoder(torch.nn.Module):
+    """Stand-in encoder: the model input is a byte histogram; 'bad' files fail to decode."""
+
+    embed_dim = 4
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(256, 4)
+        torch.nn.init.normal_(self.proj.weight, generator=torch.Generator().manual_seed(seed))
+        self.prepared = 0
+
+    def prepare(self, data: bytes, *, device=None) -> torch.Tensor:
+        if data.startswith(b"bad"):
+            raise AudioError("audio: cannot decode (not a sound file)")
+        self.prepared += 1
+        return torch.bincount(torch.tensor(list(data)), minlength=256).float()[None]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x)
+
+
+def test_cache_hits_misses_and_failures(tmp_path):
+    files = []
+    for name, data in [("a.wav", b"hello"), ("b.wav", b"world!"), ("bad.wav", b"bad bytes"), ("empty.wav", b"")]:
+        files.append(tmp_path / name)
+        files[-1].write_bytes(data)
+    files.append(tmp_path / "absent.wav")
+    enc = _ByteEncoder()
+    first = embed_files(enc, files, cache_dir=tmp_path / "cache", batch_size=1)
+    assert first.ok == [0, 1] and first.cache_hits == 0 and enc.prepared == 2
+    assert set(first.failures) == {2, 3, 4}
+    assert "cannot decode" in first.failures[2] and "empty" in first.failures[3] and "cannot read" in first.failures[4]
+
+    second = embed_files(enc, files, cache_dir=tmp_path / "cache")
+    assert second.cache_hits == 2 and enc.prepared == 2  # nothing decoded again
+    torch.testing.assert_close(torch.from_numpy(second.embeddings), torch.from_numpy(first.embeddings))
+
+    files[0].write_bytes(b"changed")  # new content -> new key
+    third = embed_files(enc, files[:2], cache_dir=tmp_path / "cache")
+    assert third.cache_hits == 1 and enc.prepared == 3
+
+    other = _ByteEncoder(seed=1)  # other weights -> other fingerprint -> no stale hits
+    assert encoder_fingerprint(other) != encoder_fingerprint(enc)
+    fourth = embed_files(other, files[:2], cache_dir=tmp_path / "cache")
+    assert fourth.cache_hits == 0 and not torch.allclose(torch.from_numpy(fourth.embeddings),
+                                                         torch.from_numpy(third.embeddings))
