@@ -27,8 +27,9 @@ CASES = [
     (1, 1, (0, 0), (1, 1)),
     (2, 3, (4, 0, 0, 4), (2, 5)),
 ]
-# Low-precision outputs are compared with the float32 reference rounded to the same dtype; the
-# kernels accumulate in float32 and round once, so they differ from it by at most ~1 unit in the last place.
+# Low-precision inputs are rounded first; the expectation is the float32 reference on those same
+# values, rounded to the dtype: the kernels accumulate in float32 and round once, so they differ
+# from it by at most ~1 unit in the last place.
 LOW_PRECISION_TOL = {torch.float16: dict(rtol=2e-3, atol=1e-3), torch.bfloat16: dict(rtol=1.6e-2, atol=1e-2)}
 
 
@@ -92,7 +93,7 @@ def test_upfirdn2d_low_precision(compiled, dtype):
     k = torch.randn(4, 4, generator=g)
     got = kernels.upfirdn2d(ext, x, k, 2, 1, (2, 1))
     assert got.dtype == dtype
-    want = reference.upfirdn2d(x.float(), k, 2, 1, (2, 1)).to(dtype)
+    want = reference.upfirdn2d(x.float(), k, 2, 1, (2, 1)).to(dtype)  # x is already rounded
     torch.testing.assert_close(got, want, **LOW_PRECISION_TOL[dtype])
 
 
@@ -156,17 +157,20 @@ def test_fused_leaky_relu_matches_reference_and_gradcheck(compiled, shape, chann
 def test_fused_leaky_relu_dtypes_and_bias_grad(compiled, dtype):
     ext = compiled[0]
     g = torch.Generator().manual_seed(16)
-    x = torch.randn(4, 6, 5, 5, generator=g)
+    # inputs rounded to `dtype` first; the float32 reference runs on those same values (the op casts
+    # the bias to x's dtype, so the reference gets the rounded bias too)
+    x = torch.randn(4, 6, 5, 5, generator=g).to(dtype)
     b = torch.randn(6, generator=g)
-    probe = torch.randn(4, 6, 5, 5, generator=g)
-    xr, br = x.clone().requires_grad_(True), b.clone().requires_grad_(True)
-    (reference.fused_leaky_relu(xr, br) * probe).sum().backward()
-    xk, bk = x.to(dtype).requires_grad_(True), b.clone().requires_grad_(True)  # float32 bias, as in the generator
+    probe = torch.randn(4, 6, 5, 5, generator=g).to(dtype)
+    xr, br = x.float().clone().requires_grad_(True), b.to(dtype).float().clone().requires_grad_(True)
+    want = reference.fused_leaky_relu(xr, br)
+    (want * probe.float()).sum().backward()
+    xk, bk = x.clone().requires_grad_(True), b.clone().requires_grad_(True)  # float32 bias, as in the generator
     y = kernels.fused_leaky_relu(ext, xk, bk)
-    (y * probe.to(dtype)).sum().backward()
+    (y * probe).sum().backward()
     tol = LOW_PRECISION_TOL.get(dtype, dict(rtol=1e-5, atol=1e-5))
     assert y.dtype == dtype and xk.grad.dtype == dtype and bk.grad.dtype == torch.float32
-    torch.testing.assert_close(y.float(), reference.fused_leaky_relu(x, b).to(dtype).float(), **tol)
+    torch.testing.assert_close(y.float(), want.detach().to(dtype).float(), **tol)
     torch.testing.assert_close(xk.grad.float(), xr.grad.to(dtype).float(), **tol)
     # the bias gradient is the float32 sum of the (rounded) input gradients over N, H, W
     torch.testing.assert_close(bk.grad, xk.grad.float().sum(dim=(0, 2, 3)), rtol=1e-5, atol=1e-5)

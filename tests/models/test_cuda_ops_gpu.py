@@ -81,7 +81,7 @@ def test_upfirdn2d_forward_backward(built_extension, dtype, channels_last, case)
         # inputs rounded to `dtype` first, so that the float32 reference sees the same values
         x = torch.randn(shape, generator=g).to(dtype).to(DEVICE)
         k = torch.randn(kshape, generator=g).to(DEVICE)
-        xr = x.float().requires_grad_(True)
+        xr = x.float().clone().requires_grad_(True)
         want = reference.upfirdn2d(xr, k, up, down, pad)
         probe = torch.randn(want.shape, generator=g).to(dtype).to(DEVICE)
         (want * probe.float()).sum().backward()
@@ -105,7 +105,7 @@ def test_fused_leaky_relu_forward_backward(built_extension, dtype, layout, slope
     b = torch.randn(16, generator=g).to(DEVICE)  # float32, as the generator's parameters
     probe = torch.randn(x.shape, generator=g).to(dtype).to(DEVICE)
     # reference in float32 on the same rounded values (the op casts the bias to x's dtype)
-    xr, br = x.float().requires_grad_(True), b.to(dtype).float().requires_grad_(True)
+    xr, br = x.float().clone().requires_grad_(True), b.to(dtype).float().clone().requires_grad_(True)
     want = reference.fused_leaky_relu(xr, br, slope, scale)
     (want * probe.float()).sum().backward()
     if layout == "channels_last":

@@ -17,7 +17,7 @@ last window, so nothing that contributes is lost. Gradients for the FIR kernel i
 computed (it is a fixed buffer in StyleGAN2); the dispatcher uses the reference when it requires grad.
 
 Layouts: upfirdn2d reads any strides and writes channels-last for channels-last input (NCHW
-otherwise); bias + activation runs in place of layout for NCHW-contiguous or channels-last-dense
+otherwise); bias + activation keeps the layout of NCHW-contiguous and channels-last-dense
 tensors and makes anything else contiguous first (one copy).
 """
 

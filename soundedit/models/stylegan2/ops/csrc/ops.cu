@@ -1,9 +1,11 @@
 // soundedit StyleGAN2 ops: fused bias + leaky ReLU and upfirdn2d (forward and backward building blocks).
 //
 // Written for soundedit. Design:
-// * One thread per output element, grid-stride loop. The linear index walks the OUTPUT in its memory
-//   order (NCHW or channels-last), so consecutive threads write consecutive addresses, and read
-//   neighbouring input addresses whenever the input has the same layout.
+// * One thread per output element. Grids follow the OUTPUT's memory order (NCHW or channels-last):
+//   threadIdx.x runs along the fastest-varying dimension, so consecutive threads write consecutive
+//   addresses, and read neighbouring input addresses whenever the input has the same layout; the
+//   other coordinates come from the grid, not from dividing a linear index per element.
+// * StyleGAN2's factors (up, down) = (1, 1), (2, 1), (1, 2) are compile-time template arguments.
 // * Arithmetic in the accumulate type (float for half/bfloat16/float, double for double); one rounding
 //   to the storage type at the end.
 // * Only c10/cuda headers and the CUDA runtime are used (not ATen/cuda/CUDAContext.h, which pulls in
@@ -20,6 +22,8 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <limits>
 
 namespace sg2ops {
 namespace {
@@ -27,12 +31,15 @@ namespace {
 constexpr int kThreads = 256;
 
 // Floor and ceiling division for a positive divisor and a numerator of either sign (C++ rounds to 0).
-__host__ __device__ inline int64_t floor_div(int64_t a, int64_t b) {
+// Templates, so that a compile-time divisor (1 or 2) folds into a shift.
+template <typename T>
+__host__ __device__ inline T floor_div(T a, T b) {
   return a >= 0 ? a / b : -((-a + b - 1) / b);
 }
-__host__ __device__ inline int64_t ceil_div(int64_t a, int64_t b) { return -floor_div(-a, b); }
-__host__ __device__ inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
-__host__ __device__ inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+template <typename T>
+__host__ __device__ inline T ceil_div(T a, T b) { return -floor_div<T>(-a, b); }
+__host__ __device__ inline int imax(int a, int b) { return a > b ? a : b; }
+__host__ __device__ inline int imin(int a, int b) { return a < b ? a : b; }
 
 // ---------------------------------------------------------------------------------------------
 // upfirdn2d
@@ -44,69 +51,92 @@ __host__ __device__ inline int64_t imin(int64_t a, int64_t b) { return a < b ? a
 // over the input samples i whose upsampled position i*up lies in the filter window [s, s + kh).
 // Only those ~kh/up taps are visited: the inserted zeros are never materialised.
 struct UpFirDnParams {
-  int64_t n, c, in_h, in_w, out_h, out_w;
-  int64_t sn, sc, sh, sw;  // input strides, in elements (any layout, even overlapping)
-  int64_t up, down, kh, kw, px0, py0;
-  bool channels_last;  // output memory order: (N, H, W, C) instead of (N, C, H, W)
+  int n, c, in_h, in_w, out_h, out_w;
+  int64_t sn, sc, sh, sw;      // input strides, in elements (any layout, even overlapping)
+  int64_t on, oc, oh, ow;      // output strides (NCHW- or channels-last-contiguous)
+  int up, down, kh, kw, px0, py0;
 };
 
-template <typename scalar_t, typename acc_t>
+// One output sample. UP/DOWN > 0 are compile-time factors (StyleGAN2's 1 and 2, so the divisions
+// below become shifts); 0 means "read p.up / p.down".
+template <typename scalar_t, typename acc_t, int UP, int DOWN>
 __host__ __device__ inline void upfirdn2d_element(const UpFirDnParams& p, const scalar_t* __restrict__ x,
                                                   const acc_t* __restrict__ k, scalar_t* __restrict__ y,
-                                                  int64_t idx) {
-  int64_t rest = idx, n, c, oy, ox;
-  if (p.channels_last) {
-    c = rest % p.c; rest /= p.c;
-    ox = rest % p.out_w; rest /= p.out_w;
-    oy = rest % p.out_h; n = rest / p.out_h;
-  } else {
-    ox = rest % p.out_w; rest /= p.out_w;
-    oy = rest % p.out_h; rest /= p.out_h;
-    c = rest % p.c; n = rest / p.c;
-  }
+                                                  int n, int c, int oy, int ox) {
+  const int up = UP > 0 ? UP : p.up;
+  const int down = DOWN > 0 ? DOWN : p.down;
   // Start of the filter window in the upsampled, unpadded coordinates.
-  const int64_t sy = oy * p.down - p.py0;
-  const int64_t sx = ox * p.down - p.px0;
+  const int sy = oy * down - p.py0;
+  const int sx = ox * down - p.px0;
   // Input samples whose upsampled position lies in [s, s + k - 1], clipped to the input.
-  const int64_t iy0 = imax(ceil_div(sy, p.up), 0);
-  const int64_t iy1 = imin(floor_div(sy + p.kh - 1, p.up), p.in_h - 1);
-  const int64_t ix0 = imax(ceil_div(sx, p.up), 0);
-  const int64_t ix1 = imin(floor_div(sx + p.kw - 1, p.up), p.in_w - 1);
+  const int iy0 = imax(ceil_div<int>(sy, up), 0);
+  const int iy1 = imin(floor_div<int>(sy + p.kh - 1, up), p.in_h - 1);
+  const int ix0 = imax(ceil_div<int>(sx, up), 0);
+  const int ix1 = imin(floor_div<int>(sx + p.kw - 1, up), p.in_w - 1);
 
   const scalar_t* plane = x + n * p.sn + c * p.sc;
   acc_t acc = 0;
-  for (int64_t iy = iy0; iy <= iy1; ++iy) {
-    const acc_t* krow = k + (p.kh - 1 - (iy * p.up - sy)) * p.kw;  // true convolution: flipped index
+  for (int iy = iy0; iy <= iy1; ++iy) {
+    const acc_t* krow = k + (p.kh - 1 - (iy * up - sy)) * p.kw;  // true convolution: flipped index
     const scalar_t* xrow = plane + iy * p.sh;
-    for (int64_t ix = ix0; ix <= ix1; ++ix) {
-      acc += static_cast<acc_t>(xrow[ix * p.sw]) * krow[p.kw - 1 - (ix * p.up - sx)];
+    for (int ix = ix0; ix <= ix1; ++ix) {
+      acc += static_cast<acc_t>(xrow[ix * p.sw]) * krow[p.kw - 1 - (ix * up - sx)];
     }
   }
-  y[idx] = static_cast<scalar_t>(acc);
+  y[n * p.on + c * p.oc + oy * p.oh + ox * p.ow] = static_cast<scalar_t>(acc);
 }
 
-template <typename scalar_t, typename acc_t>
+// NCHW output: threadIdx.x runs along the output row (coalesced), blockIdx.z over the N*C planes.
+// Channels-last output: threadIdx.x runs along the channels (coalesced), y over columns, z over
+// the N*OH rows. No per-element division: one per thread for the plane / row index.
+template <typename scalar_t, typename acc_t, int UP, int DOWN>
 __global__ void upfirdn2d_kernel(const UpFirDnParams p, const scalar_t* __restrict__ x,
-                                 const acc_t* __restrict__ k, scalar_t* __restrict__ y, int64_t total) {
-  for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total;
-       idx += (int64_t)blockDim.x * gridDim.x) {
-    upfirdn2d_element<scalar_t, acc_t>(p, x, k, y, idx);
+                                 const acc_t* __restrict__ k, scalar_t* __restrict__ y, bool channels_last) {
+  if (!channels_last) {
+    const int ox = blockIdx.x * blockDim.x + threadIdx.x;
+    const int oy = blockIdx.y * blockDim.y + threadIdx.y;
+    if (ox >= p.out_w || oy >= p.out_h) return;
+    for (int plane = blockIdx.z; plane < p.n * p.c; plane += gridDim.z) {
+      upfirdn2d_element<scalar_t, acc_t, UP, DOWN>(p, x, k, y, plane / p.c, plane % p.c, oy, ox);
+    }
+  } else {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    const int ox = blockIdx.y * blockDim.y + threadIdx.y;
+    if (c >= p.c || ox >= p.out_w) return;
+    for (int row = blockIdx.z; row < p.n * p.out_h; row += gridDim.z) {
+      upfirdn2d_element<scalar_t, acc_t, UP, DOWN>(p, x, k, y, row / p.out_h, c, row % p.out_h, ox);
+    }
   }
+}
+
+template <typename scalar_t, typename acc_t, int UP, int DOWN>
+void upfirdn2d_launch(const UpFirDnParams& p, const scalar_t* x, const acc_t* k, scalar_t* y, bool channels_last) {
+  const dim3 block(32, 8);
+  const int64_t lanes = channels_last ? p.c : p.out_w;   // along threadIdx.x
+  const int64_t cols = channels_last ? p.out_w : p.out_h;  // along threadIdx.y
+  const int64_t planes = channels_last ? (int64_t)p.n * p.out_h : (int64_t)p.n * p.c;
+  const dim3 grid((unsigned)((lanes + block.x - 1) / block.x), (unsigned)((cols + block.y - 1) / block.y),
+                  (unsigned)std::min<int64_t>(planes, 65535));
+  upfirdn2d_kernel<scalar_t, acc_t, UP, DOWN><<<grid, block, 0, c10::cuda::getCurrentCUDAStream()>>>(
+      p, x, k, y, channels_last);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 // ---------------------------------------------------------------------------------------------
 // bias + activation
+//
+// The tensor is viewed as a (rows, cols) matrix in memory order: NCHW-contiguous (N, C, ...) is
+// rows = N*C planes of cols = prod(dims after C), channel = row % C; channels-last (N, H, W, C)
+// and 2-D (N, C) are rows = the rest, cols = C, channel = col.
 
 template <typename scalar_t, typename acc_t>
 __host__ __device__ inline void bias_act_element(const scalar_t* __restrict__ x, const scalar_t* __restrict__ b,
-                                                 scalar_t* __restrict__ y, int64_t idx, int64_t channels,
-                                                 int64_t inner, bool channels_last, acc_t pos_gain,
+                                                 scalar_t* __restrict__ y, int64_t row, int64_t col, int64_t cols,
+                                                 int64_t row_channel, bool channel_is_col, acc_t pos_gain,
                                                  acc_t neg_gain) {
+  const int64_t idx = row * cols + col;
   acc_t v = static_cast<acc_t>(x[idx]);
-  if (b != nullptr) {
-    const int64_t c = channels_last ? idx % channels : (idx / inner) % channels;
-    v += static_cast<acc_t>(b[c]);
-  }
+  if (b != nullptr) v += static_cast<acc_t>(b[channel_is_col ? col : row_channel]);
   y[idx] = static_cast<scalar_t>(v * (v > acc_t(0) ? pos_gain : neg_gain));
 }
 
@@ -120,11 +150,15 @@ __host__ __device__ inline void bias_act_grad_element(const scalar_t* __restrict
 
 template <typename scalar_t, typename acc_t>
 __global__ void bias_act_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ b,
-                                scalar_t* __restrict__ y, int64_t total, int64_t channels, int64_t inner,
-                                bool channels_last, acc_t pos_gain, acc_t neg_gain) {
-  for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total;
-       idx += (int64_t)blockDim.x * gridDim.x) {
-    bias_act_element<scalar_t, acc_t>(x, b, y, idx, channels, inner, channels_last, pos_gain, neg_gain);
+                                scalar_t* __restrict__ y, int64_t rows, int64_t cols, int64_t channels,
+                                bool channel_is_col, acc_t pos_gain, acc_t neg_gain) {
+  for (int64_t row = (int64_t)blockIdx.y * blockDim.y + threadIdx.y; row < rows;
+       row += (int64_t)blockDim.y * gridDim.y) {
+    const int64_t row_channel = channel_is_col ? 0 : row % channels;  // once per row, not per element
+    for (int64_t col = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; col < cols;
+         col += (int64_t)blockDim.x * gridDim.x) {
+      bias_act_element<scalar_t, acc_t>(x, b, y, row, col, cols, row_channel, channel_is_col, pos_gain, neg_gain);
+    }
   }
 }
 
@@ -137,13 +171,17 @@ __global__ void bias_act_grad_kernel(const scalar_t* __restrict__ g, const scala
   }
 }
 
-// Enough blocks to fill the GPU a few times over; the grid-stride loop covers the rest.
-int64_t num_blocks(int64_t total) {
-  const int64_t needed = (total + kThreads - 1) / kThreads;
+int multiprocessors() {
   int device = 0, sms = 0;
   C10_CUDA_CHECK(cudaGetDevice(&device));
   C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  return std::max<int64_t>(1, std::min<int64_t>(needed, int64_t(sms) * 32));
+  return sms;
+}
+
+// Enough blocks to fill the GPU a few times over; the grid-stride loops cover the rest.
+int64_t num_blocks(int64_t total) {
+  const int64_t needed = (total + kThreads - 1) / kThreads;
+  return std::max<int64_t>(1, std::min<int64_t>(needed, int64_t(multiprocessors()) * 32));
 }
 
 // Memory format the elementwise ops run in: NCHW-contiguous, or channels-last for 4-D tensors that
@@ -163,21 +201,28 @@ at::Tensor upfirdn2d(const at::Tensor& x, const at::Tensor& k, int64_t up, int64
   TORCH_CHECK(k.scalar_type() == acc_type, "upfirdn2d: kernel must be ", acc_type, " for x of type ",
               x.scalar_type(), ", got ", k.scalar_type());
   TORCH_CHECK(up >= 1 && down >= 1, "upfirdn2d: up and down must be >= 1, got ", up, " and ", down);
+  const int64_t out_h = floor_div<int64_t>(x.size(2) * up + py0 + py1 - k.size(0), down) + 1;
+  const int64_t out_w = floor_div<int64_t>(x.size(3) * up + px0 + px1 - k.size(1), down) + 1;
+  TORCH_CHECK(out_h > 0 && out_w > 0, "upfirdn2d: empty output (", out_h, " x ", out_w, ") for input ",
+              x.size(2), " x ", x.size(3), ", kernel ", k.size(0), " x ", k.size(1), ", up ", up, ", down ", down,
+              ", pad (", px0, ", ", px1, ", ", py0, ", ", py1, ")");
+  const int64_t int_max = std::numeric_limits<int>::max();
+  for (int64_t v : {x.size(0) * x.size(1), x.size(2) * up, x.size(3) * up, out_h * down, out_w * down,
+                    std::abs(px0) + k.size(1), std::abs(py0) + k.size(0)}) {
+    TORCH_CHECK(v < int_max, "upfirdn2d: sizes beyond 32-bit coordinates are not supported");
+  }
+  const bool channels_last = is_channels_last_dense(x);
+  const auto format = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  at::Tensor y = at::empty({x.size(0), x.size(1), out_h, out_w}, x.options().memory_format(format));
+  if (y.numel() == 0) return y;
+
   UpFirDnParams p;
-  p.n = x.size(0); p.c = x.size(1); p.in_h = x.size(2); p.in_w = x.size(3);
-  p.kh = k.size(0); p.kw = k.size(1);
-  p.up = up; p.down = down; p.px0 = px0; p.py0 = py0;
-  p.out_h = floor_div(p.in_h * up + py0 + py1 - p.kh, down) + 1;
-  p.out_w = floor_div(p.in_w * up + px0 + px1 - p.kw, down) + 1;
-  TORCH_CHECK(p.out_h > 0 && p.out_w > 0, "upfirdn2d: empty output (", p.out_h, " x ", p.out_w,
-              ") for input ", p.in_h, " x ", p.in_w, ", kernel ", p.kh, " x ", p.kw, ", up ", up,
-              ", down ", down, ", pad (", px0, ", ", px1, ", ", py0, ", ", py1, ")");
+  p.n = (int)x.size(0); p.c = (int)x.size(1); p.in_h = (int)x.size(2); p.in_w = (int)x.size(3);
+  p.out_h = (int)out_h; p.out_w = (int)out_w;
   p.sn = x.stride(0); p.sc = x.stride(1); p.sh = x.stride(2); p.sw = x.stride(3);
-  p.channels_last = is_channels_last_dense(x);
-  const auto format = p.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
-  at::Tensor y = at::empty({p.n, p.c, p.out_h, p.out_w}, x.options().memory_format(format));
-  const int64_t total = y.numel();
-  if (total == 0) return y;
+  p.on = y.stride(0); p.oc = y.stride(1); p.oh = y.stride(2); p.ow = y.stride(3);
+  p.up = (int)up; p.down = (int)down; p.kh = (int)k.size(0); p.kw = (int)k.size(1);
+  p.px0 = (int)px0; p.py0 = (int)py0;
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "sg2ops_upfirdn2d", [&] {
     using acc_t = at::acc_type<scalar_t, true>;
@@ -186,11 +231,15 @@ at::Tensor upfirdn2d(const at::Tensor& x, const at::Tensor& k, int64_t up, int64
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
     if (x.is_cuda()) {
       const c10::cuda::CUDAGuard guard(x.device());
-      upfirdn2d_kernel<scalar_t, acc_t><<<num_blocks(total), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
-          p, xp, kp, yp, total);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    } else {
-      for (int64_t idx = 0; idx < total; ++idx) upfirdn2d_element<scalar_t, acc_t>(p, xp, kp, yp, idx);
+      if (up == 1 && down == 1) upfirdn2d_launch<scalar_t, acc_t, 1, 1>(p, xp, kp, yp, channels_last);
+      else if (up == 2 && down == 1) upfirdn2d_launch<scalar_t, acc_t, 2, 1>(p, xp, kp, yp, channels_last);
+      else if (up == 1 && down == 2) upfirdn2d_launch<scalar_t, acc_t, 1, 2>(p, xp, kp, yp, channels_last);
+      else upfirdn2d_launch<scalar_t, acc_t, 0, 0>(p, xp, kp, yp, channels_last);
+    } else {  // test path: the same element code, in a loop
+      for (int n = 0; n < p.n; ++n)
+        for (int c = 0; c < p.c; ++c)
+          for (int oy = 0; oy < p.out_h; ++oy)
+            for (int ox = 0; ox < p.out_w; ++ox) upfirdn2d_element<scalar_t, acc_t, 0, 0>(p, xp, kp, yp, n, c, oy, ox);
     }
   });
   return y;
@@ -212,7 +261,11 @@ at::Tensor bias_act(const at::Tensor& x_in, const std::optional<at::Tensor>& b, 
   const int64_t total = x.numel();
   if (total == 0) return y;
   const int64_t channels = x.size(1);
-  const int64_t inner = total / (x.size(0) * channels);  // product of the dims after C (NCHW order)
+  const int64_t inner = total / (x.size(0) * channels);  // product of the dims after C
+  // (rows, cols) view of the memory (see above); 2-D input is NCHW with inner == 1: channel = col.
+  const bool channel_is_col = channels_last || inner == 1;
+  const int64_t cols = channel_is_col ? channels : inner;
+  const int64_t rows = total / cols;
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "sg2ops_bias_act", [&] {
     using acc_t = at::acc_type<scalar_t, true>;
@@ -222,12 +275,20 @@ at::Tensor bias_act(const at::Tensor& x_in, const std::optional<at::Tensor>& b, 
     const acc_t pg = static_cast<acc_t>(pos_gain), ng = static_cast<acc_t>(neg_gain);
     if (x.is_cuda()) {
       const c10::cuda::CUDAGuard guard(x.device());
-      bias_act_kernel<scalar_t, acc_t><<<num_blocks(total), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
-          xp, bp, yp, total, channels, inner, channels_last, pg, ng);
+      // 256 threads: as many 32-lane groups along cols as useful, the rest along rows.
+      const int bx = (int)std::min<int64_t>(kThreads, (cols + 31) / 32 * 32);
+      const dim3 block(bx, kThreads / bx);
+      const int64_t wanted = int64_t(multiprocessors()) * 32;
+      const int64_t gx = std::min<int64_t>((cols + bx - 1) / bx, wanted);
+      const int64_t gy = std::min<int64_t>({(rows + block.y - 1) / block.y, std::max<int64_t>(1, wanted / gx), 65535});
+      bias_act_kernel<scalar_t, acc_t><<<dim3((unsigned)gx, (unsigned)gy), block, 0, c10::cuda::getCurrentCUDAStream()>>>(
+          xp, bp, yp, rows, cols, channels, channel_is_col, pg, ng);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
-    } else {
-      for (int64_t idx = 0; idx < total; ++idx)
-        bias_act_element<scalar_t, acc_t>(xp, bp, yp, idx, channels, inner, channels_last, pg, ng);
+    } else {  // test path: the same element code, in a loop
+      for (int64_t row = 0; row < rows; ++row)
+        for (int64_t col = 0; col < cols; ++col)
+          bias_act_element<scalar_t, acc_t>(xp, bp, yp, row, col, cols, channel_is_col ? 0 : row % channels,
+                                            channel_is_col, pg, ng);
     }
   });
   return y;
