@@ -10,9 +10,15 @@ best of ``--repeats``.  Two librosa references on the same clips:
 * ``librosa end-to-end``: ``librosa.load(path, sr=44100)`` (its default soxr_hq
   resampler) + the same mel (compare with our whole pipeline).
 
-Usage::
+Wall and process-CPU times are printed.  On a shared machine, compare like with
+like: pin both sides to one thread, e.g.::
 
-    python benchmarks/audio_frontend.py            # CPU
+    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \
+        python benchmarks/audio_frontend.py --threads 1 --workers 1
+
+Other uses::
+
+    python benchmarks/audio_frontend.py                      # torch's default threads
     python benchmarks/audio_frontend.py --device cuda --repeats 5
 
 The clips are read from ``$SOUNDEDIT_SHARED/audio/esc50_fold1`` (default: the
