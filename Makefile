@@ -16,6 +16,8 @@ TORCH_SPEC ?= torch==2.11.* torchvision==0.26.* torchaudio==2.11.*
 # Debian packages the tests use: WordNet 3.0 (text augmentation, no nltk.download) and Chromium (browser tests).
 APT_PACKAGES := wordnet-base wordnet-sense-index chromium
 DEMO_OUT ?= out/demo
+DEMO_STEPS ?= auto
+DEMO_SEED ?= 3
 
 .PHONY: help setup system-deps test test-fast demo bench clean
 
@@ -55,8 +57,13 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow and not browser"
 
+# The demo edits a sampled 256-px landscape (authors' generator and audio encoder, OpenAI CLIP ViT-B/32,
+# all fetched by hash from weights.lock) with a synthesised siren. --steps auto: 300 steps on a GPU
+# (well under a minute), fewer on a CPU so it ends within 10 minutes on 2 cores (the command says so).
 demo: setup
-	$(VENV)/bin/soundedit demo --out $(DEMO_OUT)
+	$(PY) -m soundedit.editing.examples $(DEMO_OUT)/siren.wav
+	$(VENV)/bin/soundedit edit --seed $(DEMO_SEED) --sound $(DEMO_OUT)/siren.wav --generator landscape-256 \
+	  --audio-encoder authors-resnet18 --clip clip-vit-b-32 --preset scenes --steps $(DEMO_STEPS) --out $(DEMO_OUT)
 
 bench: setup
 	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

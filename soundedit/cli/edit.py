@@ -72,21 +72,20 @@ def _source(image: Path | None, seed: int | None, latent: Path | None, free: boo
     return (seed if seed is not None else 0), f"seed {seed if seed is not None else 0}"
 
 
-def _steps(value: str, device) -> int:
-    """``--steps``: an integer, or ``auto`` (fewer on a CPU, and says so)."""
+def _steps(value: str, device) -> tuple[int, str | None]:
+    """``--steps``: an integer, or ``auto`` (fewer on a CPU); returns the steps and a note to show."""
     if value.strip().lower() == "auto":
         if device.type == "cpu":
-            stderr.print(f"[yellow]note:[/yellow] running on the CPU: {CPU_AUTO_STEPS} steps instead of {FULL_STEPS} "
-                         f"(pass --steps {FULL_STEPS} for the full edit, or use a GPU)")
-            return CPU_AUTO_STEPS
-        return FULL_STEPS
+            return CPU_AUTO_STEPS, (f"running on the CPU: {CPU_AUTO_STEPS} steps instead of {FULL_STEPS} "
+                                    f"(pass --steps {FULL_STEPS} for the full edit, or use a GPU)")
+        return FULL_STEPS, None
     try:
         steps = int(value)
     except ValueError:
         raise InputError(f"--steps: expected a positive integer or 'auto', got {value!r}") from None
     if steps < 1:
         raise InputError(f"--steps: expected a positive integer or 'auto', got {value!r}")
-    return steps
+    return steps, None
 
 
 def _check_settings(mask: str, lr: float, truncation: float, lambda_sim: float | None, lambda_id: float | None,
@@ -107,12 +106,16 @@ def _check_settings(mask: str, lr: float, truncation: float, lambda_sim: float |
             raise InputError(f"{name}: expected >= 0, got {v}")
 
 
-def _load_editor(generator: str, audio_encoder: str, clip: str, identity: str, device):
+def _load_editor(generator: str, audio_encoder: str, clip: str, identity: str, device, note: str | None):
+    """Load the models (a missing checkpoint fails here, within seconds), then show the steps note."""
     from soundedit.editing import Editor
 
     logger.info("loading %s, %s and %s on %s", generator, audio_encoder, clip, device)
-    return Editor.from_pretrained(generator=generator, audio_encoder=audio_encoder, clip=clip, identity=identity,
-                                  device=str(device))
+    editor = Editor.from_pretrained(generator=generator, audio_encoder=audio_encoder, clip=clip, identity=identity,
+                                    device=str(device))
+    if note:
+        stderr.print(f"[yellow]note:[/yellow] {note}")
+    return editor
 
 
 def _progress_callback(bar, steps: int):
@@ -215,8 +218,8 @@ def edit(
     gains, source, described = _common_setup(sound, gain, text, image, seed, latent, free, mask, lr, truncation,
                                              lambda_sim, lambda_id, preset)
     dev = resolve_device(device)
-    n_steps = _steps(steps, dev)
-    editor = _load_editor(generator, audio_encoder, clip, identity, dev)
+    n_steps, note = _steps(steps, dev)
+    editor = _load_editor(generator, audio_encoder, clip, identity, dev, note)
     from soundedit.runtime import progress
 
     logger.info("editing %s for %d steps", described, n_steps)
@@ -264,10 +267,10 @@ def _run_batch(batch: str, generator, audio_encoder, clip, identity, preset, ste
 
         device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
     dev = resolve_device(device)
-    n_steps = _steps(steps, dev)
+    n_steps, note = _steps(steps, dev)
     finished = 0
     if todo:
-        editor = _load_editor(generator, audio_encoder, clip, identity, dev)
+        editor = _load_editor(generator, audio_encoder, clip, identity, dev, note)
         groups = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
         try:
             with progress(f"editing {len(todo)} rows", total=n_steps * len(groups)) as bar:
@@ -351,8 +354,8 @@ def mix(
 
         check_layers_syntax(layers)  # ranges are checked against n_latent once the generator is loaded
     dev = resolve_device(device)
-    n_steps = _steps(steps, dev)
-    editor = _load_editor(generator, audio_encoder, clip, identity, dev)
+    n_steps, note = _steps(steps, dev)
+    editor = _load_editor(generator, audio_encoder, clip, identity, dev, note)
     logger.info("mixing sound- and text-guided edits of %s (%d steps)", described, n_steps)
     with progress("editing (sound + text)", total=n_steps) as bar:
         try:

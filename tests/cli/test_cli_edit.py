@@ -168,3 +168,14 @@ def test_named_weights_missing_offline_fail_fast_with_instructions(soundedit_hom
     err = capfd.readouterr().err
     assert code == 1
     assert "landscape-256" in err and "soundedit weights import" in err and "Traceback" not in err
+
+
+def test_steps_auto_is_fewer_on_a_cpu_and_says_so():
+    import torch
+
+    from soundedit.cli.edit import CPU_AUTO_STEPS, FULL_STEPS, _steps
+
+    steps, note = _steps("auto", torch.device("cpu"))
+    assert steps == CPU_AUTO_STEPS < FULL_STEPS and f"{CPU_AUTO_STEPS} steps instead of {FULL_STEPS}" in note
+    assert _steps("auto", torch.device("cuda")) == (FULL_STEPS, None)
+    assert _steps("40", torch.device("cpu")) == (40, None)
