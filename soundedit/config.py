@@ -108,6 +108,8 @@ class TrainConfig:
     weight_augment: float = 1.0  # L(a<->a^) against the SpecAugment view
     freq_mask_ratio: float = 0.15
     time_mask_ratio: float = 0.3
+    precise_bn_batches: int = 0  # before validating, re-estimate BatchNorm statistics on N training batches (0: off)
+    crop_seconds: float = 0.0  # train on random windows of this length of each clip's log-mel (0: whole clip)
     text_augment: bool = True  # WordNet synonym replacement/insertion, permutation, random insertion
     p_synonym_replace: float = 0.3
     p_synonym_insert: float = 0.2

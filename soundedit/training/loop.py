@@ -100,6 +100,9 @@ def _check_config(cfg: TrainConfig) -> None:
     for name in ("batch_size", "epochs", "grad_accum", "cycle_epochs"):
         if getattr(cfg, name) < 1:
             raise InputError(f"{name}: expected a positive integer, got {getattr(cfg, name)}")
+    if not 0 <= cfg.crop_seconds <= cfg.encoder.audio.duration:
+        raise InputError(f"crop_seconds: expected 0 (off) up to the clip duration {cfg.encoder.audio.duration}, "
+                         f"got {cfg.crop_seconds}")
     if cfg.lr <= 0:
         raise InputError(f"lr: expected a positive learning rate, got {cfg.lr}")
     if cfg.encoder.layout != "clean":
@@ -316,8 +319,24 @@ class _Trainer:
         return [augment_text(self.prompts[i], rng=random.Random(augment_seed(self.cfg.seed, self.epoch, i)),
                              config=tcfg, vocabulary=self.vocabulary, wordnet=self.wordnet) for i in indices]
 
+    def random_crop(self, mel: torch.Tensor, indices: list[int]) -> torch.Tensor:
+        """A random window of ``crop_seconds`` per clip; offsets are a function of (seed, epoch, sample)."""
+        audio = self.cfg.encoder.audio
+        frames = 1 + round(self.cfg.crop_seconds * audio.sample_rate) // audio.hop_length
+        total = mel.shape[-1]
+        if frames >= total:
+            return mel
+        out = []
+        for row, i in zip(mel, indices):
+            g = torch.Generator().manual_seed((self.cfg.seed * 1_000_003 + self.epoch) * 1_000_033 + i)
+            start = int(torch.randint(0, total - frames + 1, (1,), generator=g))
+            out.append(row[..., start:start + frames])
+        return torch.stack(out)
+
     def micro_step(self, mel: torch.Tensor, indices: list[int], micro: int) -> tuple[torch.Tensor, dict]:
         """Loss of one micro-batch ``mel`` (b, n_mels, frames) of this rank."""
+        if self.cfg.crop_seconds:
+            mel = self.random_crop(mel, indices)
         x = mel
         if self.cfg.weight_augment:
             from soundedit.audio.augment import spec_augment
@@ -342,6 +361,34 @@ class _Trainer:
                                image_groups=image_groups)
 
     # -- validation -------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def precise_bn(self) -> None:
+        """Re-estimate BatchNorm running statistics as plain averages over training batches.
+
+        The running averages (momentum 0.1) lag far behind the weights in short runs,
+        and eval-mode outputs then collapse; this recomputes them for the current
+        weights from ``precise_bn_batches`` un-augmented batches in a fixed order.
+        """
+        norms = [m for m in self.model.encoder.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if not norms:
+            return
+        batch = max(1, self.cfg.batch_size // (self.cfg.grad_accum * self.info.world_size))
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average
+        was_training = self.model.encoder.training
+        self.model.encoder.train()
+        for idx in eval_batches(len(self.train_set), batch)[:self.cfg.precise_bn_batches]:
+            mel = torch.stack([self.train_set[i][0] for i in idx])
+            if self.cfg.crop_seconds:
+                mel = self.random_crop(mel, idx)
+            with torch.autocast(device_type=self.device.type, dtype=self.amp_dtype, enabled=self.amp):
+                self.model.encoder(mel.to(self.device).unsqueeze(1))
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        self.model.encoder.train(was_training)
 
     @torch.no_grad()
     def validate(self) -> dict:
@@ -447,6 +494,8 @@ class _Trainer:
                           "train_loss": epoch_loss / max(epoch_n, 1), "epoch_time_s": time.perf_counter() - t_epoch,
                           "logit_scale": float(self.model.loss.logit_scale.detach())}
                 if info.is_main:
+                    if cfg.precise_bn_batches:
+                        self.precise_bn()
                     record.update(self.validate())
                 dist_utils.barrier()
                 self.history.append(record)
