@@ -66,10 +66,9 @@ def _cache(cache_dir: Path | None, no_cache: bool):
 
 
 def _load_encoders(names: list[str], device):
+    from soundedit.errors import InputError
     from soundedit.evaluation.runs import NamedEncoder
     from soundedit.models import load_audio_encoder
-
-    from soundedit.errors import InputError
 
     if len(set(names)) != len(names):
         raise InputError(f"--encoder: each encoder once, got {names}")

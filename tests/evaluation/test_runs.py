@@ -1,0 +1,84 @@
+"""Zero-shot and probe runs end to end with stand-in models whose right answers are known."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+
+from soundedit.evaluation.datasets import load_dataset
+from soundedit.evaluation.runs import NamedEncoder, run_probe, run_zero_shot
+
+CLASSES = ["dog bark", "rain", "siren"]
+
+
+class _OneHotText:
+    """embed_text: 'the sound of <class>' -> one-hot of the class (unit norm), like a perfect CLIP."""
+
+    name = "one-hot"
+    logit_scale = 100.0
+    device = torch.device("cpu")
+
+    def embed_text(self, texts, *, templates=None):
+        assert templates == ("{}",)
+        out = torch.zeros(len(texts), 8)
+        for i, t in enumerate(texts):
+            out[i, next(j for j, c in enumerate(CLASSES) if t.endswith(c))] = 1.0
+        return out
+
+
+class _ContentEncoder(torch.nn.Module):
+    """The 'audio' file holds a class index (and noise); the embedding points at that class (or a wrong one)."""
+
+    embed_dim = 8
+
+    def __init__(self, shift: int = 0) -> None:
+        super().__init__()
+        self.register_buffer("shift", torch.tensor(shift))
+
+    def prepare(self, data: bytes, *, device=None):
+        return torch.tensor([[float(data.split(b":")[0])]])
+
+    def forward(self, x):
+        idx = (x[:, 0].long() + self.shift) % len(CLASSES)
+        return torch.nn.functional.one_hot(idx, 8).float() * 3 + 0.01
+
+
+def _esc50_like(root, n_folds=5, per_fold=2):
+    (root / "meta").mkdir(parents=True)
+    (root / "audio").mkdir()
+    with (root / "meta" / "esc50.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["filename", "fold", "target", "category", "esc10", "src_file", "take"])
+        for fold in range(1, n_folds + 1):
+            for t, cls in enumerate(CLASSES):
+                for k in range(per_fold):
+                    name = f"{fold}-{t}{k}-A-{t}.wav"
+                    w.writerow([name, fold, t, cls.replace(" ", "_"), False, 0, "A"])
+                    (root / "audio" / name).write_bytes(f"{t}:{fold}{k}".encode())
+
+
+def test_zero_shot_run_scores_known_answers(tmp_path):
+    _esc50_like(tmp_path / "esc")
+    ds = load_dataset(tmp_path / "esc")
+    assert ds.classes == CLASSES and len(ds.clips) == 30
+    right, wrong = NamedEncoder("right", _ContentEncoder(0)), NamedEncoder("wrong", _ContentEncoder(1))
+    report = run_zero_shot([ds], [right, wrong], _OneHotText(), out_dir=tmp_path / "out")
+    r, w = report["results"]["right"]["esc50"], report["results"]["wrong"]["esc50"]
+    assert r["top1"] == 1.0 and r["fold_mean"]["top1"] == {"mean": 1.0, "std": 0.0} and set(r["folds"]) == set("12345")
+    assert w["top1"] == 0.0 and w["top5"] == 1.0  # 3 classes: always in the top 5
+    assert w["confusion"] == [[0, 10, 0], [0, 0, 10], [10, 0, 0]]  # class t predicted as t+1
+    md = (tmp_path / "out" / "zeroshot.md").read_text()
+    assert "| right | – | – | 100.0 ± 0.0 | – |" in md and "| wrong | – | – | 0.0 ± 0.0 | – |" in md
+    assert json.loads((tmp_path / "out" / "zeroshot.json").read_text())["table1"][0]["encoder"] == "right"
+
+
+def test_probe_run_uses_official_folds(tmp_path):
+    _esc50_like(tmp_path / "esc", per_fold=3)
+    ds = load_dataset(tmp_path / "esc")
+    report = run_probe([ds], [NamedEncoder("right", _ContentEncoder(0))], Cs=(1.0,))
+    r = report["results"]["right"]["esc50"]
+    assert r["protocol"] == "official-folds" and set(r["folds"]) == set("12345")
+    assert r["mean"] == pytest.approx(1.0) and report["table1"][0]["probe"]["esc50"] == (1.0, 0.0)
