@@ -8,7 +8,8 @@ Entry points (loaded on first attribute access, so importing this package is che
 * zero-shot — :func:`class_embeddings`, :func:`zero_shot_scores`, :func:`evaluate_scores`;
 * linear probe — :func:`linear_probe` (official folds, C by inner CV on training folds);
 * manipulation — :func:`summarize_edits`, :class:`SemanticClassifier`, :class:`EditBatch`;
-* runs — :func:`run_zero_shot`, :func:`run_probe`, :func:`write_table1` (JSON + Markdown + PNGs).
+* runs — :data:`PROTOCOLS` (registry: ``zeroshot``, ``probe``, ``edits``), :func:`run_zero_shot`,
+  :func:`run_probe`, :func:`run_edits`, :func:`write_table1` (JSON + Markdown + PNGs).
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ _LAZY = {
     "run_zero_shot": "soundedit.evaluation.runs",
     "run_probe": "soundedit.evaluation.runs",
     "write_table1": "soundedit.evaluation.runs",
+    "run_edits": "soundedit.evaluation.runs",
+    "read_jobs": "soundedit.evaluation.runs",
+    "PROTOCOLS": "soundedit.evaluation.runs",
 }
 
 __all__ = sorted(_LAZY)

@@ -467,3 +467,8 @@ def _save_edit_images(folder: Path, audio, text) -> None:
         arr = ((row + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
         with atomic_open(folder / f"edit_{i:04d}_{_slug(audio.labels[i])}.png", "wb") as fh:
             Image.fromarray(arr).save(fh, format="PNG")
+
+
+#: Registry of evaluation protocols: name -> runner (what ``soundedit eval NAME`` runs).
+#: Each returns its report dict and, given ``out_dir``, writes JSON + Markdown + PNGs there.
+PROTOCOLS = {"zeroshot": run_zero_shot, "probe": run_probe, "edits": run_edits}
