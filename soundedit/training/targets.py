@@ -40,10 +40,10 @@ class TargetCache:
     Args:
         clip: an object with ``embed_text(list[str], templates=...)``, ``embed_image(img)`` and
             ``embed_dim`` (a :class:`soundedit.models.ClipSpace`).
-        batch_size: texts per CLIP call.
+        batch_size: texts per CLIP call (every call is padded to this size).
     """
 
-    def __init__(self, clip, *, batch_size: int = 256) -> None:
+    def __init__(self, clip, *, batch_size: int = 64) -> None:
         self.clip, self.batch_size = clip, batch_size
         self._text: dict[str, torch.Tensor] = {}
         self._image: dict[str, torch.Tensor] = {}
@@ -56,8 +56,12 @@ class TargetCache:
             self._text.clear()
         for s in range(0, len(missing), self.batch_size):
             chunk = missing[s:s + self.batch_size]
-            emb = self.clip.embed_text(chunk, templates=("{}",)).float().cpu()
-            self._text.update(zip(chunk, emb))
+            # Always a full chunk (padded with empty strings): matmul results can depend on the
+            # batch size, and a text's embedding must not depend on which texts came with it
+            # (a resumed run meets them in other company and must reproduce the same numbers).
+            padded = chunk + [""] * (self.batch_size - len(chunk))
+            emb = self.clip.embed_text(padded, templates=("{}",)).float().cpu()
+            self._text.update(zip(chunk, emb[:len(chunk)]))
         return torch.stack([self._text[t] for t in texts]).to(device)
 
     @torch.no_grad()
