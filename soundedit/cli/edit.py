@@ -106,10 +106,21 @@ def _check_settings(mask: str, lr: float, truncation: float, lambda_sim: float |
             raise InputError(f"{name}: expected >= 0, got {v}")
 
 
-def _load_editor(generator: str, audio_encoder: str, clip: str, identity: str, device, note: str | None):
-    """Load the models (a missing checkpoint fails here, within seconds), then show the steps note."""
-    from soundedit.editing import Editor
+def _load_editor(generator: str, audio_encoder: str, clip: str, identity: str, device, note: str | None, *,
+                 preset: str | None = None, lambda_id: float | None = None, free: bool = False):
+    """Load the models (a missing checkpoint fails here, within seconds), then show the steps note.
 
+    The identity net is loaded lazily, but when the edit will use it (λ_ID > 0 from the flag or
+    the preset) its checkpoint is located up front too, so a missing one fails before the rest loads.
+    """
+    from soundedit.editing import Editor
+    from soundedit.editing.presets import default_preset, preset_settings
+
+    uses_identity = not free and preset_settings(preset or default_preset(generator), lambda_id=lambda_id)["lambda_id"] > 0
+    if uses_identity:
+        from soundedit.weights import resolve
+
+        resolve(identity)
     logger.info("loading %s, %s and %s on %s", generator, audio_encoder, clip, device)
     editor = Editor.from_pretrained(generator=generator, audio_encoder=audio_encoder, clip=clip, identity=identity,
                                     device=str(device))
@@ -219,7 +230,8 @@ def edit(
                                              lambda_sim, lambda_id, preset)
     dev = resolve_device(device)
     n_steps, note = _steps(steps, dev)
-    editor = _load_editor(generator, audio_encoder, clip, identity, dev, note)
+    editor = _load_editor(generator, audio_encoder, clip, identity, dev, note, preset=preset, lambda_id=lambda_id,
+                          free=free)
     from soundedit.runtime import progress
 
     logger.info("editing %s for %d steps", described, n_steps)
@@ -270,7 +282,7 @@ def _run_batch(batch: str, generator, audio_encoder, clip, identity, preset, ste
     n_steps, note = _steps(steps, dev)
     finished = 0
     if todo:
-        editor = _load_editor(generator, audio_encoder, clip, identity, dev, note)
+        editor = _load_editor(generator, audio_encoder, clip, identity, dev, note, preset=preset, lambda_id=lambda_id)
         groups = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
         try:
             with progress(f"editing {len(todo)} rows", total=n_steps * len(groups)) as bar:
@@ -355,7 +367,8 @@ def mix(
         check_layers_syntax(layers)  # ranges are checked against n_latent once the generator is loaded
     dev = resolve_device(device)
     n_steps, note = _steps(steps, dev)
-    editor = _load_editor(generator, audio_encoder, clip, identity, dev, note)
+    editor = _load_editor(generator, audio_encoder, clip, identity, dev, note, preset=preset, lambda_id=lambda_id,
+                          free=free)
     logger.info("mixing sound- and text-guided edits of %s (%d steps)", described, n_steps)
     with progress("editing (sound + text)", total=n_steps) as bar:
         try:

@@ -150,7 +150,7 @@ def optimize_latent(
             history[k].append(losses[k].cpu())
         lrs.append(step_lr)
         if frame_every > 0 and step % frame_every == 0:
-            frames.append((step, _to_uint8(image.detach())))
+            frames.append((step, _frame(image.detach())))
         if callback is not None:
             callback(step, {**losses, "lr": torch.tensor(step_lr)})
     seconds = time.perf_counter() - start
@@ -169,7 +169,7 @@ def optimize_latent(
             src = source_id if source_id is not None else identity.embed_faces(source_image)
             metrics["identity_cosine"] = torch.cosine_similarity(identity.embed_faces(image), src, dim=-1).cpu()
     if frame_every > 0:
-        frames.append((steps, _to_uint8(image)))
+        frames.append((steps, _frame(image)))
     empty = torch.zeros(0, n)
     return EditResult(
         w_plus=w_final.cpu(), w_source=w_source.detach().cpu(), image=image.cpu(), source_image=source_image.cpu(),
@@ -183,6 +183,11 @@ def optimize_latent(
     )
 
 
-def _to_uint8(image: torch.Tensor) -> torch.Tensor:
-    """``[-1, 1]`` float images -> uint8 on the CPU (frames are kept small)."""
+def _frame(image: torch.Tensor, max_side: int = 256) -> torch.Tensor:
+    """A progress frame: ``[-1, 1]`` images -> uint8 on the CPU, at most ``max_side`` px (an
+    animation does not need 1024-px frames, and 300 of them would cost gigabytes)."""
+    if max(image.shape[-2:]) > max_side:
+        scale = max_side / max(image.shape[-2:])
+        size = (max(1, round(image.shape[-2] * scale)), max(1, round(image.shape[-1] * scale)))
+        image = torch.nn.functional.interpolate(image.float(), size=size, mode="area")
     return ((image.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()

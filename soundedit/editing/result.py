@@ -24,7 +24,7 @@ class EditResult:
         history: per-step loss terms ``clip``, ``sim``, ``id``, ``total`` (``(steps, N)``) and ``lr`` (``(steps,)``).
         gates: ``(N, n_latent)`` final raw gates (θ for adaptive, g for authors).
         layer_weights: ``(N, n_latent)`` final per-layer weights of the similarity term.
-        frames: ``[(step, uint8 (N, 3, H, W))]`` intermediate images, for ``progress.gif``.
+        frames: ``[(step, uint8 (N, 3, h, w))]`` intermediate images (at most 256 px), for ``progress.gif``.
         metrics: final per-item values (``(N,)``): ``target_cosine`` (edited image to target),
             ``source_target_cosine``, ``source_cosine`` (edited to source image in CLIP space),
             ``latent_distance``, and ``identity_cosine`` when an identity net was used.
