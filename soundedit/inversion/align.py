@@ -36,8 +36,8 @@ RIGHT_EYE = slice(42, 48)
 MOUTH_OUTER = slice(48, 60)
 N_LANDMARKS = 68
 
-#: Anti-aliasing: render at this multiple of the output size, then box-filter down.
-_SUPERSAMPLE = 2
+#: Anti-aliasing: render at least at this multiple of the output size, then box-filter down.
+_MIN_SUPERSAMPLE = 2
 
 
 def ffhq_quad(landmarks: np.ndarray) -> np.ndarray:
@@ -119,7 +119,9 @@ def warp_quad(rgb: np.ndarray, quad: np.ndarray, size: int, *, pad_blur: bool = 
         quad = quad + np.array([pad[0], pad[1]])
     h, w = img.shape[:2]
     # Output pixel (u, v) at sub-sample centres; source position in pixel-centre coordinates.
-    n = size * _SUPERSAMPLE
+    # sub-samples no further apart than a source pixel, so the box filter below sees every pixel
+    supersample = max(_MIN_SUPERSAMPLE, math.ceil(side / size))
+    n = size * supersample
     s = (torch.arange(n, dtype=torch.float64) + 0.5) / n
     tl, bl, tr = (torch.from_numpy(quad[i]) + 0.5 for i in (0, 1, 3))  # corners as edge coordinates
     gu, gv = s.view(1, n, 1), s.view(n, 1, 1)
@@ -127,7 +129,7 @@ def warp_quad(rgb: np.ndarray, quad: np.ndarray, size: int, *, pad_blur: bool = 
     grid = torch.stack([pos[..., 0] / w * 2 - 1, pos[..., 1] / h * 2 - 1], dim=-1).float().unsqueeze(0)
     src = torch.from_numpy(np.array(img, dtype=np.float32)).permute(2, 0, 1).unsqueeze(0).float()
     out = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    out = F.avg_pool2d(out, _SUPERSAMPLE)
+    out = F.avg_pool2d(out, supersample)
     return out[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
 
 
