@@ -1,0 +1,482 @@
+"""The Gradio page of ``soundedit serve``: inputs, a queued edit with live progress, results and history.
+
+Built on the public API only (:class:`soundedit.Editor`, :mod:`soundedit.weights`,
+:mod:`soundedit.audio`, the presets); everything that is not page layout lives in
+:mod:`soundedit.app.jobs`.  Import this module only after :func:`soundedit.app.require_gradio`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import logging
+import os
+import queue as queue_mod
+import secrets
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from soundedit.app.jobs import (EditorCache, JobCancelled, JobQueue, QueueFull, Workspace, check_sound, check_upload)
+from soundedit.errors import InputError, SoundeditError, WeightsMissingError
+
+logger = logging.getLogger("soundedit")
+
+#: weights.lock layouts that are StyleGAN2 generators (offered in the generator menu)
+GENERATOR_LAYOUTS = ("rosinality-stylegan2-pt", "nvidia-stylegan2-pkl")
+#: seconds between progress updates sent to the page (previews are sent when they are made)
+UPDATE_EVERY = 0.3
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+MAX_EXAMPLES = 16
+
+
+@dataclass
+class AppSettings:
+    """What ``soundedit serve`` was started with.
+
+    Attributes:
+        generators: generator weights.lock names or files offered in the menu (empty: every
+            StyleGAN2 entry of weights.lock, present or not).
+        audio_encoder, clip, identity: the other components (names or files); the identity
+            net is loaded only for edits with ``lambda_id > 0``.
+        device: ``auto``/``cpu``/``cuda``...
+        max_queue, concurrency: waiting places and edits running at once.
+        max_upload_mb: largest upload (sound, W+ file or photo).
+        max_duration: longest sound, seconds.
+        max_steps: the steps slider's maximum.
+        steps: the steps slider's start value (``None``: 300 on a GPU, 60 on a CPU, as ``soundedit edit``).
+        examples: a folder of example sounds (up to 16 are offered beside a synthetic siren).
+    """
+
+    generators: list[str] = field(default_factory=list)
+    audio_encoder: str = "authors-resnet18"
+    clip: str = "clip-vit-b-32"
+    identity: str | None = "ir-se50"
+    device: str = "auto"
+    max_queue: int = 8
+    concurrency: int = 1
+    max_upload_mb: float = 50.0
+    max_duration: float = 30.0
+    max_steps: int = 1000
+    steps: int | None = None
+    examples: Path | None = None
+
+
+@dataclass
+class Component:
+    """A model the page can use: what to load (name or path), whether it is here, and if not, why."""
+
+    label: str
+    value: str
+    present: bool
+    note: str = ""
+
+
+def check_component(name_or_path: str) -> Component:
+    """Whether a weights.lock name is in the cache (never downloads) or a path exists.
+
+    Raises:
+        InputError: neither a weights.lock name nor an existing file.
+    """
+    from soundedit.weights import load_lock, locate
+
+    p = Path(name_or_path)
+    if p.is_file():
+        return Component(p.name, str(p), True)
+    if name_or_path not in load_lock():
+        raise InputError(f"{name_or_path!r} is neither an existing file nor a weights.lock name; "
+                         "`soundedit weights list` shows the names")
+    try:
+        locate(name_or_path)
+    except WeightsMissingError as exc:
+        return Component(name_or_path, name_or_path, False, str(exc))
+    return Component(name_or_path, name_or_path, True)
+
+
+def generator_components(settings: AppSettings) -> list[Component]:
+    """The generator menu: the given ones, or every StyleGAN2 entry of weights.lock."""
+    from soundedit.weights import load_lock
+
+    names = settings.generators or [e.name for e in load_lock() if e.layout in GENERATOR_LAYOUTS]
+    return [check_component(n) for n in names]
+
+
+def inversion_available() -> bool:
+    """Photo sources need :func:`soundedit.inversion.invert_image` (another part of soundedit)."""
+    try:
+        import soundedit.inversion as inversion
+
+        return callable(getattr(inversion, "invert_image", None))
+    except ImportError:
+        return False
+
+
+def _default_steps(settings: AppSettings) -> int:
+    if settings.steps is not None:
+        return settings.steps
+    from soundedit.runtime import resolve_device
+
+    return 300 if resolve_device(settings.device).type == "cuda" else 60
+
+
+def _examples(settings: AppSettings, workspace: Workspace) -> list[str]:
+    """Example sounds copied into the workspace (so the app serves its own files only)."""
+    from soundedit.editing.examples import write_siren
+
+    folder = workspace.root / "examples"
+    folder.mkdir(exist_ok=True)
+    paths = [write_siren(str(folder / "siren.wav"))]
+    if settings.examples is not None:
+        if not settings.examples.is_dir():
+            raise InputError(f"--examples: expected a folder of sounds, got {str(settings.examples)!r}")
+        max_bytes = int(settings.max_upload_mb * 1e6)
+        found = sorted(f for f in settings.examples.iterdir()
+                       if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES and f.stat().st_size <= max_bytes)
+        for f in found[:MAX_EXAMPLES]:
+            shutil.copyfile(f, folder / f.name)
+            paths.append(str(folder / f.name))
+    return paths
+
+
+def _md_error(exc: BaseException | str) -> str:
+    return f"<div class='se-error'><b>Error:</b> {html.escape(str(exc))}</div>"
+
+
+def _md_status(text: str) -> str:
+    return f"<div class='se-status'>{text}</div>"
+
+
+def _to_array(image: Any):
+    """``(3, H, W)`` tensor in about [-1, 1] -> ``(H, W, 3)`` uint8 array for the page."""
+    return ((image.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+def _layers(split: int, n_latent: int) -> str:
+    """Style-mixing ranges: layers 1..k from the sound-guided code, the rest from the text-guided one."""
+    k = max(1, min(int(split), n_latent - 1))
+    return f"1-{k}:sound,{k + 1}-{n_latent}:text"
+
+
+CSS = """
+.se-error { color: #b00020; border: 1px solid #b00020; border-radius: 6px; padding: 8px 12px; }
+.se-status { padding: 8px 12px; }
+.se-missing { background: #fff4e5; border-radius: 6px; padding: 8px 12px; }
+"""
+
+
+def build_app(settings: AppSettings, *, workspace: Workspace | None = None) -> tuple[gr.Blocks, dict[str, Any]]:
+    """Build the page.
+
+    Args:
+        settings: the server's settings.
+        workspace: where uploads and outputs go (default: a fresh temp folder).
+
+    Returns:
+        ``(blocks, state)``; ``state`` holds the shared ``queue``, ``cache`` and ``workspace``.
+
+    Raises:
+        InputError: a component that is neither a weights.lock name nor an existing file.
+    """
+    from soundedit.editing.presets import PRESETS, default_preset
+
+    workspace = workspace or Workspace()
+    jobs = JobQueue(concurrency=settings.concurrency, max_queue=settings.max_queue)
+    cache = EditorCache(device=settings.device, identity=settings.identity)
+    generators = generator_components(settings)
+    encoder, clip = check_component(settings.audio_encoder), check_component(settings.clip)
+    by_label = {g.label: g for g in generators}
+    present = [g.label for g in generators if g.present]
+    missing_notes = [g.note for g in generators if not g.present]
+    shared_missing = [c.note for c in (encoder, clip) if not c.present]
+    photo_ok = inversion_available()
+    steps_default = min(_default_steps(settings), settings.max_steps)
+    max_bytes = int(settings.max_upload_mb * 1e6)
+    example_sounds = _examples(settings, workspace)
+
+    def preset_values(preset: str, generator_label: str | None) -> tuple[float, float]:
+        name = preset if preset in PRESETS else default_preset(by_label[generator_label].value
+                                                               if generator_label in by_label else None)
+        return float(PRESETS[name]["lambda_sim"]), float(PRESETS[name]["lambda_id"])
+
+    with gr.Blocks(title="soundedit", analytics_enabled=False, delete_cache=(1800, 3600)) as demo:
+        gr.Markdown("# soundedit\nEdit images with sound: pick a source image, give a sound (and optionally a "
+                    "text), and the generator's latent code is optimised until CLIP sees the image close to it.")
+        if shared_missing or not present:
+            lines = shared_missing + ([] if present else ["No generator is available yet."] + missing_notes)
+            gr.HTML("<div class='se-missing' id='missing-weights'><b>Weights missing</b> — edits cannot run until "
+                    "these files are in place:<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in lines)
+                    + "</ul></div>")
+        with gr.Row():
+            with gr.Column(scale=1):
+                generator = gr.Dropdown(choices=present, value=present[0] if present else None, label="Generator",
+                                        elem_id="generator")
+                if missing_notes and present:
+                    with gr.Accordion("Generators not downloaded", open=False):
+                        gr.Markdown("\n".join(f"- {n}" for n in missing_notes))
+                source_kinds = ["Random seed", "W+ file"] + (["Photo"] if photo_ok else [])
+                source_kind = gr.Radio(source_kinds, value="Random seed", label="Source", elem_id="source-kind")
+                with gr.Row():
+                    seed = gr.Number(value=0, precision=0, label="Seed", elem_id="seed")
+                    new_seed = gr.Button("New seed", elem_id="new-seed", size="sm")
+                wplus = gr.File(label="W+ file (.pt / .pth / .npy)", file_types=[".pt", ".pth", ".npy"],
+                                elem_id="wplus-upload")
+                if photo_ok:
+                    photo = gr.Image(label="Photo (inverted into the generator's W+)", type="filepath",
+                                     sources=["upload"], elem_id="photo-upload")
+                else:
+                    photo = gr.State(None)
+                    gr.Markdown("*Photo sources need soundedit's inversion module, which is not installed.*")
+                sound = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Sound",
+                                 elem_id="sound")
+                gr.Examples(examples=[[p] for p in example_sounds], inputs=[sound], label="Example sounds")
+                with gr.Accordion("Second sound (mix)", open=False):
+                    sound2 = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Second sound",
+                                      elem_id="sound2")
+                    gain2 = gr.Slider(-30, 10, value=-6, step=1, label="Gain of the second sound (dB)")
+                with gr.Accordion("Text (optional)", open=False):
+                    text = gr.Textbox(label="Text prompt", placeholder="e.g. a blue sky", elem_id="text")
+                    split = gr.Slider(1, 17, value=9, step=1, label="Layer split (sound + text): W+ layers 1..k "
+                                      "from the sound, the rest from the text")
+                with gr.Accordion("Settings", open=True):
+                    preset = gr.Dropdown(["auto", *PRESETS], value="auto", label="Preset")
+                    lam_sim0, lam_id0 = preset_values("auto", generator.value)
+                    steps = gr.Slider(1, settings.max_steps, value=steps_default, step=1, label="Steps",
+                                      elem_id="steps")
+                    with gr.Row():
+                        lambda_sim = gr.Number(value=lam_sim0, label="λ_sim", minimum=0, elem_id="lambda-sim")
+                        lambda_id = gr.Number(value=lam_id0, label="λ_ID", minimum=0, elem_id="lambda-id")
+                        lr = gr.Number(value=0.1, label="Learning rate", minimum=1e-5, elem_id="lr")
+                with gr.Row():
+                    run_btn = gr.Button("Run edit", variant="primary", elem_id="run")
+                    cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel")
+            with gr.Column(scale=1):
+                status = gr.HTML(_md_status("Ready."), elem_id="status")
+                preview = gr.Image(label="Live preview", interactive=False, elem_id="preview", format="png")
+                with gr.Row():
+                    before = gr.Image(label="Before", interactive=False, elem_id="before", format="png")
+                    after = gr.Image(label="After", interactive=False, elem_id="after", format="png")
+                animation = gr.Image(label="Optimisation", interactive=False, elem_id="animation", format="gif")
+                with gr.Row():
+                    dl_png = gr.DownloadButton("Download PNG", visible=False, elem_id="download-png")
+                    dl_wplus = gr.DownloadButton("Download W+", visible=False, elem_id="download-wplus")
+                    dl_report = gr.DownloadButton("Download report", visible=False, elem_id="download-report")
+                gallery = gr.Gallery(label="This session's edits", columns=4, height="auto", elem_id="history")
+        history = gr.State([])
+
+        new_seed.click(lambda: secrets.randbelow(2**31), outputs=seed)
+        for trigger in (preset.change, generator.change):
+            trigger(preset_values, inputs=[preset, generator], outputs=[lambda_sim, lambda_id])
+
+        outputs = [status, preview, before, after, animation, dl_png, dl_wplus, dl_report, gallery, history]
+
+        def run(gen_label, kind, seed_value, wplus_file, photo_file, sound_file, sound2_file, gain2_db, prompt,
+                split_k, preset_name, n_steps, lam_sim, lam_id, rate, past):
+            """One edit, streamed: checks, a place in the queue, the models, progress, the results."""
+            try:
+                job = _check_inputs(gen_label, kind, seed_value, wplus_file, photo_file, sound_file, sound2_file,
+                                    prompt, n_steps, lam_sim, lam_id, rate)
+            except SoundeditError as exc:
+                yield {status: _md_error(exc)}
+                return
+            try:
+                ticket = jobs.enter()
+            except QueueFull as exc:
+                yield {status: _md_error(exc)}
+                return
+            cancel = threading.Event()
+            worker: threading.Thread | None = None
+            try:
+                position = ticket.position
+                waited = position > 0
+                while position > 0:
+                    running, _ = jobs.counts()
+                    yield {status: _md_status(f"<b>Busy</b> — position {position} in the queue "
+                                              f"({running} edit(s) running). Your edit starts by itself.")}
+                    position = ticket.wait(1.0)
+                yield {status: _md_status("Loading the models (first edit with this generator)…"
+                                          if len(cache) == 0 else "Starting…"),
+                       preview: None}
+                editor = cache.get(job["generator"], encoder.value, clip.value)
+                events: queue_mod.Queue = queue_mod.Queue()
+                settings_kw = {"steps": job["steps"], "lr": job["lr"], "lambda_sim": job["lambda_sim"],
+                               "lambda_id": job["lambda_id"], "preset": None if preset_name == "auto" else preset_name,
+                               "frame_every": max(1, job["steps"] // 25)}
+                preview_every = max(1, job["steps"] // 20)
+
+                def step_callback(step: int, losses: dict) -> None:
+                    if cancel.is_set():
+                        raise JobCancelled
+                    image = None
+                    if step % preview_every == 0 or step == job["steps"] - 1:
+                        last = editor.clip_space.last()
+                        image = None if last is None else _to_array(last[0])
+                    events.put(("step", step, float(losses["total"].mean()), float(losses["clip"].mean()), image))
+
+                def work() -> None:
+                    editor.clip_space.start()
+                    try:
+                        sounds = [s for s in (job["sound"], job["sound2"]) if s]
+                        gains = [0.0, float(gain2_db)] if len(sounds) == 2 else None
+                        audio = (sounds if len(sounds) > 1 else sounds[0]) if sounds else None
+                        if audio is not None and job["text"]:
+                            n_latent = int(editor.generator.n_latent)
+                            out = editor.mix(audio, job["text"], job["source"], gains_db=gains,
+                                             layers=_layers(split_k, n_latent), interpolate=12,
+                                             callback=step_callback, **settings_kw)
+                        else:
+                            out = editor.edit(audio=audio, text=job["text"], source=job["source"], gains_db=gains,
+                                              callback=step_callback, **settings_kw)
+                        events.put(("done", out))
+                    except JobCancelled:
+                        events.put(("cancelled",))
+                    except SoundeditError as exc:
+                        events.put(("error", exc))
+                    except Exception as exc:  # a bug: keep serving, log the traceback, say what happened
+                        logger.exception("edit failed")
+                        events.put(("error", f"internal error: {type(exc).__name__}: {exc}"))
+                    finally:
+                        editor.clip_space.stop()
+
+                worker = threading.Thread(target=work, name="soundedit-edit", daemon=True)
+                worker.start()
+                last_sent = 0.0
+                while True:
+                    event = events.get()
+                    if event[0] == "step":
+                        _, step, total, clip_loss, image = event
+                        now = time.monotonic()
+                        if image is None and now - last_sent < UPDATE_EVERY and step < job["steps"] - 1:
+                            continue
+                        last_sent = now
+                        update = {status: _md_status(f"Step {step + 1}/{job['steps']} · loss {total:.4f} "
+                                                     f"· CLIP distance {clip_loss:.4f}")}
+                        if image is not None:
+                            update[preview] = image
+                        yield update
+                    elif event[0] == "cancelled":
+                        yield {status: _md_status("Cancelled.")}
+                        return
+                    elif event[0] == "error":
+                        yield {status: _md_error(event[1])}
+                        return
+                    else:
+                        result = event[1]
+                        break
+                folder = workspace.new_job()
+                paths = result.save(folder)
+                edited = paths.get("edited", paths.get("mixed"))
+                anim = paths.get("progress", paths.get("interpolation"))
+                report = result.report()
+                cosine = report.get("metrics", report.get("mixed_metrics", {}))
+                caption = job["caption"]
+                past = list(past) + [(str(edited), caption)]
+                done = f"Done: {job['steps']} steps" + (" (after waiting in the queue)" if waited else "")
+                if "target_cosine" in cosine:
+                    done += f" · target cosine {cosine['target_cosine']:.3f}"
+                yield {status: _md_status(done), before: str(paths["source"]), after: str(edited),
+                       animation: str(anim) if anim else None,
+                       dl_png: gr.DownloadButton(value=str(edited), visible=True),
+                       dl_wplus: gr.DownloadButton(value=str(paths["w_plus"]), visible=True),
+                       dl_report: gr.DownloadButton(value=str(paths["report"]), visible=True),
+                       gallery: past, history: past}
+            except SoundeditError as exc:
+                yield {status: _md_error(exc)}
+            finally:  # also on Cancel (the generator is closed): stop the edit before freeing its slot
+                cancel.set()
+                if worker is not None:
+                    worker.join()
+                ticket.leave()
+
+        def _check_inputs(gen_label, kind, seed_value, wplus_file, photo_file, sound_file, sound2_file, prompt,
+                          n_steps, lam_sim, lam_id, rate) -> dict[str, Any]:
+            """Every input checked before the job takes a place in the queue."""
+            if not encoder.present or not clip.present:
+                raise InputError(" ".join(c.note for c in (encoder, clip) if not c.present))
+            if gen_label not in by_label:
+                raise InputError(f"generator: expected one of {present or 'the generators above (none is present)'}, "
+                                 f"got {gen_label!r}")
+            gen = by_label[gen_label]
+            if not gen.present:
+                raise InputError(gen.note)
+            prompt = (prompt or "").strip()
+            if not sound_file and not prompt:
+                raise InputError("nothing to edit towards: upload or record a sound (or pick an example), "
+                                 "and/or write a text prompt")
+            if sound2_file and not sound_file:
+                raise InputError("second sound: give the first sound too (the second is mixed under it)")
+            for what, f in (("sound", sound_file), ("second sound", sound2_file)):
+                if f:
+                    check_sound(f, what=what, max_bytes=max_bytes, max_duration=settings.max_duration)
+            if kind == "Random seed":
+                if seed_value is None:
+                    raise InputError("seed: expected a whole number, got an empty field")
+                source: Any = int(seed_value)
+                caption = f"seed {source}"
+            elif kind == "W+ file":
+                if not wplus_file:
+                    raise InputError("source: 'W+ file' is selected but no file was uploaded")
+                source = str(check_upload(wplus_file, what="W+ file", max_bytes=max_bytes))
+                caption = Path(source).name
+            elif kind == "Photo" and photo_ok:
+                if not photo_file:
+                    raise InputError("source: 'Photo' is selected but no photo was uploaded")
+                source = str(check_upload(photo_file, what="photo", max_bytes=max_bytes))
+                caption = Path(source).name
+            else:
+                raise InputError(f"source: expected one of {source_kinds}, got {kind!r}")
+            if n_steps is None or not 1 <= int(n_steps) <= settings.max_steps:
+                raise InputError(f"steps: expected 1..{settings.max_steps}, got {n_steps!r}")
+            for name, v in (("λ_sim", lam_sim), ("λ_ID", lam_id)):
+                if v is None or v < 0:
+                    raise InputError(f"{name}: expected a number >= 0, got {v!r}")
+            if rate is None or rate <= 0:
+                raise InputError(f"learning rate: expected a number > 0, got {rate!r}")
+            target = " + ".join(x for x in (Path(sound_file).name if sound_file else "",
+                                            Path(sound2_file).name if sound2_file else "",
+                                            f"“{prompt}”" if prompt else "") if x)
+            return {"generator": gen.value, "source": source, "sound": sound_file, "sound2": sound2_file,
+                    "text": prompt or None, "steps": int(n_steps), "lambda_sim": float(lam_sim),
+                    "lambda_id": float(lam_id), "lr": float(rate), "caption": f"{caption} → {target}"}
+
+        run_event = run_btn.click(
+            run, inputs=[generator, source_kind, seed, wplus, photo, sound, sound2, gain2, text, split, preset, steps,
+                         lambda_sim, lambda_id, lr, history],
+            outputs=outputs, concurrency_limit=settings.concurrency + settings.max_queue,
+            concurrency_id="edit", show_progress="minimal")
+        cancel_btn.click(lambda: _md_status("Cancelled."), outputs=status, cancels=[run_event])
+
+    return demo, {"queue": jobs, "cache": cache, "workspace": workspace,
+                  "settings": dataclasses.asdict(settings)}
+
+
+def launch(settings: AppSettings, *, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
+           ready: Any = None) -> None:
+    """Build the page and serve it until interrupted; the workspace is removed afterwards.
+
+    Args:
+        settings: the server's settings.
+        host, port: where to listen.
+        share: open a public gradio.live tunnel (off unless asked for).
+        ready: ``ready(url)`` once the server listens (the CLI prints the address).
+    """
+    workspace = Workspace()
+    # uploads and Gradio's own cache go into the workspace too, so one folder holds every temp file
+    os.environ["GRADIO_TEMP_DIR"] = str(workspace.uploads_dir)
+    try:
+        demo, _ = build_app(settings, workspace=workspace)
+        demo.queue(max_size=settings.max_queue, default_concurrency_limit=None, api_open=False)
+        demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=True, quiet=True,
+                    show_error=False, max_file_size=int(settings.max_upload_mb * 1e6), ssr_mode=False,
+                    run_history=False, footer_links=["settings"], css=CSS, allowed_paths=[],
+                    inbrowser=False, mcp_server=False, pwa=False, enable_monitoring=False)
+        if ready is not None:
+            ready(demo.local_url)
+        demo.block_thread()
+        demo.close()
+    finally:
+        workspace.remove()
