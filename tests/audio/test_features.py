@@ -95,8 +95,8 @@ def test_logmel_batched_differentiable_and_shapes():
     logmel = LogMel(cfg)
     batch = logmel(x)
     assert batch.shape == (3, 40, 101)
-    for i in range(3):  # batched == one by one (normalised per clip)
-        torch.testing.assert_close(batch[i], logmel(x[i]), rtol=1e-5, atol=1e-6)
+    for i in range(3):  # batched == one by one, bit for bit on CPU (normalised per clip)
+        assert torch.equal(batch[i], logmel(x[i]))
     # A clip and a quieter copy give the same normalised log-mel (ref = per-clip max).
     torch.testing.assert_close(logmel(x[0]), logmel(x[0] * 0.01), rtol=1e-4, atol=1e-4)
     xg = x.clone().requires_grad_(True)
