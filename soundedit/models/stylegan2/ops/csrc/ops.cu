@@ -109,8 +109,18 @@ __global__ void upfirdn2d_kernel(const UpFirDnParams p, const scalar_t* __restri
   }
 }
 
+// Runs upfirdn2d for the given compile-time factors: the kernel on CUDA tensors, a host loop over
+// the same element code on CPU tensors (the test path).
 template <typename scalar_t, typename acc_t, int UP, int DOWN>
-void upfirdn2d_launch(const UpFirDnParams& p, const scalar_t* x, const acc_t* k, scalar_t* y, bool channels_last) {
+void upfirdn2d_run(const UpFirDnParams& p, const scalar_t* x, const acc_t* k, scalar_t* y, bool on_cuda,
+                   bool channels_last) {
+  if (!on_cuda) {
+    for (int n = 0; n < p.n; ++n)
+      for (int c = 0; c < p.c; ++c)
+        for (int oy = 0; oy < p.out_h; ++oy)
+          for (int ox = 0; ox < p.out_w; ++ox) upfirdn2d_element<scalar_t, acc_t, UP, DOWN>(p, x, k, y, n, c, oy, ox);
+    return;
+  }
   const dim3 block(32, 8);
   const int64_t lanes = channels_last ? p.c : p.out_w;   // along threadIdx.x
   const int64_t cols = channels_last ? p.out_w : p.out_h;  // along threadIdx.y
@@ -207,10 +217,11 @@ at::Tensor upfirdn2d(const at::Tensor& x, const at::Tensor& k, int64_t up, int64
               x.size(2), " x ", x.size(3), ", kernel ", k.size(0), " x ", k.size(1), ", up ", up, ", down ", down,
               ", pad (", px0, ", ", px1, ", ", py0, ", ", py1, ")");
   const int64_t int_max = std::numeric_limits<int>::max();
-  for (int64_t v : {x.size(0) * x.size(1), x.size(2) * up, x.size(3) * up, out_h * down, out_w * down,
-                    std::abs(px0) + k.size(1), std::abs(py0) + k.size(0)}) {
+  for (int64_t v : {x.size(0) * x.size(1), x.size(0) * out_h, x.size(2) * up, x.size(3) * up, out_h * down,
+                    out_w * down, std::abs(px0) + k.size(1), std::abs(py0) + k.size(0)}) {
     TORCH_CHECK(v < int_max, "upfirdn2d: sizes beyond 32-bit coordinates are not supported");
   }
+  TORCH_CHECK(out_h < 65535 * 8 && out_w < 65535 * 8, "upfirdn2d: output rows/columns beyond 524280 are not supported");
   const bool channels_last = is_channels_last_dense(x);
   const auto format = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   at::Tensor y = at::empty({x.size(0), x.size(1), out_h, out_w}, x.options().memory_format(format));
@@ -229,18 +240,12 @@ at::Tensor upfirdn2d(const at::Tensor& x, const at::Tensor& k, int64_t up, int64
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     const acc_t* kp = k.const_data_ptr<acc_t>();
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
-    if (x.is_cuda()) {
-      const c10::cuda::CUDAGuard guard(x.device());
-      if (up == 1 && down == 1) upfirdn2d_launch<scalar_t, acc_t, 1, 1>(p, xp, kp, yp, channels_last);
-      else if (up == 2 && down == 1) upfirdn2d_launch<scalar_t, acc_t, 2, 1>(p, xp, kp, yp, channels_last);
-      else if (up == 1 && down == 2) upfirdn2d_launch<scalar_t, acc_t, 1, 2>(p, xp, kp, yp, channels_last);
-      else upfirdn2d_launch<scalar_t, acc_t, 0, 0>(p, xp, kp, yp, channels_last);
-    } else {  // test path: the same element code, in a loop
-      for (int n = 0; n < p.n; ++n)
-        for (int c = 0; c < p.c; ++c)
-          for (int oy = 0; oy < p.out_h; ++oy)
-            for (int ox = 0; ox < p.out_w; ++ox) upfirdn2d_element<scalar_t, acc_t, 0, 0>(p, xp, kp, yp, n, c, oy, ox);
-    }
+    const bool cuda = x.is_cuda();
+    const c10::cuda::OptionalCUDAGuard guard(cuda ? std::optional<c10::Device>(x.device()) : std::nullopt);
+    if (up == 1 && down == 1) upfirdn2d_run<scalar_t, acc_t, 1, 1>(p, xp, kp, yp, cuda, channels_last);
+    else if (up == 2 && down == 1) upfirdn2d_run<scalar_t, acc_t, 2, 1>(p, xp, kp, yp, cuda, channels_last);
+    else if (up == 1 && down == 2) upfirdn2d_run<scalar_t, acc_t, 1, 2>(p, xp, kp, yp, cuda, channels_last);
+    else upfirdn2d_run<scalar_t, acc_t, 0, 0>(p, xp, kp, yp, cuda, channels_last);
   });
   return y;
 }
