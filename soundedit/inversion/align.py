@@ -36,6 +36,8 @@ RIGHT_EYE = slice(42, 48)
 MOUTH_OUTER = slice(48, 60)
 N_LANDMARKS = 68
 
+#: Faces are detected on a copy whose longer side is at most this many px.
+DETECT_SIDE = 1024
 #: Anti-aliasing: render at least at this multiple of the output size, then box-filter down.
 _MIN_SUPERSAMPLE = 2
 
@@ -251,10 +253,23 @@ def detect_landmarks(rgb: np.ndarray, *, model: str | os.PathLike | None = None,
         a list of ``(68, 2)`` float64 ``(x, y)`` arrays (empty when no face is found).
     """
     detector, predictor = _dlib_models(str(landmark_model_path(model)))
+    dlib = _import_dlib()
     img = np.ascontiguousarray(rgb, dtype=np.uint8)
-    boxes = sorted(detector(img, upsample), key=lambda r: r.width() * r.height(), reverse=True)
+    # Detect on a copy of at most DETECT_SIDE px (a 12 MP phone photo upsampled for the HOG detector
+    # would take seconds and gigabytes); the landmarks are then fitted on the full-resolution photo.
+    scale = min(1.0, DETECT_SIDE / max(img.shape[:2]))
+    small = img
+    if scale < 1.0:
+        from PIL import Image
+
+        size = (max(1, round(img.shape[1] * scale)), max(1, round(img.shape[0] * scale)))
+        small = np.asarray(Image.fromarray(img).resize(size, Image.BILINEAR))
+    boxes = sorted(detector(small, upsample), key=lambda r: r.width() * r.height(), reverse=True)
     faces = []
     for box in boxes:
+        if scale < 1.0:
+            box = dlib.rectangle(int(box.left() / scale), int(box.top() / scale),
+                                 int(box.right() / scale), int(box.bottom() / scale))
         shape = predictor(img, box)
         faces.append(np.array([(shape.part(i).x, shape.part(i).y) for i in range(shape.num_parts)], dtype=np.float64))
     return faces

@@ -252,3 +252,8 @@ def test_real_portrait_aligns_like_ffhq():
     assert len(again) == 1
     square = np.array([[-0.5, -0.5], [-0.5, 255.5], [255.5, 255.5], [255.5, -0.5]])
     assert np.abs(ffhq_quad(again[0]) - square).max() < 0.05 * 256
+    # a large photo (5x: 2560x3000) is detected on a reduced copy and fitted at full size: same crop
+    big = np.asarray(Image.fromarray(rgb).resize((rgb.shape[1] * 5, rgb.shape[0] * 5), Image.BICUBIC))
+    quad_big = ffhq_quad(detect_landmarks(big)[0]) / 5
+    quad = np.asarray(info["quad"])
+    assert np.abs(quad_big - quad).max() < 0.02 * np.linalg.norm(quad[3] - quad[0])
