@@ -64,6 +64,7 @@ def optimize_latent(
     identity: torch.nn.Module | None = None,
     schedule: Callable[[int, int, float], float] | None = None,
     noise: str = "const",
+    generator_seed: int = 0,
     max_gate_ratio: float = 10.0,
     frame_every: int = 0,
     callback: Callback | None = None,
@@ -85,7 +86,10 @@ def optimize_latent(
             ``(n_latent,)``/``(N, n_latent)`` (see :mod:`soundedit.editing.gates`).
         identity: an ``IdentityNet`` (``.embed_faces``); only used when ``lambda_id > 0``.
         schedule: ``schedule(step, steps, lr) -> lr``; default StyleCLIP's :class:`RampSchedule`.
-        noise: the generator's noise mode (``"const"``: its stored buffers, deterministic).
+        noise: the generator's noise mode: ``"const"`` (its stored noise maps; the paper's
+            setting, deterministic), ``"random"`` (fresh maps every step, drawn from a CPU
+            ``torch.Generator`` seeded with ``generator_seed``, so still reproducible) or ``"none"``.
+        generator_seed: seed of the noise maps when ``noise="random"``.
         max_gate_ratio: adaptive mode's bound on the largest/smallest layer weight.
         frame_every: keep the current images every k steps (0: none) for a progress animation.
         callback: ``callback(step, losses)`` after each step; ``losses`` holds the
@@ -115,8 +119,15 @@ def optimize_latent(
     n = w_source.shape[0]
     gates = LayerWeights(layer_mask, n_items=n, n_latent=n_latent, device=device, max_ratio=max_gate_ratio)
 
+    noise_rng = torch.Generator().manual_seed(generator_seed) if noise == "random" else None
+
+    def synthesize(codes: torch.Tensor) -> torch.Tensor:
+        if noise_rng is None:
+            return generator.synthesize(codes, noise=noise)
+        return generator.synthesize(codes, noise=noise, generator=noise_rng)
+
     with torch.no_grad():
-        source_image = generator.synthesize(w_source, noise=noise)
+        source_image = synthesize(w_source)
         source_embedding = clip_space.embed_image(source_image)
         source_id = identity.embed_faces(source_image) if lambda_id > 0 else None
 
@@ -132,7 +143,7 @@ def optimize_latent(
         step_lr = schedule(step, steps, lr)
         for group in optimizer.param_groups:
             group["lr"] = step_lr
-        image = generator.synthesize(w, noise=noise)
+        image = synthesize(w)
         clip_term = cosine_distance(clip_space.embed_image(image), target)
         if lambda_sim > 0:
             sim_term, per_layer = similarity_loss(w, w_source, gates.weights())
@@ -157,7 +168,7 @@ def optimize_latent(
 
     w_final = w.detach()
     with torch.no_grad():
-        image = generator.synthesize(w_final, noise=noise)
+        image = synthesize(w_final)
         embedding = clip_space.embed_image(image)
         metrics = {
             "target_cosine": torch.cosine_similarity(embedding, target, dim=-1).cpu(),
@@ -178,6 +189,7 @@ def optimize_latent(
         gates=gates.gates().cpu(), layer_weights=gates.weights().detach().cpu(), frames=frames, metrics=metrics,
         settings={"steps": steps, "lr": lr, "lambda_sim": lambda_sim, "lambda_id": lambda_id,
                   "layer_mask": gates.mode, "max_gate_ratio": max_gate_ratio, "noise": noise,
+                  "generator_seed": generator_seed,
                   "schedule": repr(schedule), "frame_every": frame_every},
         seconds=seconds,
     )

@@ -216,3 +216,17 @@ def test_bad_inputs_are_rejected(gen, clip):
         optimize_latent(gen, clip, target, w_s, steps=1, lambda_id=0.1)
     with pytest.raises(InputError, match="layer_mask"):
         optimize_latent(gen, clip, target, w_s, steps=1, layer_mask="sometimes")
+
+
+def test_random_noise_is_reproducible_per_generator_seed(clip):
+    from soundedit.testing.generators import seeded_generator
+
+    gen = seeded_generator(size=32, style_dim=32, max_channels=16)  # non-zero noise strengths
+    target = text_target(clip, "rain")
+    w_s = resolve_source(gen, 0).w_plus
+    kw = dict(steps=3, lambda_sim=0.002, noise="random")
+    a = optimize_latent(gen, clip, target, w_s, generator_seed=1, **kw)
+    b = optimize_latent(gen, clip, target, w_s, generator_seed=1, **kw)
+    c = optimize_latent(gen, clip, target, w_s, generator_seed=2, **kw)
+    assert torch.equal(a.w_plus, b.w_plus) and torch.equal(a.image, b.image)
+    assert not torch.equal(a.image, c.image)
