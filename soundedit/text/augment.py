@@ -103,6 +103,11 @@ def augment_text(text: str, *, rng: random.Random, config: TextAugmentConfig = T
     return " ".join(words)
 
 
+def content_words(texts: Sequence[str]) -> list[str]:
+    """Sorted unique lower-case content words of ``texts`` (a ``vocabulary`` for random insertion)."""
+    return sorted({w for t in texts for w in t.lower().split() if w.isalpha() and w not in _STOPWORDS})
+
+
 def augment_seed(seed: int, epoch: int, index: int) -> int:
     """A per-(seed, epoch, sample) seed, so augmentation does not depend on batch order or resumes."""
     return (seed * 1_000_003 + epoch) * 1_000_033 + index

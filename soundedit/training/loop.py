@@ -19,6 +19,7 @@ continues with exactly the batches the uninterrupted run would have seen.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -205,12 +206,11 @@ class _Trainer:
         self.wordnet = None
         self.vocabulary: list[str] = []
         if config.text_augment:
-            from soundedit.text.augment import _STOPWORDS
+            from soundedit.text.augment import content_words
             from soundedit.text.wordnet_data import load_wordnet
 
             self.wordnet = load_wordnet()
-            self.vocabulary = sorted({w for p in self.prompts for w in p.lower().split()
-                                      if w.isalpha() and w not in _STOPWORDS})
+            self.vocabulary = content_words(self.prompts)
 
         audio_cfg = config.encoder.audio
         train_cache = val_cache = None
@@ -251,6 +251,7 @@ class _Trainer:
         self.amp_dtype = torch.bfloat16 if self.amp and torch.cuda.is_bf16_supported() else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
+        self.epoch_loss, self.epoch_n = 0.0, 0  # running train loss of the current epoch (kept across resumes)
         self.best_value: float | None = None
         self.history: list[dict] = []
 
@@ -261,7 +262,8 @@ class _Trainer:
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                 "epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
-                "best_value": self.best_value, "history": self.history, "rng": _rng_state()}
+                "epoch_loss": self.epoch_loss, "epoch_n": self.epoch_n, "best_value": self.best_value,
+                "history": self.history, "rng": _rng_state()}
 
     def load_state(self, path: Path) -> None:
         from soundedit.errors import CheckpointError
@@ -284,6 +286,7 @@ class _Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.step_in_epoch, self.global_step = state["epoch"], state["step_in_epoch"], state["global_step"]
         self.best_value, self.history = state["best_value"], state["history"]
+        self.epoch_loss, self.epoch_n = state["epoch_loss"], state["epoch_n"]
         _set_rng_state(state["rng"])
         logger.info("resumed %s at epoch %d, step %d (global step %d)", path, self.epoch + 1, self.step_in_epoch,
                     self.global_step)
@@ -450,14 +453,14 @@ class _Trainer:
                 loader = DataLoader(self.train_set, batch_sampler=self.sampler, num_workers=self.num_workers,
                                     pin_memory=self.device.type == "cuda", persistent_workers=False)
                 self.model.train()
-                epoch_loss, epoch_n = 0.0, 0
                 t_epoch = time.perf_counter()
                 with progress(f"epoch {self.epoch + 1}/{cfg.epochs}", total=steps) as bar:
                     bar.update(completed=self.step_in_epoch)
                     micro, acc_terms, acc_loss = 0, {}, 0.0
                     for mel, idx in loader:
                         last_micro = micro == cfg.grad_accum - 1
-                        sync = self.ddp.no_sync() if (info.enabled and not last_micro) else _null()
+                        # DDP all-reduces gradients only on the micro-batch that ends an optimizer step.
+                        sync = self.ddp.no_sync() if (info.enabled and not last_micro) else contextlib.nullcontext()
                         with sync:
                             loss, terms = self.micro_step(mel, idx.tolist(), micro)
                             self.scaler.scale(loss / cfg.grad_accum).backward()
@@ -473,7 +476,7 @@ class _Trainer:
                         self.scheduler.step()
                         self.step_in_epoch += 1
                         self.global_step += 1
-                        epoch_loss, epoch_n = epoch_loss + acc_loss, epoch_n + 1
+                        self.epoch_loss, self.epoch_n = self.epoch_loss + acc_loss, self.epoch_n + 1
                         elapsed = time.perf_counter() - start_time
                         rate = (self.global_step - done_at_start) * cfg.batch_size / max(elapsed, 1e-9)
                         eta = (total_steps - self.global_step) * cfg.batch_size / max(rate, 1e-9)
@@ -491,7 +494,7 @@ class _Trainer:
                         if self.on_step is not None:
                             self.on_step(self.global_step)
                 record = {"kind": "epoch", "step": self.global_step, "epoch": self.epoch + 1,
-                          "train_loss": epoch_loss / max(epoch_n, 1), "epoch_time_s": time.perf_counter() - t_epoch,
+                          "train_loss": self.epoch_loss / max(self.epoch_n, 1), "epoch_time_s": time.perf_counter() - t_epoch,
                           "logit_scale": float(self.model.loss.logit_scale.detach())}
                 if info.is_main:
                     if cfg.precise_bn_batches:
@@ -508,7 +511,7 @@ class _Trainer:
                     if self.best_value is None or value > self.best_value:
                         self.best_value = value
                         self.save_encoder("best", record)
-                self.epoch, self.step_in_epoch = self.epoch + 1, 0
+                self.epoch, self.step_in_epoch, self.epoch_loss, self.epoch_n = self.epoch + 1, 0, 0.0, 0
                 self.save_resume()
         except KeyboardInterrupt:
             # Ctrl-C: keep every finished step (a hard kill loses only the steps since the last save).
@@ -522,14 +525,6 @@ class _Trainer:
         return TrainResult(out_dir=self.out_dir, last=self.out_dir / "last.safetensors",
                            best=best if best.is_file() else None, epochs=self.epoch, global_step=self.global_step,
                            history=self.history)
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _hms(seconds: float) -> str:

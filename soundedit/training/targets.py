@@ -71,7 +71,3 @@ class TargetCache:
             if p not in self._image:
                 self._image[p] = self.clip.embed_image(load_frame(p).to(self.clip.device)).float().cpu()[0]
         return torch.stack([self._image[p] for p in paths]).to(device)
-
-    def check_dim(self, encoder_dim: int) -> None:
-        if encoder_dim != self.clip.embed_dim:
-            raise InputError(f"audio encoder: expected embed_dim {self.clip.embed_dim} (the CLIP space's), got {encoder_dim}")

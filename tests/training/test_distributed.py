@@ -88,3 +88,46 @@ def test_without_gathering_the_loss_differs(tmp_path):
     whole = info_nce(a, t, 5.0)
     halves = (info_nce(a[:4], t[:4], 5.0) + info_nce(a[4:], t[4:], 5.0)) / 2
     assert abs(whole.item() - halves.item()) > 1e-3
+
+
+def _train_worker(rank: int, world: int, port: int, clip_path: str, audio: list[str], out: str, mels: str) -> None:
+    import os
+
+    from soundedit.config import AudioConfig, EncoderConfig, TrainConfig
+    from soundedit.models import load_clip_space
+    from soundedit.training import distributed
+    from soundedit.training.loop import train_alignment
+    from soundedit.training.manifest import ManifestRow
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    _, device = distributed.init_from_env("cpu")
+    rows = [ManifestRow(audio=a, label=f"class {i % 4}") for i, a in enumerate(audio)]
+    cfg = TrainConfig(encoder=EncoderConfig(arch="test_byobnet", embed_dim=64,
+                                            audio=AudioConfig(sample_rate=16000, n_mels=32, duration=2.0)),
+                      optimizer="adamw", batch_size=4, epochs=2, text_augment=False, precise_bn_batches=1)
+    train_alignment(cfg, rows[:8], clip=load_clip_space(clip_path), out_dir=out, val_rows=rows[8:], device=device,
+                    cache_dir=mels)
+    distributed.shutdown()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_train_alignment_under_two_gloo_ranks(esc50_root, tmp_path):
+    """The whole loop under DDP: shared mel cache, sharded batches, gathered loss, rank 0 writes."""
+    import json
+
+    from soundedit.models import load_audio_encoder
+    from soundedit.testing.clip import write_tiny_openai_clip
+
+    clip = write_tiny_openai_clip(tmp_path / "clip.pt", embed_dim=64)
+    audio = [str(p) for p in sorted((esc50_root / "audio").iterdir())[:10]]
+    out = tmp_path / "run"
+    mp.spawn(_train_worker, args=(2, _free_port(), str(clip), audio, str(out), str(tmp_path / "mels")), nprocs=2,
+             join=True)
+    meta = json.loads((out / "last.json").read_text())
+    assert meta["epoch"] == 2 and meta["global_step"] == 4  # 8 clips, global batch 4 (2 per rank)
+    assert load_audio_encoder(out / "last.safetensors").embed_dim == 64
+    steps = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in steps if x["kind"] == "epoch"] == [2, 4]
