@@ -140,15 +140,25 @@ def test_gradcheck_float64(built_extension):
                                **DTYPE_TOL[torch.float64])
 
 
-def test_large_tensor_uses_the_grid_stride_loop(built_extension):
-    """More elements than one launch's threads (blocks are capped at 32 per SM)."""
-    x = torch.randn(2, 64, 257, 257, device="cuda")
-    k = torch.tensor([1.0, 3.0, 3.0, 1.0], device="cuda")
-    k = k[:, None] * k[None, :] / 64
-    torch.testing.assert_close(ops.upfirdn2d(x, k, 1, 1, (1, 1)), reference.upfirdn2d(x, k, 1, 1, (1, 1)),
-                               rtol=1e-5, atol=1e-5)
-    b = torch.randn(64, device="cuda")
+@pytest.mark.parametrize("shape,channels_last", [
+    ((2, 64, 257, 257), False),  # many blocks per plane
+    ((1, 70000, 3, 3), False),   # more N*C planes than gridDim.z (65535): the plane loop
+    ((1, 3, 70000, 2), True),    # more N*H rows than gridDim.z, channels-last
+    ((300000, 3), False),        # 2-D bias_act: rows beyond one grid's reach
+])
+def test_grid_stride_loops(built_extension, shape, channels_last):
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(shape, generator=g).to(DEVICE)
+    b = torch.randn(shape[1], generator=g).to(DEVICE)
     torch.testing.assert_close(ops.fused_leaky_relu(x, b), reference.fused_leaky_relu(x, b), rtol=1e-6, atol=1e-6)
+    if x.ndim == 4:
+        if channels_last:
+            x = x.to(memory_format=torch.channels_last)
+        k = torch.tensor([1.0, 3.0, 3.0, 1.0], device=DEVICE)
+        k = k[:, None] * k[None, :] / 64
+        for up, down, pad in ((1, 1, (1, 1)), (2, 1, (2, 1)), (1, 2, (1, 1))):
+            torch.testing.assert_close(ops.upfirdn2d(x, k, up, down, pad), reference.upfirdn2d(x, k, up, down, pad),
+                                       rtol=1e-5, atol=1e-5)
 
 
 def test_second_order_raises_on_gpu(built_extension):

@@ -28,6 +28,7 @@ from types import ModuleType
 
 import torch
 
+from soundedit.errors import SoundeditError
 from soundedit.models.stylegan2.ops.reference import _pad4
 
 _SECOND_ORDER = ("second-order gradients of the CUDA {op} are not implemented: latent optimisation needs "
@@ -35,8 +36,10 @@ _SECOND_ORDER = ("second-order gradients of the CUDA {op} are not implemented: l
                  "regularisation) set SOUNDEDIT_CUDA_OPS=off to use the PyTorch reference path.")
 
 
-class SecondOrderGradientError(RuntimeError):
+class SecondOrderGradientError(SoundeditError, RuntimeError):
     """Raised when a second derivative of a compiled op is requested."""
+
+    exit_code = 1
 
 
 def grad_pad(in_hw: tuple[int, int], out_hw: tuple[int, int], kernel_hw: tuple[int, int], up: int, down: int,
