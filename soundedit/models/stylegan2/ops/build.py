@@ -20,6 +20,13 @@ Architectures: ``$TORCH_CUDA_ARCH_LIST`` (numbers such as ``"8.0;9.0+PTX"``) if 
 visible GPUs, else ``8.0;9.0`` (A100, H100) so that the build works, and is tested, on machines
 without a GPU. The highest architecture also gets PTX so that newer GPUs can JIT-compile it.
 
+Cost: the first build compiles ``ops.cpp`` (torch's extension headers) and ``ops.cu`` (two
+architectures) in parallel: about 25 s of wall time on an idle 2-core machine (about 70 s of CPU),
+several minutes when the cores are shared. Later processes load the cached library in well under
+a second. ``import torch.utils.cpp_extension`` (done here only when building) logs torch's own
+"No CUDA runtime is found, using CUDA_HOME=..." on machines without a GPU; the CUDA_HOME it
+names is not the one used (see above).
+
 Concurrency: an ``fcntl`` lock in the build folder makes a second process wait for the first one's
 build and then load the result. Torch's own lock file (``<build dir>/lock``, which a killed build
 leaves behind, making every later build wait forever) is removed while our lock is held.
