@@ -95,6 +95,7 @@ def test_classify_lists_undecodable_files(capsys, monkeypatch, tmp_path, esc50_r
     assert rows[2][0].endswith("noise.wav") and rows[2][-1].startswith("error: ")
 
 
+@pytest.mark.slow
 def test_eval_zeroshot_two_encoders(capsys, tmp_path, esc50_root, models):
     argv = ["eval", "zeroshot", "--dataset", "esc50", "--root", esc50_root, "--folds", "1", "--limit", "6",
             "-e", models["authors"], "-e", models["ours"], "--clip", models["clip"], "--cache-dir", models["cache"],
@@ -139,6 +140,7 @@ def test_eval_probe_on_class_folders(capsys, tmp_path, esc50_root, models):
     _png_ok(next((tmp_path / "probe").glob("probe_confusion_*.png")))
 
 
+@pytest.mark.slow
 def test_eval_edits_with_tiny_generator(capsys, tmp_path, esc50_root, models):
     from soundedit.testing.generators import write_tiny_generator
 
