@@ -260,6 +260,9 @@ def embed(
     template: Annotated[str, typer.Option("--template", help="Format string applied to each --text ('{}' = as given).")] = "{}",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write embeddings (N, d) float32 here (.npy) + an index .json beside it.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Clips per forward pass.")] = 16,
+    cache_dir: Annotated[Path | None, typer.Option(
+        "--cache-dir", help="Audio embedding cache (default: $SOUNDEDIT_HOME/cache/embeddings).")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the embedding cache.")] = False,
     device: DeviceOpt = "auto",
     json_out: Annotated[bool, typer.Option("--json", help="JSON lines on stdout: {kind, source, embedding}.")] = False,
 ) -> None:
@@ -296,12 +299,17 @@ def embed(
     space = load_clip_space(clip, audio_encoder=encoder if audio_paths else None, device=dev)
     index: list[dict] = []
     chunks: list[torch.Tensor] = []
-    with torch.no_grad(), progress("embedding", total=len(audio_paths) + len(texts) + len(images)) as bar:
-        for s in range(0, len(audio_paths), batch_size):
-            batch = audio_paths[s:s + batch_size]
-            chunks.append(space.embed_audio([str(p) for p in batch]).cpu())
-            index += [{"kind": "audio", "source": str(p)} for p in batch]
-            bar.advance(len(batch))
+    if audio_paths:
+        from soundedit.evaluation.embeddings import default_cache_dir, embed_files
+
+        done = embed_files(space.audio_encoder, audio_paths, batch_size=batch_size, device=dev,
+                           cache_dir=None if no_cache else (cache_dir or default_cache_dir()))
+        if done.failures:
+            bad = "; ".join(f"{audio_paths[i]}: {why}" for i, why in list(done.failures.items())[:5])
+            raise InputError(f"SOUNDS: {len(done.failures)} of {len(audio_paths)} file(s) could not be embedded ({bad})")
+        chunks.append(torch.nn.functional.normalize(torch.from_numpy(done.embeddings).float(), dim=-1))
+        index += [{"kind": "audio", "source": str(p)} for p in audio_paths]
+    with torch.no_grad(), progress("embedding", total=len(texts) + len(images)) as bar:
         for s in range(0, len(texts), batch_size):
             batch = texts[s:s + batch_size]
             chunks.append(space.embed_text(batch, templates=(template,)).cpu())

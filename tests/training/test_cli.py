@@ -64,7 +64,7 @@ def test_train_cli_end_to_end(esc50_root, tmp_path, tiny_clip_path, capsys):
     assert "--resume" in capsys.readouterr().err
 
 
-def test_embed_text_json_and_audio_npy(esc50_root, tmp_path, tiny_clip_path, capsys, monkeypatch):
+def test_embed_text_json_and_audio_npy(esc50_root, tmp_path, tiny_clip_path, capsys, monkeypatch, soundedit_home):
     import io
 
     from soundedit.config import AudioConfig
@@ -91,6 +91,16 @@ def test_embed_text_json_and_audio_npy(esc50_root, tmp_path, tiny_clip_path, cap
     assert [r["kind"] for r in index["rows"]] == ["audio", "audio", "audio", "text"]
     assert [r["source"] for r in index["rows"][:3]] == [str(p) for p in clips]
     assert np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
+    assert any((soundedit_home / "cache" / "embeddings").rglob("*"))  # audio embeddings were cached
+    again = tmp_path / "again.npy"
+    assert main(["embed", *map(str, clips), "--encoder", str(enc), "--clip", str(tiny_clip_path), "--out", str(again),
+                 "--device", "cpu"]) == 0
+    assert np.allclose(np.load(again), emb[:3], atol=1e-6)
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    assert main(["embed", str(corrupt), "--encoder", str(enc), "--clip", str(tiny_clip_path), "--json",
+                 "--device", "cpu"]) == 2
+    assert "1 of 1 file(s) could not be embedded" in capsys.readouterr().err
     # the text row equals the --json text embedding of the same string through the same CLIP
     assert main(["embed", "--text", "dog", "--clip", str(tiny_clip_path), "--json", "--device", "cpu"]) == 0
     dog = np.array(json.loads(capsys.readouterr().out)["embedding"])
