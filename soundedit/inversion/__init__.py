@@ -6,8 +6,8 @@
 
 Pieces: :func:`align_face` / :func:`ffhq_quad` / :func:`center_crop` (cropping as the
 training data was), :func:`project` (optimisation, LPIPS-VGG + MSE), :func:`load_e4e`
-(encoder4editing), :func:`load_lpips`.  Modules are imported on first use, so
-``import soundedit.inversion`` stays light.
+(encoder4editing), :func:`load_lpips`.  ``invert_image`` (the editing engine's photo
+hook) is a plain attribute; the other pieces are imported on first use.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from soundedit.inversion.api import InversionResult, invert_image, prepare_image
+
 _EXPORTS = {
-    "invert_image": "api", "InversionResult": "api", "prepare_image": "api",
     "load_image": "image",
     "align_face": "align", "ffhq_quad": "align", "center_crop": "align", "detect_landmarks": "align",
     "warp_quad": "align",
@@ -25,7 +26,7 @@ _EXPORTS = {
     "load_lpips": "perceptual", "LPIPS": "perceptual",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, "InversionResult", "invert_image", "prepare_image"])
 
 
 def __getattr__(name: str) -> Any:

