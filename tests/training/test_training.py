@@ -61,6 +61,7 @@ def _weights(path):
     return load_file(path)
 
 
+@pytest.mark.slow
 def test_resume_after_kill_matches_uninterrupted_run(esc_split, tiny_clip, mel_cache_dir, tmp_path):
     train, held_out = esc_split
     rows, val = train[::6][:8], held_out[:4]  # 8 clips of 8 classes; batch 4 -> 2 steps per epoch
