@@ -40,6 +40,7 @@ def test_recovers_known_w_code(G):
     assert torch.allclose(r.image, _target(G, r.w_plus), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_w_plus_projection_fits_mixed_code(G):
     # A W+ code with different codes on its layers is not reachable in W; W+ gets close
     # (measured: MSE 0.47 at the first step -> 0.018 after 80 steps).
