@@ -257,3 +257,12 @@ def test_real_portrait_aligns_like_ffhq():
     quad_big = ffhq_quad(detect_landmarks(big)[0]) / 5
     quad = np.asarray(info["quad"])
     assert np.abs(quad_big - quad).max() < 0.02 * np.linalg.norm(quad[3] - quad[0])
+    # and the whole path: photo file -> face crop at the generator's size -> W+
+    from soundedit.inversion import invert_image
+    from soundedit.testing.generators import seeded_generator
+
+    G = seeded_generator(size=16, style_dim=16, max_channels=16)
+    inv = invert_image(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False), G,
+                       method="projection", steps=2, lpips=None)
+    assert inv.report["alignment"]["mode"] == "face" and inv.report["alignment"]["faces_found"] == 1
+    assert inv.aligned.shape == (1, 3, 16, 16) and inv.w_plus.shape == (1, G.n_latent, 16)
