@@ -4,16 +4,17 @@ Gradio is an optional dependency (the ``app`` extra); :func:`require_gradio`
 names it when it is missing.  Importing this package is cheap: Gradio is only
 imported by :func:`build_app` and :func:`launch`.
 
-    from soundedit.app import AppSettings, launch
-    launch(AppSettings(generators=["landscape-256"]), port=7860)
+    from soundedit.app import AppSettings, serve
+    serve(AppSettings(generators=["landscape-256"]), port=7860)
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from typing import Any
 
-__all__ = ["AppSettings", "build_app", "launch", "require_gradio"]
+__all__ = ["AppSettings", "build_app", "require_gradio", "serve"]
 
 
 def require_gradio() -> None:
@@ -27,15 +28,43 @@ def require_gradio() -> None:
     # before Gradio is imported: no usage statistics, no version checks, no calls outside this machine
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    try:
-        import gradio  # noqa: F401
-    except ImportError as exc:
+    if importlib.util.find_spec("gradio") is None:
         raise InputError("the web app needs the 'gradio' package, which is not installed; install the app extra: "
-                         f"pip install 'soundedit[app]' ({exc})") from None
+                         "pip install 'soundedit[app]'")
+
+
+def serve(settings: Any, *, host: str = "127.0.0.1", port: int = 7860, share: bool = False, ready: Any = None) -> None:
+    """Serve the web app until interrupted; every temp file it made is removed afterwards.
+
+    Args:
+        settings: an :class:`AppSettings`.
+        host, port: where to listen.
+        share: also open a public gradio.live link.
+        ready: ``ready(url)`` once the server listens.
+
+    Raises:
+        InputError: Gradio missing, or a component that is neither a weights.lock name nor a file.
+    """
+    from soundedit.app.jobs import Workspace
+
+    require_gradio()
+    workspace = Workspace()
+    # set before Gradio is imported (it reads it then): uploads and its cache live in our workspace too
+    os.environ["GRADIO_TEMP_DIR"] = str(workspace.uploads_dir)
+    try:
+        from soundedit.app.ui import launch
+
+        launch(settings, workspace, host=host, port=port, share=share, ready=ready)
+    finally:
+        workspace.remove()
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("AppSettings", "build_app", "launch"):
+    if name == "AppSettings":
+        from soundedit.app.settings import AppSettings
+
+        return AppSettings
+    if name == "build_app":
         require_gradio()
         from soundedit.app import ui
 

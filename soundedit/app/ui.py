@@ -10,19 +10,19 @@ from __future__ import annotations
 import dataclasses
 import html
 import logging
-import os
 import queue as queue_mod
 import secrets
 import shutil
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from soundedit.app.jobs import (EditorCache, JobCancelled, JobQueue, QueueFull, Workspace, check_sound, check_upload)
+from soundedit.app.jobs import EditorCache, JobCancelled, JobQueue, QueueFull, Workspace, check_sound, check_upload
+from soundedit.app.settings import AppSettings
 from soundedit.errors import InputError, SoundeditError, WeightsMissingError
 
 logger = logging.getLogger("soundedit")
@@ -33,38 +33,6 @@ GENERATOR_LAYOUTS = ("rosinality-stylegan2-pt", "nvidia-stylegan2-pkl")
 UPDATE_EVERY = 0.3
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 MAX_EXAMPLES = 16
-
-
-@dataclass
-class AppSettings:
-    """What ``soundedit serve`` was started with.
-
-    Attributes:
-        generators: generator weights.lock names or files offered in the menu (empty: every
-            StyleGAN2 entry of weights.lock, present or not).
-        audio_encoder, clip, identity: the other components (names or files); the identity
-            net is loaded only for edits with ``lambda_id > 0``.
-        device: ``auto``/``cpu``/``cuda``...
-        max_queue, concurrency: waiting places and edits running at once.
-        max_upload_mb: largest upload (sound, W+ file or photo).
-        max_duration: longest sound, seconds.
-        max_steps: the steps slider's maximum.
-        steps: the steps slider's start value (``None``: 300 on a GPU, 60 on a CPU, as ``soundedit edit``).
-        examples: a folder of example sounds (up to 16 are offered beside a synthetic siren).
-    """
-
-    generators: list[str] = field(default_factory=list)
-    audio_encoder: str = "authors-resnet18"
-    clip: str = "clip-vit-b-32"
-    identity: str | None = "ir-se50"
-    device: str = "auto"
-    max_queue: int = 8
-    concurrency: int = 1
-    max_upload_mb: float = 50.0
-    max_duration: float = 30.0
-    max_steps: int = 1000
-    steps: int | None = None
-    examples: Path | None = None
 
 
 @dataclass
@@ -220,14 +188,14 @@ def build_app(settings: AppSettings, *, workspace: Workspace | None = None) -> t
                         gr.Markdown("\n".join(f"- {n}" for n in missing_notes))
                 source_kinds = ["Random seed", "W+ file"] + (["Photo"] if photo_ok else [])
                 source_kind = gr.Radio(source_kinds, value="Random seed", label="Source", elem_id="source-kind")
-                with gr.Row():
+                with gr.Row() as seed_row:
                     seed = gr.Number(value=0, precision=0, label="Seed", elem_id="seed")
                     new_seed = gr.Button("New seed", elem_id="new-seed", size="sm")
                 wplus = gr.File(label="W+ file (.pt / .pth / .npy)", file_types=[".pt", ".pth", ".npy"],
-                                elem_id="wplus-upload")
+                                elem_id="wplus-upload", visible=False)
                 if photo_ok:
                     photo = gr.Image(label="Photo (inverted into the generator's W+)", type="filepath",
-                                     sources=["upload"], elem_id="photo-upload")
+                                     sources=["upload"], elem_id="photo-upload", visible=False)
                 else:
                     photo = gr.State(None)
                     gr.Markdown("*Photo sources need soundedit's inversion module, which is not installed.*")
@@ -256,18 +224,30 @@ def build_app(settings: AppSettings, *, workspace: Workspace | None = None) -> t
                     cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel")
             with gr.Column(scale=1):
                 status = gr.HTML(_md_status("Ready."), elem_id="status")
-                preview = gr.Image(label="Live preview", interactive=False, elem_id="preview", format="png")
+                preview = gr.Image(label="Live preview", interactive=False, elem_id="preview", format="png",
+                                   height=256)
                 with gr.Row():
-                    before = gr.Image(label="Before", interactive=False, elem_id="before", format="png")
-                    after = gr.Image(label="After", interactive=False, elem_id="after", format="png")
-                animation = gr.Image(label="Optimisation", interactive=False, elem_id="animation", format="gif")
+                    before = gr.Image(label="Before", interactive=False, elem_id="before", format="png",
+                                      height=256)
+                    after = gr.Image(label="After", interactive=False, elem_id="after", format="png",
+                                     height=256)
+                animation = gr.Image(label="Optimisation", interactive=False, elem_id="animation", format="gif",
+                                     height=256)
                 with gr.Row():
                     dl_png = gr.DownloadButton("Download PNG", visible=False, elem_id="download-png")
                     dl_wplus = gr.DownloadButton("Download W+", visible=False, elem_id="download-wplus")
                     dl_report = gr.DownloadButton("Download report", visible=False, elem_id="download-report")
-                gallery = gr.Gallery(label="This session's edits", columns=4, height="auto", elem_id="history")
+                gallery = gr.Gallery(label="This session's edits", columns=6, height=240, object_fit="contain",
+                                     elem_id="history")
         history = gr.State([])
+        # this page's running or waiting edit (by Gradio session), so Cancel stops exactly that one;
+        # the edit checks the flag between steps and reports "Cancelled." itself
+        active: dict[str, threading.Event] = {}
+        cancel_lock = threading.Lock()
 
+        source_views = [seed_row, wplus] + ([photo] if photo_ok else [])
+        source_kind.change(lambda kind: [gr.update(visible=kind == k) for k in source_kinds[:len(source_views)]],
+                           inputs=source_kind, outputs=source_views)
         new_seed.click(lambda: secrets.randbelow(2**31), outputs=seed)
         for trigger in (preset.change, generator.change):
             trigger(preset_values, inputs=[preset, generator], outputs=[lambda_sim, lambda_id])
@@ -275,7 +255,7 @@ def build_app(settings: AppSettings, *, workspace: Workspace | None = None) -> t
         outputs = [status, preview, before, after, animation, dl_png, dl_wplus, dl_report, gallery, history]
 
         def run(gen_label, kind, seed_value, wplus_file, photo_file, sound_file, sound2_file, gain2_db, prompt,
-                split_k, preset_name, n_steps, lam_sim, lam_id, rate, past):
+                split_k, preset_name, n_steps, lam_sim, lam_id, rate, past, request: gr.Request):
             """One edit, streamed: checks, a place in the queue, the models, progress, the results."""
             try:
                 job = _check_inputs(gen_label, kind, seed_value, wplus_file, photo_file, sound_file, sound2_file,
@@ -289,11 +269,16 @@ def build_app(settings: AppSettings, *, workspace: Workspace | None = None) -> t
                 yield {status: _md_error(exc)}
                 return
             cancel = threading.Event()
+            session = getattr(request, "session_hash", None) or f"anonymous-{ticket.id}"
+            with cancel_lock:
+                active[session] = cancel
             worker: threading.Thread | None = None
             try:
-                position = ticket.position
-                waited = position > 0
+                position = first_position = ticket.position
                 while position > 0:
+                    if cancel.is_set():
+                        yield {status: _md_status("Cancelled.")}
+                        return
                     running, _ = jobs.counts()
                     yield {status: _md_status(f"<b>Busy</b> — position {position} in the queue "
                                               f"({running} edit(s) running). Your edit starts by itself.")}
@@ -375,7 +360,9 @@ def build_app(settings: AppSettings, *, workspace: Workspace | None = None) -> t
                 cosine = report.get("metrics", report.get("mixed_metrics", {}))
                 caption = job["caption"]
                 past = list(past) + [(str(edited), caption)]
-                done = f"Done: {job['steps']} steps" + (" (after waiting in the queue)" if waited else "")
+                done = f"Done: {job['steps']} steps"
+                if first_position > 0:
+                    done += f" (waited in the queue from position {first_position})"
                 if "target_cosine" in cosine:
                     done += f" · target cosine {cosine['target_cosine']:.3f}"
                 yield {status: _md_status(done), before: str(paths["source"]), after: str(edited),
@@ -386,11 +373,21 @@ def build_app(settings: AppSettings, *, workspace: Workspace | None = None) -> t
                        gallery: past, history: past}
             except SoundeditError as exc:
                 yield {status: _md_error(exc)}
-            finally:  # also on Cancel (the generator is closed): stop the edit before freeing its slot
+            finally:  # also when the page goes away (Gradio closes the generator): stop the edit, free its slot
                 cancel.set()
                 if worker is not None:
                     worker.join()
                 ticket.leave()
+                with cancel_lock:
+                    if active.get(session) is cancel:
+                        del active[session]
+
+        def cancel_job(request: gr.Request) -> None:
+            """Stop this page's edit (running or waiting); the edit itself reports 'Cancelled.'."""
+            with cancel_lock:
+                event = active.get(getattr(request, "session_hash", None))
+            if event is not None:
+                event.set()
 
         def _check_inputs(gen_label, kind, seed_value, wplus_file, photo_file, sound_file, sound2_file, prompt,
                           n_steps, lam_sim, lam_id, rate) -> dict[str, Any]:
@@ -443,40 +440,35 @@ def build_app(settings: AppSettings, *, workspace: Workspace | None = None) -> t
                     "text": prompt or None, "steps": int(n_steps), "lambda_sim": float(lam_sim),
                     "lambda_id": float(lam_id), "lr": float(rate), "caption": f"{caption} → {target}"}
 
-        run_event = run_btn.click(
+        run_btn.click(
             run, inputs=[generator, source_kind, seed, wplus, photo, sound, sound2, gain2, text, split, preset, steps,
                          lambda_sim, lambda_id, lr, history],
             outputs=outputs, concurrency_limit=settings.concurrency + settings.max_queue,
             concurrency_id="edit", show_progress="minimal")
-        cancel_btn.click(lambda: _md_status("Cancelled."), outputs=status, cancels=[run_event])
+        cancel_btn.click(cancel_job, concurrency_limit=None)
 
     return demo, {"queue": jobs, "cache": cache, "workspace": workspace,
                   "settings": dataclasses.asdict(settings)}
 
 
-def launch(settings: AppSettings, *, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
-           ready: Any = None) -> None:
-    """Build the page and serve it until interrupted; the workspace is removed afterwards.
+def launch(settings: AppSettings, workspace: Workspace, *, host: str = "127.0.0.1", port: int = 7860,
+           share: bool = False, ready: Any = None) -> None:
+    """Build the page and serve it until interrupted (use :func:`soundedit.app.serve`, which owns the workspace).
 
     Args:
         settings: the server's settings.
+        workspace: where uploads, Gradio's cache and outputs go.
         host, port: where to listen.
         share: open a public gradio.live tunnel (off unless asked for).
         ready: ``ready(url)`` once the server listens (the CLI prints the address).
     """
-    workspace = Workspace()
-    # uploads and Gradio's own cache go into the workspace too, so one folder holds every temp file
-    os.environ["GRADIO_TEMP_DIR"] = str(workspace.uploads_dir)
-    try:
-        demo, _ = build_app(settings, workspace=workspace)
-        demo.queue(max_size=settings.max_queue, default_concurrency_limit=None, api_open=False)
-        demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=True, quiet=True,
-                    show_error=False, max_file_size=int(settings.max_upload_mb * 1e6), ssr_mode=False,
-                    run_history=False, footer_links=["settings"], css=CSS, allowed_paths=[],
-                    inbrowser=False, mcp_server=False, pwa=False, enable_monitoring=False)
-        if ready is not None:
-            ready(demo.local_url)
-        demo.block_thread()
-        demo.close()
-    finally:
-        workspace.remove()
+    demo, _ = build_app(settings, workspace=workspace)
+    demo.queue(max_size=settings.max_queue, default_concurrency_limit=None, api_open=False)
+    demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=True, quiet=True,
+                show_error=False, max_file_size=int(settings.max_upload_mb * 1e6), ssr_mode=False,
+                run_history=False, footer_links=["settings"], css=CSS, allowed_paths=[],
+                inbrowser=False, mcp_server=False, pwa=False, enable_monitoring=False)
+    if ready is not None:
+        ready(demo.local_url)
+    demo.block_thread()
+    demo.close()

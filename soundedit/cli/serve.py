@@ -51,8 +51,6 @@ def serve(
 
     Example: soundedit serve --port 7860 --generator landscape-256
     """
-    from soundedit.app import require_gradio
-
     if not 1 <= port <= 65535:
         raise InputError(f"--port: expected 1..65535, got {port}")
     for name, value, low in (("--max-upload-mb", max_upload_mb, 0), ("--max-duration", max_duration, 0)):
@@ -62,12 +60,12 @@ def serve(
         raise InputError(f"--steps/--max-steps: expected 1 <= steps <= max-steps, got {steps}/{max_steps}")
     if max_queue > 64 or concurrency > 8:
         raise InputError(f"--max-queue/--concurrency: expected at most 64/8, got {max_queue}/{concurrency}")
-    require_gradio()
-    from soundedit.app.ui import AppSettings, launch
+    from soundedit.app import serve as serve_app
+    from soundedit.app.settings import AppSettings
 
     settings = AppSettings(generators=list(generator or []), audio_encoder=audio_encoder, clip=clip,
                            identity=identity, device=device, max_queue=max_queue, concurrency=concurrency,
                            max_upload_mb=max_upload_mb, max_duration=max_duration, max_steps=max_steps, steps=steps,
                            examples=examples)
-    launch(settings, host=host, port=port, share=share,
+    serve_app(settings, host=host, port=port, share=share,
            ready=lambda url: stderr.print(f"soundedit serve: listening on {url} (Ctrl+C to stop)", highlight=False))

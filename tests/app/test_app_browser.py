@@ -91,7 +91,6 @@ def server(tmp_path_factory):
         proc.kill()
         proc.wait()
     log.close()
-    info["leftover"] = sorted(p.name for p in tmp.iterdir())
 
 
 @pytest.fixture(scope="module")
@@ -228,16 +227,22 @@ def test_two_clients_queue(server, browser, formats_dir):
     """Client A runs a longer edit; B, started meanwhile, waits with its position shown, then both finish."""
     a, b = _open(browser, server), _open(browser, server)
     steps = a.locator("#steps input[type=number]")
-    steps.fill("60")
+    steps.fill("300")
     steps.press("Enter")
     for page in (a, b):
         _upload_sound(page, formats_dir / "animals__amphibians__frog.ogg")
+    # record every text B's status shows, however briefly
+    b.evaluate("""() => { window.seen = [];
+        const el = document.querySelector('#status');
+        new MutationObserver(() => window.seen.push(el.innerText)).observe(el, {subtree: true, childList: true,
+                                                                              characterData: true}); }""")
     a.locator("#run").click()
     _wait_status(a, "Step")
     b.locator("#run").click()
-    _wait_status(b, "position 1")
-    _wait_status(a, "Done: 60 steps")
-    _wait_status(b, "Done: 2 steps (after waiting in the queue)")
+    _wait_status(a, "Done: 300 steps")
+    _wait_status(b, "Done: 2 steps (waited in the queue from position 1)")
+    seen = b.evaluate("() => window.seen")
+    assert any("Busy" in t and "position 1" in t for t in seen), seen
     a.close()
     b.close()
 
