@@ -48,6 +48,9 @@ def serve(settings: Any, *, host: str = "127.0.0.1", port: int = 7860, share: bo
     from soundedit.app.jobs import Workspace
 
     require_gradio()
+    # the server never downloads on its own (no calls outside this machine): a missing checkpoint is
+    # named on the page with how to get it (`soundedit weights fetch NAME`) instead
+    os.environ["SOUNDEDIT_OFFLINE"] = "1"
     workspace = Workspace()
     # set before Gradio is imported (it reads it then): uploads and its cache live in our workspace too
     os.environ["GRADIO_TEMP_DIR"] = str(workspace.uploads_dir)

@@ -251,6 +251,10 @@ class Workspace:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
+
+
 def check_upload(path: str | os.PathLike, *, what: str, max_bytes: int) -> Path:
     """An uploaded file that exists and is not over the size limit.
 
@@ -262,7 +266,7 @@ def check_upload(path: str | os.PathLike, *, what: str, max_bytes: int) -> Path:
         raise InputError(f"{what}: the upload {p.name!r} did not arrive; please upload it again")
     size = p.stat().st_size
     if size > max_bytes:
-        raise InputError(f"{what}: {p.name!r} is {size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB")
+        raise InputError(f"{what}: {p.name!r} is {_size(size)}; the limit is {_size(max_bytes)}")
     return p
 
 

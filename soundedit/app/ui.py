@@ -157,6 +157,7 @@ def build_app(settings: AppSettings, *, workspace: Workspace | None = None) -> t
     cache = EditorCache(device=settings.device, identity=settings.identity)
     generators = generator_components(settings)
     encoder, clip = check_component(settings.audio_encoder), check_component(settings.clip)
+    identity = check_component(settings.identity) if settings.identity else None
     by_label = {g.label: g for g in generators}
     present = [g.label for g in generators if g.present]
     missing_notes = [g.note for g in generators if not g.present]
@@ -431,6 +432,10 @@ def build_app(settings: AppSettings, *, workspace: Workspace | None = None) -> t
             for name, v in (("λ_sim", lam_sim), ("λ_ID", lam_id)):
                 if v is None or v < 0:
                     raise InputError(f"{name}: expected a number >= 0, got {v!r}")
+            if lam_id > 0 and (identity is None or not identity.present):
+                raise InputError(f"λ_ID = {lam_id:g} needs the identity network: "
+                                 + (identity.note if identity is not None else "none was configured")
+                                 + "; or set λ_ID to 0")
             if rate is None or rate <= 0:
                 raise InputError(f"learning rate: expected a number > 0, got {rate!r}")
             target = " + ".join(x for x in (Path(sound_file).name if sound_file else "",

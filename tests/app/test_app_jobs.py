@@ -1,0 +1,128 @@
+"""The web app's machinery without a browser: queue, workspace, upload checks, the gradio guard, the page's notices."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from soundedit.app.jobs import ImageTap, JobQueue, QueueFull, Workspace, check_sound, check_upload
+from soundedit.errors import AudioError, InputError
+
+
+def test_queue_positions_are_first_come_first_served():
+    q = JobQueue(concurrency=1, max_queue=2)
+    a, b, c = q.enter(), q.enter(), q.enter()
+    assert (a.position, b.position, c.position) == (0, 1, 2)
+    with pytest.raises(QueueFull, match="busy: 1 edit\\(s\\) running and 2 waiting"):
+        q.enter()
+    b.leave()  # a waiting job gives up: the one behind moves up
+    assert c.position == 1
+    a.leave()
+    assert c.position == 0 and q.counts() == (1, 0)
+    c.leave()
+    c.leave()  # idempotent
+    assert q.counts() == (0, 0) and c.position == -1
+
+
+def test_queue_concurrency_and_wait_wakes_up():
+    q = JobQueue(concurrency=2, max_queue=1)
+    a, b, c = q.enter(), q.enter(), q.enter()
+    assert (a.position, b.position, c.position) == (0, 0, 1)
+    seen = []
+    waiter = threading.Thread(target=lambda: seen.append(c.wait(60.0)))
+    waiter.start()
+    a.leave()
+    waiter.join(60)
+    assert seen == [0]  # woken by the free slot, not by the timeout
+
+
+@pytest.mark.parametrize("kwargs", [{"concurrency": 0}, {"max_queue": -1}])
+def test_queue_rejects_bad_settings(kwargs):
+    with pytest.raises(InputError):
+        JobQueue(**kwargs)
+
+
+def test_workspace_cleans_old_and_excess_jobs(tmp_path):
+    ws = Workspace(tmp_path / "ws", keep_seconds=100, keep_jobs=3)
+    jobs = [ws.new_job() for _ in range(3)]
+    old = time.time() - 1000
+    os.utime(jobs[0], (old, old))
+    removed = ws.cleanup()
+    assert removed == [jobs[0]] and not jobs[0].exists()
+    more = [ws.new_job() for _ in range(3)]  # each new job keeps at most keep_jobs - 1 older ones
+    assert len(list(ws.jobs_dir.iterdir())) == 3 and more[-1].exists()
+    ws.remove()
+    assert not (tmp_path / "ws").exists()
+
+
+def test_upload_checks_name_file_and_limits(tmp_path):
+    import soundfile as sf
+
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"x" * 3000)
+    with pytest.raises(InputError, match=r"W\+ file: 'big.bin' is 3.0 kB; the limit is 1.0 kB"):
+        check_upload(big, what="W+ file", max_bytes=1000)
+    with pytest.raises(InputError, match="did not arrive"):
+        check_upload(tmp_path / "gone.pt", what="W+ file", max_bytes=1000)
+
+    text = tmp_path / "notes.wav"
+    text.write_text("not sound\n" * 20)
+    with pytest.raises(AudioError) as err:
+        check_sound(text, what="sound", max_bytes=10**6, max_duration=10)
+    assert "notes.wav: not a readable audio file" in str(err.value) and str(tmp_path) not in str(err.value)
+
+    long = tmp_path / "long.wav"
+    sf.write(long, np.zeros(8000 * 12, np.float32), 8000)
+    with pytest.raises(AudioError, match="long.wav: the sound is 12.0 s long; this server takes sounds of up to 10 s"):
+        check_sound(long, what="sound", max_bytes=10**7, max_duration=10)
+    assert check_sound(long, what="sound", max_bytes=10**7, max_duration=20) == pytest.approx(12.0)
+
+
+def test_image_tap_keeps_images_per_thread():
+    import torch
+
+    class Space:
+        embed_dim = 4
+
+        def embed_image(self, image):
+            return image.flatten(1)[:, :4]
+
+    tap = ImageTap(Space())
+    assert tap.embed_dim == 4
+    x = torch.ones(1, 3, 2, 2)
+    tap.embed_image(x)
+    assert tap.last() is None  # not started: nothing kept
+    tap.start()
+    assert torch.equal(tap.embed_image(x), x.flatten(1)[:, :4])
+    assert tap.last() is not None and torch.equal(tap.last(), x)
+    other = []
+    t = threading.Thread(target=lambda: other.append(tap.last()))
+    t.start()
+    t.join()
+    assert other == [None]  # another user's thread sees nothing of this one
+    tap.stop()
+    assert tap.last() is None
+
+
+def test_missing_gradio_is_named(monkeypatch):
+    import soundedit.app as app_pkg
+    from soundedit.cli.main import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gradio" else real(name, *a))
+    with pytest.raises(InputError, match=r"'gradio' package.*soundedit\[app\]"):
+        app_pkg.require_gradio()
+    assert main(["serve", "--port", "7861"]) == 2
+
+
+def test_serve_checks_flags_before_starting():
+    from soundedit.cli.main import main
+
+    assert main(["serve", "--port", "0"]) == 2
+    assert main(["serve", "--steps", "5", "--max-steps", "2"]) == 2
+    assert main(["serve", "--max-duration", "0"]) == 2
