@@ -366,6 +366,7 @@ def build_app(settings: AppSettings, *, workspace: Workspace | None = None) -> t
                     done += f" (waited in the queue from position {first_position})"
                 if "target_cosine" in cosine:
                     done += f" · target cosine {cosine['target_cosine']:.3f}"
+                done += f" · edit {len(past)} of this session"
                 yield {status: _md_status(done), before: str(paths["source"]), after: str(edited),
                        animation: str(anim) if anim else None,
                        dl_png: gr.DownloadButton(value=str(edited), visible=True),

@@ -9,6 +9,7 @@ checks none was made.
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import signal
@@ -191,6 +192,21 @@ def test_edit_in_browser(server, browser, formats_dir, tmp_path):
     assert page.locator("#history img").count() >= 1
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "app-edit.png"), full_page=True)
+
+    # continue from the downloaded code, sound + text mixed by layer range
+    page.get_by_label("W+ file").check()
+    page.locator("#wplus-upload input[type=file]").set_input_files(str(wfile))
+    page.get_by_text("Text (optional)").click()
+    page.locator("#text textarea").fill("a red sky")
+    page.locator("#run").click()
+    _wait_status(page, "edit 2 of this session")
+    with page.expect_download(timeout=WAIT_MS) as dl:
+        page.locator("#download-report").click()
+    dl.value.save_as(report)
+    mixed = json.loads(report.read_text())
+    assert mixed["layers"] == ["sound"] * (N_LATENT - 1) + ["text"]  # the split (9) clipped to this generator
+    assert mixed["source"]["kind"] == "latent"
+    assert page.locator("#history img").count() >= 2
     page.close()
 
 
