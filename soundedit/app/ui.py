@@ -2,7 +2,8 @@
 
 Built on the public API only (:class:`soundedit.Editor`, :mod:`soundedit.weights`,
 :mod:`soundedit.audio`, the presets); everything that is not page layout lives in
-:mod:`soundedit.app.jobs`.  Import this module only after :func:`soundedit.app.require_gradio`.
+:mod:`soundedit.app.jobs`.  It imports Gradio: reach it through :func:`soundedit.app.serve` or
+``soundedit.app.build_app``, which check for Gradio and set its environment first.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import dataclasses
 import html
 import logging
 import queue as queue_mod
+import re
 import secrets
 import shutil
 import threading
@@ -254,6 +256,12 @@ def build_app(settings: AppSettings, *, workspace: Workspace | None = None) -> t
             trigger(preset_values, inputs=[preset, generator], outputs=[lambda_sim, lambda_id])
 
         outputs = [status, preview, before, after, animation, dl_png, dl_wplus, dl_report, gallery, history]
+        private = re.compile(re.escape(str(workspace.root)) + r"[^\s'\"]*/")
+
+        def error(exc: BaseException | str) -> str:
+            """An error for the page: a file is named by its own name, never by its place on the server."""
+            return _md_error(private.sub("", str(exc)))
+
 
         def run(gen_label, kind, seed_value, wplus_file, photo_file, sound_file, sound2_file, gain2_db, prompt,
                 split_k, preset_name, n_steps, lam_sim, lam_id, rate, past, request: gr.Request):
@@ -262,12 +270,12 @@ def build_app(settings: AppSettings, *, workspace: Workspace | None = None) -> t
                 job = _check_inputs(gen_label, kind, seed_value, wplus_file, photo_file, sound_file, sound2_file,
                                     prompt, n_steps, lam_sim, lam_id, rate)
             except SoundeditError as exc:
-                yield {status: _md_error(exc)}
+                yield {status: error(exc)}
                 return
             try:
                 ticket = jobs.enter()
             except QueueFull as exc:
-                yield {status: _md_error(exc)}
+                yield {status: error(exc)}
                 return
             cancel = threading.Event()
             session = getattr(request, "session_hash", None) or f"anonymous-{ticket.id}"
@@ -332,7 +340,12 @@ def build_app(settings: AppSettings, *, workspace: Workspace | None = None) -> t
                 worker.start()
                 last_sent = 0.0
                 while True:
-                    event = events.get()
+                    try:
+                        event = events.get(timeout=1.0)
+                    except queue_mod.Empty:
+                        if worker.is_alive():
+                            continue
+                        event = ("error", "the edit stopped without a result (see the server log)")
                     if event[0] == "step":
                         _, step, total, clip_loss, image = event
                         now = time.monotonic()
@@ -348,7 +361,7 @@ def build_app(settings: AppSettings, *, workspace: Workspace | None = None) -> t
                         yield {status: _md_status("Cancelled.")}
                         return
                     elif event[0] == "error":
-                        yield {status: _md_error(event[1])}
+                        yield {status: error(event[1])}
                         return
                     else:
                         result = event[1]
@@ -374,7 +387,7 @@ def build_app(settings: AppSettings, *, workspace: Workspace | None = None) -> t
                        dl_report: gr.DownloadButton(value=str(paths["report"]), visible=True),
                        gallery: past, history: past}
             except SoundeditError as exc:
-                yield {status: _md_error(exc)}
+                yield {status: error(exc)}
             finally:  # also when the page goes away (Gradio closes the generator): stop the edit, free its slot
                 cancel.set()
                 if worker is not None:

@@ -234,6 +234,15 @@ def test_bad_inputs_show_errors_and_app_keeps_serving(server, browser, formats_d
 
     page.reload(wait_until="domcontentloaded")
     _upload_sound(page, formats_dir / "cat.mp3")
+    bad_code = tmp_path / "bad.pt"
+    bad_code.write_bytes(b"not a tensor")
+    page.get_by_label("W+ file").check()
+    page.locator("#wplus-upload input[type=file]").set_input_files(str(bad_code))
+    page.locator("#run").click()
+    _wait_status(page, "cannot read 'bad.pt'")
+    assert "soundedit-app" not in _status(page).inner_text()  # no server paths on the page
+
+    page.get_by_label("Random seed").check()  # the same page goes on working
     page.locator("#run").click()
     _wait_status(page, "Done: 2 steps")
     page.close()
