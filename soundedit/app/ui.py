@@ -482,7 +482,8 @@ def launch(settings: AppSettings, workspace: Workspace, *, host: str = "127.0.0.
         ready: ``ready(url)`` once the server listens (the CLI prints the address).
     """
     demo, _ = build_app(settings, workspace=workspace)
-    demo.queue(max_size=settings.max_queue, default_concurrency_limit=None, api_open=False)
+    # edits are limited by our JobQueue (it shows positions); Gradio's own queue only holds the overflow
+    demo.queue(max_size=max(1, settings.max_queue), default_concurrency_limit=None, api_open=False)
     demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=True, quiet=True,
                 show_error=False, max_file_size=int(settings.max_upload_mb * 1e6), ssr_mode=False,
                 run_history=False, footer_links=["settings"], css=CSS, allowed_paths=[],

@@ -126,3 +126,31 @@ def test_serve_checks_flags_before_starting():
     assert main(["serve", "--port", "0"]) == 2
     assert main(["serve", "--steps", "5", "--max-steps", "2"]) == 2
     assert main(["serve", "--max-duration", "0"]) == 2
+
+
+def test_editor_cache_shares_models_and_taps_previews(tmp_path, formats_dir):
+    from soundedit.app.jobs import EditorCache
+    from soundedit.testing.clip import write_tiny_audio_encoder, write_tiny_openai_clip
+    from soundedit.testing.generators import write_tiny_generator
+
+    g = write_tiny_generator(tmp_path / "g.pt", size=32, style_dim=32, max_channels=16)
+    g2 = write_tiny_generator(tmp_path / "g2.pt", size=32, style_dim=32, max_channels=16, seed=1)
+    c = write_tiny_openai_clip(tmp_path / "clip.pt", image_size=32, patch_size=16, width=64, layers=1)
+    e = write_tiny_audio_encoder(tmp_path / "enc.safetensors", arch="resnet10t")
+    cache = EditorCache(device="cpu", identity=None)
+    editor = cache.get(str(g), str(e), str(c))
+    assert cache.get(str(g), str(e), str(c)) is editor and len(cache) == 1  # loaded once, shared
+    assert cache.get(str(g2), str(e), str(c)) is not editor and len(cache) == 2
+
+    previews = []
+
+    def callback(step, losses):
+        previews.append(editor.clip_space.last())
+
+    editor.clip_space.start()
+    try:
+        result = editor.edit(audio=str(formats_dir / "cat.mp3"), source=0, steps=2, callback=callback)
+    finally:
+        editor.clip_space.stop()
+    assert len(previews) == 2 and all(p is not None and p.shape == (1, 3, 32, 32) for p in previews)
+    assert result.image.shape == (1, 3, 32, 32)
