@@ -282,12 +282,13 @@ def test_serves_only_its_own_files(server):
         assert status in (403, 404), f"{path} was served (HTTP {status})"
 
 
-def test_cancel_stops_an_edit(server, browser, formats_dir):
+def test_cancel_stops_an_edit(server, browser):
     page = _open(browser, server)
     steps = page.locator("#steps input[type=number]")
     steps.fill("1000")
     steps.press("Enter")
-    _upload_sound(page, formats_dir / "cat.mp3")
+    page.get_by_text("siren.wav").click()  # an example sound this time
+    page.locator("#sound audio, #sound [data-testid='waveform-controls']").first.wait_for(state="attached")
     page.locator("#run").click()
     _wait_status(page, "Step")
     page.locator("#cancel").click()
