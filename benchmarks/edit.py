@@ -68,15 +68,18 @@ def one(resolution: int, batch: int, steps: int, device: str, variant: str) -> d
         if device == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         optimize_latent(G, clip, target, w_s, steps=steps, **kw)
         if device == "cuda":
             torch.cuda.synchronize()
         seconds = (time.perf_counter() - start) / steps
+        # CPU seconds of all threads: on a shared machine wall time depends on the neighbours,
+        # this does not (an idle machine's wall time is about cpu_s_per_step / threads)
+        cpu_seconds = (time.process_time() - cpu_start) / steps
     peak = (torch.cuda.max_memory_allocated() if device == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     return {"device": device, "variant": variant, "resolution": resolution, "n_latent": G.n_latent, "batch": batch,
-            "s_per_step": seconds, "s_per_step_per_image": seconds / batch, "s_300_steps": 300 * seconds,
+            "s_per_step": seconds, "cpu_s_per_step": cpu_seconds, "s_per_step_per_image": seconds / batch, "s_300_steps": 300 * seconds,
             "peak_mem_gib": peak / 2**30, "threads": torch.get_num_threads()}
 
 
@@ -89,16 +92,23 @@ def run_child(resolution: int, batch: int, steps: int, device: str, variant: str
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _estimate_gib(rows: list[dict], resolution: int, batch: int) -> float | None:
+    """Peak memory of a larger batch, extrapolated linearly from the batch-1 run at that resolution."""
+    single = next((r for r in rows if r.get("resolution") == resolution and r.get("batch") == 1
+                   and "peak_mem_gib" in r), None)
+    return None if single is None or batch == 1 else single["peak_mem_gib"] * batch
+
+
 def table(rows: list[dict]) -> str:
-    head = f"{'device':6} {'variant':8} {'px':>5} {'L':>3} {'batch':>5} {'s/step':>8} {'s/step/img':>10} " \
-           f"{'300 steps':>10} {'peak GiB':>9}"
+    head = f"{'device':6} {'variant':8} {'px':>5} {'L':>3} {'batch':>5} {'s/step':>8} {'cpu s/step':>10} " \
+           f"{'s/step/img':>10} {'300 steps':>10} {'peak GiB':>9}"
     lines = [head, "-" * len(head)]
     for r in rows:
         if "error" in r:
             lines.append(f"{r['device']:6} {r['variant']:8} {r['resolution']:>5} {'':>3} {r['batch']:>5}  error: {r['error']}")
             continue
         lines.append(f"{r['device']:6} {r['variant']:8} {r['resolution']:>5} {r['n_latent']:>3} {r['batch']:>5} "
-                     f"{r['s_per_step']:>8.3f} {r['s_per_step_per_image']:>10.3f} {r['s_300_steps']:>9.1f}s "
+                     f"{r['s_per_step']:>8.3f} {r.get('cpu_s_per_step', float('nan')):>10.2f} {r['s_per_step_per_image']:>10.3f} {r['s_300_steps']:>9.1f}s "
                      f"{r['peak_mem_gib']:>9.2f}")
     return "\n".join(lines)
 
@@ -120,12 +130,18 @@ def main() -> None:
     resolutions = [int(r) for r in args.resolutions.split(",")]
     batches = [int(b) for b in args.batches.split(",")]
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, {torch.get_num_threads()} threads, "
-          f"load average {os.getloadavg()[0]:.1f}", flush=True)
+          f"load average {os.getloadavg()[0]:.1f} (wall times grow with the load; cpu s/step does not)", flush=True)
     rows = []
     if not args.skip_cpu:
         for res in resolutions:
             for b in batches:
-                rows.append(run_child(res, b, args.steps, "cpu", "fp32"))
+                need = _estimate_gib(rows, res, b)
+                free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
+                if need is not None and need > 0.8 * free:  # do not push a shared machine into the OOM killer
+                    rows.append({"device": "cpu", "variant": "fp32", "resolution": res, "batch": b,
+                                 "error": f"skipped: needs about {need:.0f} GiB, {free:.0f} GiB free"})
+                else:
+                    rows.append(run_child(res, b, args.steps, "cpu", "fp32"))
                 print(table(rows[-1:]).splitlines()[-1], flush=True)
     if torch.cuda.is_available():
         print(f"GPU: {torch.cuda.get_device_name()}", flush=True)
