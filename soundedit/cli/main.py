@@ -83,6 +83,3 @@ def main(argv: list[str] | None = None) -> int:
     sys.exit(code) if argv is None else None
     return code
 
-
-if __name__ == "__main__":
-    main()
