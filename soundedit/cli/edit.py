@@ -20,9 +20,9 @@ from soundedit.errors import InputError
 
 logger = logging.getLogger("soundedit")
 
-#: steps of ``--steps auto`` on a CPU: a 256-px step with CLIP ViT-B/32 costs ~15 CPU-seconds (benchmarks/edit.py),
-#: so 40 steps keep `make demo` within 10 minutes on 2 cores
-CPU_AUTO_STEPS = 40
+#: steps of ``--steps auto`` on a CPU: a 256-px step with CLIP ViT-B/32 takes 7-12 s on 2 cores (benchmarks/edit.py),
+#: so 30 steps keep `make demo` (loading included) well within 10 minutes
+CPU_AUTO_STEPS = 30
 FULL_STEPS = 300
 
 # -- shared options (Annotated so defaults show in --help) ---------------------------------------
