@@ -22,7 +22,6 @@ import hashlib
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -134,17 +133,10 @@ def add_file(entry: WeightsEntry, src: Path, *, move: bool, sha256: str | None =
     if move:
         os.replace(src, target)
     else:
-        fd, tmp = tempfile.mkstemp(prefix=f".{entry.file}.", suffix=".part", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
-                shutil.copyfileobj(inp, out, _CHUNK)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        from soundedit.fileio import atomic_open
+
+        with atomic_open(target, "wb") as out, open(src, "rb") as inp:
+            shutil.copyfileobj(inp, out, _CHUNK)
     write_ref(entry.name, sha256)
     if not entry.pinned:
         logger.warning("weights %r has no pinned sha256 in weights.lock; cached file has sha256 %s (%d bytes). "
