@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from soundedit.errors import InputError
@@ -38,6 +38,24 @@ def _split_for(fold: int, val_folds: Iterable[int]) -> str:
     return "val" if fold in set(val_folds) else "train"
 
 
+def _fold_rows(meta: Path, folds: Iterable[int] | None, val_folds: Iterable[int],
+               audio_and_label: Callable[[dict[str, str], int], tuple[Path, str]]) -> list[ManifestRow]:
+    """Rows of a metadata CSV with a ``fold`` column (ESC-50, UrbanSound8K), folds filtered and split assigned.
+
+    ``audio_and_label(record, fold)`` gives the clip's path and its raw label.
+    """
+    keep = None if folds is None else set(folds)
+    rows = []
+    with open(meta, newline="", encoding="utf-8") as fh:
+        for rec in csv.DictReader(fh):
+            fold = int(rec["fold"])
+            if keep is not None and fold not in keep:
+                continue
+            audio, label = audio_and_label(rec, fold)
+            rows.append(ManifestRow(audio=str(audio), label=clean_label(label), split=_split_for(fold, val_folds)))
+    return rows
+
+
 def esc50(root: str | os.PathLike, *, folds: Iterable[int] | None = None, val_folds: Iterable[int] = (5,)) -> list[ManifestRow]:
     """ESC-50 (``meta/esc50.csv``: filename, fold, target, category, ...; clips in ``audio/``).
 
@@ -51,16 +69,8 @@ def esc50(root: str | os.PathLike, *, folds: Iterable[int] | None = None, val_fo
     """
     root = Path(root)
     meta = _need_file(root / "meta" / "esc50.csv", "ESC-50 root")
-    keep = None if folds is None else set(folds)
-    rows = []
-    with open(meta, newline="", encoding="utf-8") as fh:
-        for rec in csv.DictReader(fh):
-            fold = int(rec["fold"])
-            if keep is not None and fold not in keep:
-                continue
-            rows.append(ManifestRow(audio=str(root / "audio" / rec["filename"]), label=clean_label(rec["category"]),
-                                    split=_split_for(fold, val_folds)))
-    return rows
+    return _fold_rows(meta, folds, val_folds,
+                      lambda rec, fold: (root / "audio" / rec["filename"], rec["category"]))
 
 
 def urbansound8k(root: str | os.PathLike, *, folds: Iterable[int] | None = None,
@@ -74,16 +84,8 @@ def urbansound8k(root: str | os.PathLike, *, folds: Iterable[int] | None = None,
     """
     root = Path(root)
     meta = _need_file(root / "metadata" / "UrbanSound8K.csv", "UrbanSound8K root")
-    keep = None if folds is None else set(folds)
-    rows = []
-    with open(meta, newline="", encoding="utf-8") as fh:
-        for rec in csv.DictReader(fh):
-            fold = int(rec["fold"])
-            if keep is not None and fold not in keep:
-                continue
-            rows.append(ManifestRow(audio=str(root / "audio" / f"fold{fold}" / rec["slice_file_name"]),
-                                    label=clean_label(rec["class"]), split=_split_for(fold, val_folds)))
-    return rows
+    return _fold_rows(meta, folds, val_folds,
+                      lambda rec, fold: (root / "audio" / f"fold{fold}" / rec["slice_file_name"], rec["class"]))
 
 
 class _ClipIndex:
