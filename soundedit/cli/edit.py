@@ -26,7 +26,7 @@ CPU_AUTO_STEPS = 30
 FULL_STEPS = 300
 
 # -- shared options (Annotated so defaults show in --help) ---------------------------------------
-SoundOpt = Annotated[Optional[list[Path]], typer.Option("--sound", "-s", help="Sound file; repeat to mix several.")]
+SoundOpt = Annotated[Optional[list[Path]], typer.Option("--sound", "--audio", "-s", help="Sound file (any format soundedit reads); repeat to mix several.")]
 GainOpt = Annotated[Optional[str], typer.Option("--gain", help="Gain in dB per --sound, comma-separated (e.g. 0,-10).")]
 TextOpt = Annotated[Optional[str], typer.Option("--text", "-t", help="Text prompt (alone or with the sound).")]
 SeedSrcOpt = Annotated[Optional[int], typer.Option("--seed", help="Source: sample W+ from this seed (truncation applies). "

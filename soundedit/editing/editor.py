@@ -171,7 +171,10 @@ class Editor:
             unknown = sorted(set(job) - {"audio", "text", "source", "gains_db", "audio_weight", "text_weight"})
             if unknown:
                 raise InputError(f"edit job: unknown keys {unknown}")
-            src = resolve_source(self.generator, job.get("source"), truncation=cfg.truncation, free=free)
+            # a photo source is face-aligned only for face generators (others are centre-cropped),
+            # as `soundedit edit IMAGE` does
+            src = resolve_source(self.generator, job.get("source"), truncation=cfg.truncation, free=free,
+                                 inversion={"align": cfg.preset == "faces"})
             target, info = build_target(self.clip_space, audio=job.get("audio"), gains_db=job.get("gains_db"),
                                         text=job.get("text"), audio_weight=job.get("audio_weight", 1.0),
                                         text_weight=job.get("text_weight", 1.0))

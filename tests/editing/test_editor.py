@@ -227,3 +227,21 @@ def test_identity_term_keeps_the_face(files, tmp_path):
     assert "identity_cosine" in with_id.metrics and "identity_cosine" in without.metrics
     assert with_id.metrics["identity_cosine"].item() > without.metrics["identity_cosine"].item()
     assert with_id.history["id"][-1, 0] > 0
+
+
+@pytest.mark.parametrize("preset, aligned", [("faces", True), ("scenes", False)])
+def test_photo_source_is_face_aligned_only_for_face_presets(editor, sounds, tmp_path, monkeypatch, preset, aligned):
+    import soundedit.inversion
+
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(b"stand-in; the inversion below is replaced")
+    G = editor.generator
+    seen = []
+
+    def fake_invert(path, *, generator, **kwargs):
+        seen.append(kwargs)
+        return torch.zeros(1, G.n_latent, G.style_dim)
+
+    monkeypatch.setattr(soundedit.inversion, "invert_image", fake_invert, raising=False)
+    editor.edit(audio=sounds["siren"], source=str(photo), steps=1, preset=preset, lambda_id=0.0)
+    assert seen == [{"align": aligned}]
