@@ -191,12 +191,7 @@ def run_zero_shot(datasets: Sequence[AudioDataset], encoders: Sequence[NamedEnco
                     res.per_class, Path(out_dir) / f"zeroshot_per_class_{slug}.png",
                     title=f"zero-shot per-class top-1, {ds.name}, {enc.name}")
         rows.append(row)
-    report["table1"] = rows
-    if out_dir is not None:
-        report["plots"] = {k: str(v) for k, v in plots.items()}
-        md = _markdown("Zero-shot classification", report, rows, part="zeroshot")
-        report["files"] = {k: str(v) for k, v in reports.write_report(out_dir, report, md, stem="zeroshot").items()}
-    return report
+    return _finish_report(report, rows, plots, out_dir, title="Zero-shot classification", part="zeroshot")
 
 
 def run_probe(datasets: Sequence[AudioDataset], encoders: Sequence[NamedEncoder], *,
@@ -234,12 +229,7 @@ def run_probe(datasets: Sequence[AudioDataset], encoders: Sequence[NamedEncoder]
                     res.confusion, ds.classes, Path(out_dir) / f"probe_confusion_{slug}.png",
                     title=f"linear probe {ds.name}, {enc.name} ({res.protocol})")
         rows.append(row)
-    report["table1"] = rows
-    if out_dir is not None:
-        report["plots"] = {k: str(v) for k, v in plots.items()}
-        md = _markdown("Linear probe (supervised)", report, rows, part="probe")
-        report["files"] = {k: str(v) for k, v in reports.write_report(out_dir, report, md, stem="probe").items()}
-    return report
+    return _finish_report(report, rows, plots, out_dir, title="Linear probe (supervised)", part="probe")
 
 
 def write_table1(out_dir: str | Path, zeroshot: dict | None, probe: dict | None) -> dict[str, Path]:
@@ -255,6 +245,17 @@ def write_table1(out_dir: str | Path, zeroshot: dict | None, probe: dict | None)
 
 
 # ------------------------------------------------------------------------------------------------
+
+
+def _finish_report(report: dict, rows: list[dict], plots: dict, out_dir: str | Path | None, *, title: str,
+                   part: str) -> dict:
+    """Attach the Table 1 rows; with ``out_dir``, also the plots and ``{part}.json`` / ``{part}.md`` written there."""
+    report["table1"] = rows
+    if out_dir is not None:
+        report["plots"] = {k: str(v) for k, v in plots.items()}
+        md = _markdown(title, report, rows, part=part)
+        report["files"] = {k: str(v) for k, v in reports.write_report(out_dir, report, md, stem=part).items()}
+    return report
 
 
 def _check_labelled(datasets: Sequence[AudioDataset]) -> None:
