@@ -316,17 +316,13 @@ def eval_zeroshot(
     Example: soundedit eval zeroshot --dataset esc50 --root ESC-50-master/ -e authors-resnet18 -e ours.safetensors
     """
     from soundedit.evaluation.runs import run_zero_shot
-    from soundedit.runtime import resolve_device
 
     templates = _templates(template, ensemble)
-    fold_list = _parse_folds(folds)
-    datasets = _load_datasets(root, dataset, folds=fold_list, limit=limit, skip_missing=skip_missing)
-    dev = resolve_device(device)
-    encoders = _load_encoders(encoder, dev)
+    datasets, dev, encoders, settings = _eval_inputs(root, dataset, encoder, folds=folds, limit=limit,
+                                                     skip_missing=skip_missing, device=device)
     space = _load_clip(clip, encoders, dev)
     report = run_zero_shot(datasets, encoders, space, templates=templates, cache_dir=_cache(cache_dir, no_cache),
-                           batch_size=batch_size, device=dev, out_dir=out,
-                           settings={"folds": fold_list, "limit": limit or None, "skip_missing": skip_missing})
+                           batch_size=batch_size, device=dev, out_dir=out, settings=settings)
     _finish(report, json_out, part="zeroshot")
 
 
@@ -354,7 +350,6 @@ def eval_probe(
     """
     from soundedit.errors import InputError
     from soundedit.evaluation.runs import run_probe
-    from soundedit.runtime import resolve_device
 
     try:
         Cs = [float(x) for x in c_values.split(",") if x.strip()]
@@ -362,13 +357,10 @@ def eval_probe(
         raise InputError(f"--C: expected comma-separated numbers, got {c_values!r}") from None
     if not Cs or any(c <= 0 for c in Cs):
         raise InputError(f"--C: expected positive numbers, got {c_values!r}")
-    fold_list = _parse_folds(folds)
-    datasets = _load_datasets(root, dataset, folds=fold_list, limit=limit, skip_missing=skip_missing)
-    dev = resolve_device(device)
-    encoders = _load_encoders(encoder, dev)
+    datasets, dev, encoders, settings = _eval_inputs(root, dataset, encoder, folds=folds, limit=limit,
+                                                     skip_missing=skip_missing, device=device)
     report = run_probe(datasets, encoders, Cs=Cs, cache_dir=_cache(cache_dir, no_cache), batch_size=batch_size,
-                       device=dev, out_dir=out, seed=seed,
-                       settings={"folds": fold_list, "limit": limit or None, "skip_missing": skip_missing})
+                       device=dev, out_dir=out, seed=seed, settings=settings)
     _finish(report, json_out, part="probe")
 
 
@@ -398,16 +390,12 @@ def eval_table1(
     Example: soundedit eval table1 --root ESC-50-master/ --root UrbanSound8K/ -e authors-resnet18 -e ours.safetensors
     """
     from soundedit.evaluation.runs import run_probe, run_zero_shot, write_table1
-    from soundedit.runtime import resolve_device
 
     templates = _templates(template, ensemble)
-    fold_list = _parse_folds(folds)
-    datasets = _load_datasets(root, dataset, folds=fold_list, limit=limit, skip_missing=skip_missing)
-    dev = resolve_device(device)
-    encoders = _load_encoders(encoder, dev)
+    datasets, dev, encoders, settings = _eval_inputs(root, dataset, encoder, folds=folds, limit=limit,
+                                                     skip_missing=skip_missing, device=device)
     space = _load_clip(clip, encoders, dev)
     cache = _cache(cache_dir, no_cache)
-    settings = {"folds": fold_list, "limit": limit or None, "skip_missing": skip_missing}
     zs = run_zero_shot(datasets, encoders, space, templates=templates, cache_dir=cache, batch_size=batch_size,
                        device=dev, out_dir=out, settings=settings)
     pr = run_probe(datasets, encoders, cache_dir=cache, batch_size=batch_size, device=dev, out_dir=out, seed=seed,
@@ -417,6 +405,18 @@ def eval_table1(
               "plots": {**zs.get("plots", {}), **pr.get("plots", {})}}
     _finish(merged if not json_out else {"table1": merged["table1"], "zeroshot": zs, "probe": pr}, json_out,
             part="table1")
+
+
+def _eval_inputs(roots: list[Path], datasets: list[str], encoders: list[str], *, folds: str, limit: int,
+                 skip_missing: bool, device: str):
+    """What every ``eval`` protocol starts from: ``(datasets, device, encoders, settings for the report)``."""
+    from soundedit.runtime import resolve_device
+
+    fold_list = _parse_folds(folds)
+    loaded = _load_datasets(roots, datasets, folds=fold_list, limit=limit, skip_missing=skip_missing)
+    dev = resolve_device(device)
+    settings = {"folds": fold_list, "limit": limit or None, "skip_missing": skip_missing}
+    return loaded, dev, _load_encoders(encoders, dev), settings
 
 
 def _merge_rows(*reports_: dict) -> list[dict]:
