@@ -134,7 +134,15 @@ def load_wordnet(root: str | os.PathLike | None = None):
 
     from nltk.corpus.reader.wordnet import WordNetCorpusReader
 
+    import nltk
+
     folder = Path(root) if root is not None else find_wordnet()
+    # nltk (3.10+) only opens files below folders on nltk.data.path; register the data root
+    # (DIR of DIR/corpora/wordnet) so a folder given here, or NLTK_DATA set after nltk was
+    # first imported, is readable.
+    data_root = str(folder.resolve().parent.parent)
+    if data_root not in nltk.data.path:
+        nltk.data.path.append(data_root)
     with warnings.catch_warnings():
         # No Open Multilingual WordNet here: English synonyms are all augmentation needs.
         warnings.simplefilter("ignore", UserWarning)
