@@ -58,7 +58,7 @@ class ManifestRow:
 
 @dataclass
 class FileReport:
-    """Audio files of a manifest that cannot be used."""
+    """Files (audio clips and video frames) of a manifest that cannot be used."""
 
     total: int = 0
     missing: list[str] = field(default_factory=list)
@@ -69,7 +69,7 @@ class FileReport:
         return len(self.missing) + len(self.unreadable)
 
     def summary(self, limit: int = 5) -> str:
-        parts = [f"{self.bad} of {self.total} audio file(s) cannot be used: {len(self.missing)} missing, "
+        parts = [f"{self.bad} of {self.total} manifest row(s) cannot be used: {len(self.missing)} missing, "
                  f"{len(self.unreadable)} unreadable"]
         if self.missing:
             parts.append("missing e.g. " + ", ".join(self.missing[:limit]))
@@ -187,9 +187,24 @@ def write_manifest(rows: list[ManifestRow], path: str | os.PathLike) -> Path:
     return write_text(p, buf.getvalue())
 
 
+def _image_problem(path: str, probe: bool) -> str | None:
+    """Why a frame file cannot be used (``"missing"``, a decoder message), or None when fine."""
+    if not os.path.isfile(path):
+        return "missing"
+    if probe:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as im:  # reads the header only
+                im.size
+        except (UnidentifiedImageError, OSError) as exc:
+            return str(exc).splitlines()[0][:120]
+    return None
+
+
 def check_audio(rows: list[ManifestRow], *, allow_missing: bool = False, what: str = "manifest",
                 probe: bool = True) -> tuple[list[ManifestRow], FileReport]:
-    """Find missing or unreadable audio files; fail, or drop them only when allowed.
+    """Find missing or unreadable audio files and video frames; fail, or drop those rows only when allowed.
 
     Args:
         rows: manifest rows.
@@ -221,13 +236,17 @@ def check_audio(rows: list[ManifestRow], *, allow_missing: bool = False, what: s
                 except (sf.LibsndfileError, RuntimeError, OSError) as exc:
                     reason = str(exc).splitlines()[0][:120]
             checked[row.audio] = reason
-        reason = checked[row.audio]
+        bad_path, reason = row.audio, checked[row.audio]
+        if reason is None and row.image:  # the row's video frame, for the a<->v term
+            if row.image not in checked:
+                checked[row.image] = _image_problem(row.image, probe)
+            bad_path, reason = row.image, checked[row.image]
         if reason is None:
             keep.append(row)
         elif reason == "missing":
-            report.missing.append(row.audio)
+            report.missing.append(bad_path)
         else:
-            report.unreadable.append((row.audio, reason))
+            report.unreadable.append((bad_path, reason))
     if report.bad:
         if not allow_missing:
             raise InputError(f"{what}: {report.summary()} (pass --allow-missing to skip them)")

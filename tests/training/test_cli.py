@@ -22,7 +22,7 @@ def tiny_clip_path(tmp_path_factory):
 def test_prepare_esc50_reports_missing_then_writes(esc50_root, tmp_path, capsys):
     out = tmp_path / "esc.csv"
     assert main(["train", "prepare", "esc50", str(esc50_root), "--out", str(out)]) == 2
-    assert "1600 of 2000 audio file(s) cannot be used: 1600 missing" in capsys.readouterr().err
+    assert "1600 of 2000 manifest row(s) cannot be used: 1600 missing" in capsys.readouterr().err
     assert not out.exists()
     assert main(["train", "prepare", "esc50", str(esc50_root), "--out", str(out), "--folds", "1", "--val-folds", "1",
                  "--json"]) == 0
@@ -51,7 +51,7 @@ def test_train_cli_end_to_end(esc50_root, tmp_path, tiny_clip_path, capsys):
             "--batch-size", "3", "--sample-rate", "16000", "--no-text-augment", "--clip", str(tiny_clip_path),
             "--workers", "0", "--device", "cpu", "--json"]
     assert main(args) == 2  # one file is missing: reported, not skipped silently
-    assert "1 of 7 audio file(s) cannot be used: 1 missing" in capsys.readouterr().err
+    assert "1 of 7 manifest row(s) cannot be used: 1 missing" in capsys.readouterr().err
     assert main(args + ["--allow-missing", "--mel-cache", str(tmp_path / "mels")]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["epochs"] == 1 and summary["global_step"] == 2 and summary["skipped_files"] == 1

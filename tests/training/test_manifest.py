@@ -50,16 +50,35 @@ def test_missing_and_unreadable_files_are_reported(esc50_root, tmp_path):
     with pytest.raises(InputError) as err:
         check_audio(rows, what="--manifest m.csv")
     msg = str(err.value)
-    assert "2 of 4 audio file(s) cannot be used: 1 missing, 1 unreadable" in msg
+    assert "2 of 4 manifest row(s) cannot be used: 1 missing, 1 unreadable" in msg
     assert "gone.wav" in msg and "corrupt.wav" in msg and "--allow-missing" in msg
     kept, report = check_audio(rows, allow_missing=True)
     assert kept == rows[:2] and report.missing == [str(tmp_path / "gone.wav")] and report.unreadable[0][0] == str(corrupt)
 
 
+
+def test_missing_and_unreadable_frames_are_reported(esc50_root, tmp_path):
+    from PIL import Image
+
+    clips = sorted((esc50_root / "audio").iterdir())[:3]
+    frame = tmp_path / "frame.png"
+    Image.new("RGB", (8, 8), (10, 20, 30)).save(frame)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    rows = [ManifestRow(audio=str(clips[0]), label="x", image=str(frame)),
+            ManifestRow(audio=str(clips[1]), label="x", image=str(tmp_path / "gone.png")),
+            ManifestRow(audio=str(clips[2]), label="x", image=str(broken))]
+    with pytest.raises(InputError) as err:
+        check_audio(rows, what="--manifest m.csv")
+    assert "2 of 3 manifest row(s) cannot be used: 1 missing, 1 unreadable" in str(err.value)
+    kept, report = check_audio(rows, allow_missing=True)
+    assert kept == rows[:1]
+    assert report.missing == [str(tmp_path / "gone.png")] and report.unreadable[0][0] == str(broken)
+
 def test_esc50_importer_counts_absent_folds(esc50_root):
     rows = importers.esc50(esc50_root)
     assert len(rows) == 2000 and len({r.label for r in rows}) == 50
-    with pytest.raises(InputError, match="1600 of 2000 audio file"):
+    with pytest.raises(InputError, match="1600 of 2000 manifest row"):
         check_audio(rows, probe=False)
     kept, report = check_audio(rows, allow_missing=True, probe=False)
     assert len(kept) == 400 and len(report.missing) == 1600
