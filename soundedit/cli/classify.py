@@ -167,6 +167,9 @@ def classify(
         names = read_labels_file(labels_file)
     templates = _templates(template, ensemble)
     fold_list = _parse_folds(folds)
+    absent = [x for x in inputs if x != "-" and not Path(x).exists()]
+    if absent:
+        raise InputError(f"INPUTS: {absent[0]!r} does not exist (expected a dataset folder, audio files or -)")
     if len(inputs) == 1 and inputs[0] != "-" and Path(inputs[0]).is_dir():
         ds = load_dataset(inputs[0], labels=names or None, folds=fold_list, limit=limit or None)
         require_complete(ds, skip_missing=skip_missing)

@@ -45,6 +45,12 @@ def test_classify_refuses_a_partial_protocol(capsys, esc50_root):
     assert "--folds 1" in err and "--skip-missing" in err
 
 
+
+def test_classify_names_an_input_that_does_not_exist(capsys, tmp_path):
+    code, out, err = _run(capsys, "classify", tmp_path / "no-such-folder", "--labels", "dog,rain")
+    assert code == 2 and out == ""
+    assert "INPUTS: " in err and "no-such-folder' does not exist" in err and len(err.strip().splitlines()) == 1
+
 def test_classify_esc50_fold1(capsys, esc50_root, models):
     common = ["classify", esc50_root, "--folds", "1", "--limit", "8", "--encoder", models["authors"],
               "--clip", models["clip"], "--cache-dir", models["cache"], "-k", "3"]
