@@ -9,8 +9,7 @@ Submodules import torch, so they load on first attribute access.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from soundedit._lazy import lazy_getattr
 
 _LAZY = {
     "optimize_latent": "soundedit.editing.optimize",
@@ -31,8 +30,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'soundedit.editing' has no attribute {name!r}")
+__getattr__ = lazy_getattr("soundedit.editing", _LAZY)

@@ -14,8 +14,7 @@ Entry points (loaded on first attribute access, so importing this package is che
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from soundedit._lazy import lazy_getattr
 
 _LAZY = {
     "AudioDataset": "soundedit.evaluation.datasets",
@@ -46,8 +45,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'soundedit.evaluation' has no attribute {name!r}")
+__getattr__ = lazy_getattr("soundedit.evaluation", _LAZY)

@@ -6,8 +6,7 @@ using one model does not import the others.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from soundedit._lazy import lazy_getattr
 
 _LAZY = {
     "load_generator": "soundedit.models.stylegan2.loading",
@@ -22,8 +21,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'soundedit.models' has no attribute {name!r}")
+__getattr__ = lazy_getattr("soundedit.models", _LAZY)
