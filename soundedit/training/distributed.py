@@ -77,9 +77,22 @@ def init_from_env(device: str | torch.device = "auto") -> tuple[DistInfo, torch.
 
 
 def shutdown() -> None:
-    """Tear the process group down (no-op when none)."""
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    """Tear the process group down on every rank together (no-op when none).
+
+    Callers drop their ``DistributedDataParallel`` wrappers first.  The barrier keeps
+    rank 0 (which hosts the rendezvous store) alive until every rank has finished
+    its collectives; the garbage collection releases wrappers caught in reference
+    cycles, whose gloo worker threads would otherwise be torn down during
+    interpreter finalisation and abort the process (SIGABRT, "terminate called
+    without an active exception").
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    import gc
+
+    dist.barrier()
+    gc.collect()
+    dist.destroy_process_group()
 
 
 class _AllGatherWithGrad(torch.autograd.Function):

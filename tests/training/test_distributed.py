@@ -53,6 +53,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     ddp = DistributedDataParallel(model)
     loss, grads = _step(model, ddp, x[shard], x_aug[shard], text[shard], groups[shard])
     torch.save({"loss": loss, "grads": grads}, f"{out}.{rank}")
+    del ddp
     distributed.shutdown()
 
 
