@@ -22,12 +22,14 @@ computed in float64 (as librosa does) and the filterbank is applied block-sparse
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
+from soundedit.audio.banded import column_blocks
 from soundedit.audio.io import AudioSource, Waveform, audio_info, load_audio, resample
 from soundedit.config import AudioConfig
 from soundedit.errors import InputError
@@ -82,15 +84,56 @@ def _mel_to_hz(mel: torch.Tensor) -> torch.Tensor:
     return torch.where(mel >= _MIN_LOG_MEL, _MIN_LOG_HZ * torch.exp(_LOGSTEP * (mel - _MIN_LOG_MEL)), _F_SP * mel)
 
 
-def _filter_blocks(fb: torch.Tensor, block: int = 64) -> list[tuple[int, int, int, int]]:
-    """``(k0, k1, m0, m1)``: FFT-bin blocks and the mel rows with a non-zero weight in them."""
-    blocks = []
-    for k0 in range(0, fb.shape[1], block):
-        k1 = min(k0 + block, fb.shape[1])
-        rows = torch.nonzero(fb[:, k0:k1].abs().sum(dim=1) > 0).flatten()
-        if rows.numel():
-            blocks.append((k0, k1, int(rows[0]), int(rows[-1]) + 1))
-    return blocks
+class _ClipPlan:
+    """Work arrays and prepared views of the CPU fast path, reused from clip to clip of a batch.
+
+    Reuse matters: fresh multi-megabyte arrays per clip cost page faults comparable to the
+    arithmetic itself, and slicing the filterbank per clip costs as much as small products.
+    """
+
+    _last = threading.local()  # per thread, the plan of the last call (kept for the next one)
+
+    @classmethod
+    def for_clips(cls, n: int, logmel: "LogMel") -> "_ClipPlan":
+        """The plan for clips of ``n`` samples, reusing this thread's last one when it fits."""
+        key = (id(logmel), n, logmel.fb2.data_ptr(), logmel.window.data_ptr())
+        plan = getattr(cls._last, "plan", None)
+        if plan is None or plan.key != key:
+            plan = cls._last.plan = cls(n, logmel)
+            plan.key = key
+        return plan
+
+    def __init__(self, n: int, logmel: "LogMel") -> None:
+        cfg, dtype = logmel.config, logmel.compute_dtype
+        self.n, self.half = n, cfg.n_fft // 2
+        self.reflect = logmel._pad_mode(n) == "reflect"
+        self.window = logmel.window
+        self.padded = torch.zeros(n + 2 * self.half, dtype=dtype)
+        self.frames_in = self.padded.unfold(0, cfg.n_fft, cfg.hop_length)  # (frames, n_fft) view
+        self.frames = torch.empty(self.frames_in.shape, dtype=dtype)
+        complex_dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+        self.spec = torch.empty(self.frames.shape[0], self.half + 1, dtype=complex_dtype)
+        # (frames, 2 * n_freqs): real and imaginary parts interleaved as they lie in memory
+        self.spec_sq = torch.view_as_real(self.spec).view(self.frames.shape[0], -1)
+        self.mel = torch.empty(cfg.n_mels, self.frames.shape[0], dtype=dtype)
+        self.products = [(logmel.fb2[m0:m1, k0:k1].contiguous(), self.spec_sq[:, k0:k1].T, self.mel[m0:m1])
+                         for k0, k1, m0, m1 in logmel._blocks2]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Mel power ``(n_mels, frames)`` of one clip ``(n,)`` (a view of a reused buffer)."""
+        n, half, padded = self.n, self.half, self.padded
+        padded[half:half + n] = x
+        if self.reflect:  # centred frames, reflected at both ends (torch.stft's / librosa's); else zeros stay
+            padded[:half] = x[1:half + 1].flip(0)
+            padded[half + n:] = x[n - half - 1:n - 1].flip(0)
+        torch.mul(self.frames_in, self.window, out=self.frames)
+        torch.fft.rfft(self.frames, out=self.spec)
+        self.spec_sq.square_()
+        self.mel.zero_()
+        # |X|^2 = re^2 + im^2 is summed inside the products (every filterbank column doubled).
+        for weights, power, mel in self.products:
+            mel.addmm_(weights, power)
+        return self.mel
 
 
 class LogMel(nn.Module):
@@ -117,28 +160,37 @@ class LogMel(nn.Module):
         self.compute_dtype = compute_dtype
         self.normalize = normalize
         fb = mel_filterbank(config.sample_rate, config.n_fft, config.n_mels, f_min=config.f_min, f_max=config.f_max)
-        self._blocks = _filter_blocks(fb)
+        self._blocks = column_blocks(fb, step=64, overhead=0)
+        # The CPU fast path multiplies the squared real and imaginary parts (interleaved, as
+        # the complex spectrum lies in memory) by a filterbank with every column doubled, so
+        # |X|^2 = re^2 + im^2 is summed inside the product instead of in a strided pass.
+        fb2 = fb.repeat_interleave(2, dim=1)
+        self._blocks2 = column_blocks(fb2)
         # Buffers are derived from the config, so they stay out of state_dicts.
         self.register_buffer("fb", fb.to(compute_dtype), persistent=False)
+        self.register_buffer("fb2", fb2.to(compute_dtype), persistent=False)
         window = torch.hann_window(config.n_fft, periodic=True, dtype=torch.float64)
         self.register_buffer("window", window.to(compute_dtype), persistent=False)
 
     def power(self, waveform: torch.Tensor) -> torch.Tensor:
         """Mel power spectrogram ``(N, n_mels, frames)`` in ``compute_dtype`` (librosa's ``melspectrogram``)."""
         x = waveform.to(self.compute_dtype)
-        if x.device.type != "cpu" or x.shape[0] == 1:
+        if x.device.type != "cpu" or (x.requires_grad and torch.is_grad_enabled()):
             return self._power(x)
-        # On CPU one clip at a time: each spectrogram stays in cache (~3x faster than one big
-        # batch for 5 s clips), and a clip's result does not depend on its batch-mates (batched
-        # small matmuls take other kernels, which round differently).
-        return torch.cat([self._power(clip) for clip in x.split(1)])
+        # On CPU, one clip at a time through reused buffers: each spectrogram stays in cache
+        # (~3x faster than one big batch for 5 s clips), and a clip's result does not depend
+        # on its batch-mates (batched small matmuls take other kernels, which round differently).
+        plan = _ClipPlan.for_clips(x.shape[-1], self)
+        out = x.new_empty(x.shape[0], self.config.n_mels, plan.mel.shape[-1])
+        for clip, dest in zip(x, out):
+            dest.copy_(plan(clip))
+        return out
 
     def _power(self, x: torch.Tensor) -> torch.Tensor:
+        """Batched and differentiable: ``torch.stft`` then the block-sparse filterbank."""
         cfg = self.config
-        # Reflect padding needs more than n_fft // 2 samples; a shorter click is zero-padded instead.
-        pad_mode = "reflect" if x.shape[-1] > cfg.n_fft // 2 else "constant"
-        spec = torch.stft(x, cfg.n_fft, cfg.hop_length, window=self.window, center=True, pad_mode=pad_mode,
-                          return_complex=True)  # (N, n_freqs, frames)
+        spec = torch.stft(x, cfg.n_fft, cfg.hop_length, window=self.window, center=True,
+                          pad_mode=self._pad_mode(x.shape[-1]), return_complex=True)  # (N, n_freqs, frames)
         power = spec.real.square() + spec.imag.square()
         # Block-sparse filterbank product: each block of FFT bins only reaches a few mel rows.
         mel = power.new_zeros(power.shape[0], cfg.n_mels, power.shape[-1])
@@ -146,30 +198,43 @@ class LogMel(nn.Module):
             mel[:, m0:m1] += torch.matmul(self.fb[m0:m1, k0:k1], power[:, k0:k1])
         return mel
 
+    def _pad_mode(self, n: int) -> str:
+        # Reflect padding needs more than n_fft // 2 samples; a shorter click is zero-padded instead.
+        return "reflect" if n > self.config.n_fft // 2 else "constant"
+
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         if waveform.ndim not in (1, 2):
             raise InputError(f"LogMel: expected waveforms (N, n) or (n,), got {tuple(waveform.shape)}")
         squeeze = waveform.ndim == 1
         x = waveform[None] if squeeze else waveform
-        db = power_to_db(self.power(x), top_db=self.config.top_db)
-        out = (db / self.config.top_db + 1.0) if self.normalize else db
-        out = out.float()
+        power = self.power(x)
+        db = power_to_db(power, top_db=self.config.top_db, inplace=not power.requires_grad)
+        if self.normalize:
+            db = db.div_(self.config.top_db).add_(1.0) if not db.requires_grad else db / self.config.top_db + 1.0
+        out = db.float()
         return out[0] if squeeze else out
 
 
-def power_to_db(power: torch.Tensor, *, top_db: float | None = 80.0, amin: float = AMIN) -> torch.Tensor:
+def power_to_db(power: torch.Tensor, *, top_db: float | None = 80.0, amin: float = AMIN,
+                inplace: bool = False) -> torch.Tensor:
     """``librosa.power_to_db(S, ref=np.max, amin, top_db)`` per clip (over the last two axes).
 
     Args:
         power: ``(..., n_mels, frames)`` non-negative.
         top_db: floor at ``max - top_db`` (``None``: no floor).
+        inplace: overwrite ``power`` with the result (same numbers, no new arrays; not for
+            tensors that need gradients).
 
     Returns:
         dB, same shape, maximum 0 per clip.
     """
-    log_spec = 10.0 * torch.log10(torch.clamp(power, min=amin))
     ref = torch.clamp(power.amax(dim=(-2, -1), keepdim=True), min=amin)
-    log_spec = log_spec - 10.0 * torch.log10(ref)
+    if inplace:
+        log_spec = power.clamp_(min=amin).log10_().mul_(10.0).sub_(10.0 * torch.log10(ref))
+        if top_db is not None:
+            log_spec.clamp_(min=log_spec.amax(dim=(-2, -1), keepdim=True) - top_db)
+        return log_spec
+    log_spec = 10.0 * torch.log10(torch.clamp(power, min=amin)) - 10.0 * torch.log10(ref)
     if top_db is not None:
         log_spec = torch.maximum(log_spec, log_spec.amax(dim=(-2, -1), keepdim=True) - top_db)
     return log_spec
@@ -271,11 +336,17 @@ def prepare_clips(clips: Sequence[AudioSource | Waveform] | AudioSource | Wavefo
             cut = list(pool.map(native, items))
     else:
         cut = [native(item) for item in items]
+    rates = sorted({r for _, r in cut})
+    groups = {rate: [i for i, (_, r) in enumerate(cut) if r == rate] for rate in rates}
+    # One batched resampling per source rate; when all clips share one, its result is
+    # returned as is (rows may be strided views: LogMel reads them without a copy).
+    resampled = {rate: fix_length(resample(torch.stack([cut[i][0] for i in idx]).float(), rate, config.sample_rate),
+                                  length) for rate, idx in groups.items()}
+    if len(rates) == 1:
+        return resampled[rates[0]]
     out = torch.empty(len(items), length, dtype=torch.float32, device=cut[0][0].device)
-    for rate in sorted({r for _, r in cut}):  # one batched resampling per source rate
-        idx = [i for i, (_, r) in enumerate(cut) if r == rate]
-        group = resample(torch.stack([cut[i][0] for i in idx]).float(), rate, config.sample_rate)
-        out[idx] = fix_length(group, length)
+    for rate, idx in groups.items():
+        out[idx] = resampled[rate]
     return out
 
 

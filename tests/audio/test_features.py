@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from soundedit.audio import (LogMel, fix_length, load_audio, mel_filterbank, official_layout, official_model_input,
-                             prepare_clips)
+                             power_to_db, prepare_clips)
 from soundedit.config import AudioConfig
 from soundedit.errors import InputError
 
@@ -99,7 +99,11 @@ def test_logmel_batched_differentiable_and_shapes():
         assert torch.equal(batch[i], logmel(x[i]))
     # A clip and a quieter copy give the same normalised log-mel (ref = per-clip max).
     torch.testing.assert_close(logmel(x[0]), logmel(x[0] * 0.01), rtol=1e-4, atol=1e-4)
+    power = logmel.power(x)
+    assert torch.equal(power_to_db(power.clone(), inplace=True), power_to_db(power))
     xg = x.clone().requires_grad_(True)
+    # The in-place CPU path (no autograd) and the differentiable torch.stft path agree.
+    torch.testing.assert_close(logmel(xg), batch, rtol=1e-5, atol=1e-6)
     logmel(xg).sum().backward()
     assert xg.grad is not None and torch.isfinite(xg.grad).all() and xg.grad.abs().sum() > 0
     short = logmel(torch.randn(100, generator=gen))  # shorter than n_fft/2: zero-padded frames
@@ -167,3 +171,22 @@ def test_prepare_clips_fixed_length_at_the_config_rate(esc50_root, formats_dir, 
     np.testing.assert_array_equal(prepare_clips(path, cfg16, crop="loudest")[0].numpy(), y[-32000:])
     mel = LogMel(cfg)(batch)
     assert mel.shape == (2, 128, 1 + 44100 // 512)
+
+
+@pytest.mark.parametrize("sr,n_fft,n_mels,f_min,f_max", [(44100, 2048, 128, 0.0, None), (16000, 512, 40, 0.0, None),
+                                                         (22050, 4096, 64, 300.0, 8000.0), (8000, 256, 80, 0.0, None)])
+def test_block_sparse_filterbank_covers_every_weight(sr, n_fft, n_mels, f_min, f_max):
+    from soundedit.audio.banded import column_blocks
+
+    fb = mel_filterbank(sr, n_fft, n_mels, f_min=f_min, f_max=f_max)
+    power = torch.rand(n_fft // 2 + 1, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    for blocks in (column_blocks(fb), column_blocks(fb, step=64, overhead=0)):
+        mel = torch.zeros(n_mels, 7, dtype=torch.float64)
+        for k0, k1, m0, m1 in blocks:
+            assert k0 < k1 and m0 < m1
+            mel[m0:m1] += fb[m0:m1, k0:k1] @ power[k0:k1]
+        torch.testing.assert_close(mel, fb @ power, rtol=1e-12, atol=0)
+    cfg = AudioConfig(sample_rate=sr, n_fft=n_fft, hop_length=n_fft // 4, n_mels=n_mels, f_min=f_min, f_max=f_max)
+    x = torch.randn(2, sr // 2, generator=torch.Generator().manual_seed(1))
+    logmel = LogMel(cfg, compute_dtype=torch.float64)
+    torch.testing.assert_close(logmel.power(x), logmel._power(x.double()), rtol=1e-10, atol=1e-12)

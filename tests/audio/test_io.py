@@ -114,6 +114,23 @@ def test_resample_is_band_limited():
         resample(both, rate, 16000, quality="fast")
 
 
+@pytest.mark.parametrize("orig,new,quality", [(16000, 44100, "default"), (44100, 16000, "default"),
+                                               (48000, 44100, "default"), (44100, 22050, "kaiser_best")])
+def test_resample_computes_torchaudios_resampler(orig, new, quality):
+    import torchaudio.functional as AF
+
+    from soundedit.audio.io import _RESAMPLE_SETTINGS
+
+    x = torch.randn(2, 3, 4001, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    ref = AF.resample(x, orig, new, **_RESAMPLE_SETTINGS[quality])
+    got = resample(x, orig, new, quality=quality)
+    assert got.shape == ref.shape
+    torch.testing.assert_close(got, ref, rtol=0, atol=1e-12)  # float64: the same sums
+    torch.testing.assert_close(resample(x.float(), orig, new, quality=quality), ref.float(), rtol=0, atol=5e-6)
+    with pytest.raises(InputError, match="floating-point"):
+        resample(torch.zeros(10, dtype=torch.int16), orig, new)
+
+
 def test_waveform_checks_its_fields():
     with pytest.raises(InputError, match="channels, n"):
         Waveform(torch.zeros(10), 16000)
