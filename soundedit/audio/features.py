@@ -92,15 +92,20 @@ class _ClipPlan:
     """
 
     _last = threading.local()  # per thread, the plan of the last call (kept for the next one)
+    MAX_KEPT_BYTES = 64 << 20
 
     @classmethod
     def for_clips(cls, n: int, logmel: "LogMel") -> "_ClipPlan":
         """The plan for clips of ``n`` samples, reusing this thread's last one when it fits."""
         key = (id(logmel), n, logmel.fb2.data_ptr(), logmel.window.data_ptr())
         plan = getattr(cls._last, "plan", None)
-        if plan is None or plan.key != key:
-            plan = cls._last.plan = cls(n, logmel)
-            plan.key = key
+        if plan is not None and plan.key == key:
+            return plan
+        plan = cls(n, logmel)
+        plan.key = key
+        # Keep it for the next call only when small: the buffers of a long recording (about
+        # 9x its samples) should not outlive the call that needed them.
+        cls._last.plan = plan if plan.nbytes <= cls.MAX_KEPT_BYTES else None
         return plan
 
     def __init__(self, n: int, logmel: "LogMel") -> None:
@@ -118,6 +123,7 @@ class _ClipPlan:
         self.mel = torch.empty(cfg.n_mels, self.frames.shape[0], dtype=dtype)
         self.products = [(logmel.fb2[m0:m1, k0:k1].contiguous(), self.spec_sq[:, k0:k1].T, self.mel[m0:m1])
                          for k0, k1, m0, m1 in logmel._blocks2]
+        self.nbytes = sum(t.numel() * t.element_size() for t in (self.padded, self.frames, self.spec, self.mel))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Mel power ``(n_mels, frames)`` of one clip ``(n,)`` (a view of a reused buffer)."""

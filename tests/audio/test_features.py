@@ -190,3 +190,18 @@ def test_block_sparse_filterbank_covers_every_weight(sr, n_fft, n_mels, f_min, f
     x = torch.randn(2, sr // 2, generator=torch.Generator().manual_seed(1))
     logmel = LogMel(cfg, compute_dtype=torch.float64)
     torch.testing.assert_close(logmel.power(x), logmel._power(x.double()), rtol=1e-10, atol=1e-12)
+
+
+def test_cpu_plan_is_reused_for_short_clips_and_dropped_for_long_ones(monkeypatch):
+    from soundedit.audio.features import _ClipPlan
+
+    logmel = LogMel(AudioConfig(sample_rate=16000, n_fft=512, hop_length=160, n_mels=40))
+    x = torch.randn(2, 16000, generator=torch.Generator().manual_seed(0))
+    first = logmel(x)
+    plan = _ClipPlan._last.plan
+    assert plan is not None and plan.n == 16000
+    torch.testing.assert_close(logmel(x), first, rtol=0, atol=0)  # the reused buffers give the same numbers
+    assert _ClipPlan._last.plan is plan
+    monkeypatch.setattr(_ClipPlan, "MAX_KEPT_BYTES", plan.nbytes - 1)
+    logmel(torch.randn(1, 20000))
+    assert _ClipPlan._last.plan is None  # too big to keep
