@@ -127,6 +127,11 @@ def test_resample_computes_torchaudios_resampler(orig, new, quality):
     assert got.shape == ref.shape
     torch.testing.assert_close(got, ref, rtol=0, atol=1e-12)  # float64: the same sums
     torch.testing.assert_close(resample(x.float(), orig, new, quality=quality), ref.float(), rtol=0, atol=5e-6)
+    # differentiable like torchaudio's (a waveform being optimised can be resampled)
+    xg, weights = x.clone().requires_grad_(True), torch.randn(ref.shape, dtype=torch.float64)
+    (resample(xg, orig, new, quality=quality) * weights).sum().backward()
+    expected = torch.autograd.grad((AF.resample(xg, orig, new, **_RESAMPLE_SETTINGS[quality]) * weights).sum(), xg)[0]
+    torch.testing.assert_close(xg.grad, expected, rtol=0, atol=1e-12)
     with pytest.raises(InputError, match="floating-point"):
         resample(torch.zeros(10, dtype=torch.int16), orig, new)
 
