@@ -109,8 +109,10 @@ def train(
         space = load_clip_space(clip, device=dev)
         result = train_alignment(cfg, train_rows, clip=space, out_dir=out, val_rows=val_rows or None, device=dev,
                                  resume=resume, cache_dir=mel_cache, num_workers=workers)
-    finally:
-        distributed.shutdown()
+    except BaseException:
+        distributed.shutdown(clean=False)
+        raise
+    distributed.shutdown()
     if not info.is_main:
         return
     last = result.history[-1] if result.history else {}

@@ -76,21 +76,26 @@ def init_from_env(device: str | torch.device = "auto") -> tuple[DistInfo, torch.
     return info, dev
 
 
-def shutdown() -> None:
-    """Tear the process group down on every rank together (no-op when none).
+def shutdown(*, clean: bool = True) -> None:
+    """Tear the process group down (no-op when none).
 
-    Callers drop their ``DistributedDataParallel`` wrappers first.  The barrier keeps
-    rank 0 (which hosts the rendezvous store) alive until every rank has finished
-    its collectives; the garbage collection releases wrappers caught in reference
-    cycles, whose gloo worker threads would otherwise be torn down during
-    interpreter finalisation and abort the process (SIGABRT, "terminate called
-    without an active exception").
+    Callers drop their ``DistributedDataParallel`` wrappers first.  After a clean run
+    every rank waits for the others at a barrier, so rank 0 (which hosts the
+    rendezvous store) outlives every rank's last collective; the garbage collection
+    releases wrappers caught in reference cycles, whose gloo worker threads would
+    otherwise be torn down during interpreter finalisation and abort the process
+    (SIGABRT, "terminate called without an active exception").
+
+    Args:
+        clean: ``False`` when leaving on an error: no barrier, since the other ranks
+            may never reach it (the launcher then stops them instead of all hanging).
     """
     if not (dist.is_available() and dist.is_initialized()):
         return
     import gc
 
-    dist.barrier()
+    if clean:
+        dist.barrier()
     gc.collect()
     dist.destroy_process_group()
 

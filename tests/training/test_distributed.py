@@ -78,6 +78,35 @@ def test_gathered_infonce_matches_one_big_batch(tmp_path):
             torch.testing.assert_close(got["grads"][name], g, rtol=1e-4, atol=1e-6)
 
 
+def _failing_worker(rank: int, world: int, port: int, out: str) -> None:
+    import os
+    import time
+    from pathlib import Path
+
+    from soundedit.training import distributed
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    distributed.init_from_env("cpu")
+    done = Path(f"{out}.rank1-left")
+    if rank == 1:  # this rank hit an error: it must leave without waiting for rank 0
+        distributed.shutdown(clean=False)
+        done.touch()
+        return
+    deadline = time.monotonic() + 60  # rank 0 never reaches a barrier; it only waits for rank 1 to have left
+    while not done.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    Path(f"{out}.rank0-saw").write_text(str(done.exists()))
+    distributed.shutdown(clean=False)
+
+
+@pytest.mark.timeout(180)
+def test_a_failing_rank_leaves_without_waiting_for_the_others(tmp_path):
+    out = str(tmp_path / "flag")
+    mp.spawn(_failing_worker, args=(2, _free_port(), out), nprocs=2, join=True)
+    assert (tmp_path / "flag.rank0-saw").read_text() == "True"
+
+
 def test_without_gathering_the_loss_differs(tmp_path):
     # The check above can fail: per-rank losses without the gather are not the global one.
     from soundedit.training.losses import info_nce
