@@ -23,18 +23,8 @@ from scipy.signal import convolve2d
 from soundedit.errors import InputError
 from soundedit.models.stylegan2 import ops
 from soundedit.models.stylegan2.ops import build, kernels, reference
+from soundedit.testing.upfirdn import UPFIRDN2D_CASES as CASES
 
-# (up, down, pad, kernel shape): StyleGAN2's blur / up / down cases, odd and non-square kernels,
-# negative (cropping) pads, factors above 2.
-CASES = [
-    (1, 1, (1, 1), (4, 4)),
-    (2, 1, (2, 1), (4, 4)),
-    (1, 2, (1, 1), (4, 4)),
-    (2, 2, (0, 0, 1, 2), (3, 3)),
-    (3, 2, (-1, 2, 3, -2), (5, 2)),
-    (1, 1, (0, 0), (1, 1)),
-    (2, 3, (4, 0, 0, 4), (2, 5)),
-]
 
 
 def upfirdn2d_numpy(x: np.ndarray, k: np.ndarray, up: int, down: int, pad) -> np.ndarray:

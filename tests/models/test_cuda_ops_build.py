@@ -15,18 +15,10 @@ import pytest
 import torch
 
 from soundedit.models.stylegan2.ops import build, kernels, reference
+from soundedit.testing.upfirdn import UPFIRDN2D_CASES as CASES
 
 pytestmark = pytest.mark.slow  # compiling takes about 30 s on 2 cores, longer when they are busy
 
-CASES = [
-    (1, 1, (1, 1), (4, 4)),
-    (2, 1, (2, 1), (4, 4)),
-    (1, 2, (1, 1), (4, 4)),
-    (2, 2, (0, 0, 1, 2), (3, 3)),
-    (3, 2, (-1, 2, 3, -2), (5, 2)),
-    (1, 1, (0, 0), (1, 1)),
-    (2, 3, (4, 0, 0, 4), (2, 5)),
-]
 # Low-precision inputs are rounded first; the expectation is the float32 reference on those same
 # values, rounded to the dtype: the kernels accumulate in float32 and round once, so they differ
 # from it by at most ~1 unit in the last place.

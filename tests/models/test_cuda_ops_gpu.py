@@ -19,6 +19,7 @@ import torch
 
 from soundedit.models.stylegan2 import ops
 from soundedit.models.stylegan2.ops import kernels, reference
+from soundedit.testing.upfirdn import UPFIRDN2D_CASES as CASES
 
 pytestmark = [
     pytest.mark.cuda,
@@ -32,14 +33,6 @@ DTYPE_TOL = {
     torch.float16: dict(rtol=2e-3, atol=1e-3),
     torch.bfloat16: dict(rtol=1.6e-2, atol=1e-2),
 }
-CASES = [  # (up, down, pad, kernel shape)
-    (1, 1, (1, 1), (4, 4)),  # StyleGAN2 blur after the transposed conv
-    (2, 1, (2, 1), (4, 4)),  # ToRGB skip upsampling
-    (1, 2, (1, 1), (4, 4)),  # downsampling (discriminator, encoders)
-    (2, 2, (0, 0, 1, 2), (3, 3)),
-    (3, 2, (-1, 2, 3, -2), (5, 2)),
-    (1, 1, (0, 0), (1, 1)),
-]
 
 
 @pytest.fixture(scope="module", autouse=True)
