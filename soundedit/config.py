@@ -12,6 +12,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from soundedit.text.templates import DEFAULT_TEMPLATE
+
 T = TypeVar("T")
 
 
@@ -115,7 +117,7 @@ class TrainConfig:
     p_synonym_insert: float = 0.2
     p_permute: float = 0.1
     p_random_insert: float = 0.1
-    template: str = "the sound of {label}"  # label -> prompt when a manifest row has no text
+    template: str = DEFAULT_TEMPLATE  # label -> prompt when a manifest row has no text
     save_every_steps: int = 0  # extra resume checkpoints within an epoch (0: at epoch ends only)
     log_every_steps: int = 10
     seed: int = 0

@@ -57,6 +57,25 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return torch.device(name)
 
 
+def distributed_rank() -> tuple[int, int, int]:
+    """``(rank, world_size, local_rank)`` from torchrun's environment; ``(0, 1, 0)`` outside it.
+
+    Raises:
+        InputError: a variable that is not an integer, or a rank outside ``0..WORLD_SIZE-1``.
+    """
+    def env_int(name: str, default: int) -> int:
+        value = os.environ.get(name, "")
+        try:
+            return int(value) if value else default
+        except ValueError:
+            raise InputError(f"environment variable {name}: expected an integer, got {value!r}") from None
+
+    rank, world, local = env_int("RANK", 0), env_int("WORLD_SIZE", 1), env_int("LOCAL_RANK", 0)
+    if world < 1 or not 0 <= rank < world:
+        raise InputError(f"RANK/WORLD_SIZE: expected 0 <= RANK < WORLD_SIZE, got {rank}/{world}")
+    return rank, world, local
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch; return a CPU ``torch.Generator`` seeded the same.
 

@@ -31,7 +31,7 @@ logger = logging.getLogger("soundedit")
 AudioSource = Union[str, os.PathLike, bytes, bytearray, memoryview]
 
 #: File suffixes walked when a folder of sounds is given (lower-case, with dot).
-AUDIO_EXTENSIONS = (".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff")
+AUDIO_EXTENSIONS = (".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au")
 
 #: Longest file (seconds) decoded whole by default; pass ``start``/``duration`` for a window
 #: of a longer one, or ``max_duration=None`` to lift the limit.

@@ -309,7 +309,8 @@ def _photo_comparison(inversion, result, path: Path) -> None:
 def _run_batch(batch: str, generator, audio_encoder, clip, identity, preset, steps, lambda_sim, lambda_id, mask, lr,
                truncation, frame_every, batch_size, device, out: Path, json_out: bool) -> None:
     """``edit --batch``: rows validated up front, finished rows skipped, this rank's rows in batches."""
-    from soundedit.editing.batch import distributed_rank, read_jobs, shard
+    from soundedit.editing.batch import read_jobs, shard
+    from soundedit.runtime import distributed_rank
     from soundedit.runtime import progress, resolve_device
 
     if batch == "-":

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,21 +119,6 @@ def read_jobs(text: str, *, out_dir: Path, source_name: str = "jobs") -> list[Jo
     if not jobs:
         raise InputError(f"--batch {source_name}: expected at least one row, got none")
     return jobs
-
-
-def distributed_rank() -> tuple[int, int, int]:
-    """``(rank, world_size, local_rank)`` from torchrun's environment; ``(0, 1, 0)`` outside it."""
-    def env_int(name: str, default: int) -> int:
-        value = os.environ.get(name, "")
-        try:
-            return int(value) if value else default
-        except ValueError:
-            raise InputError(f"environment variable {name}: expected an integer, got {value!r}") from None
-
-    rank, world, local = env_int("RANK", 0), env_int("WORLD_SIZE", 1), env_int("LOCAL_RANK", 0)
-    if world < 1 or not 0 <= rank < world:
-        raise InputError(f"RANK/WORLD_SIZE: expected 0 <= RANK < WORLD_SIZE, got {rank}/{world}")
-    return rank, world, local
 
 
 def shard(jobs: list[Job], rank: int, world: int) -> list[Job]:

@@ -75,14 +75,9 @@ def augment_text(text: str, *, rng: random.Random, config: TextAugmentConfig = T
         return [i for i, w in enumerate(words) if w.lower() not in _STOPWORDS and w.isalpha()]
 
     def pick_synonym() -> tuple[int, str] | None:
-        nonlocal wordnet
         positions = content_positions()
         rng.shuffle(positions)
         for i in positions:
-            if wordnet is None:
-                from soundedit.text.wordnet_data import load_wordnet
-
-                wordnet = load_wordnet()
             options = synonyms(words[i], wordnet)
             if options:
                 return i, rng.choice(options)
@@ -97,7 +92,7 @@ def augment_text(text: str, *, rng: random.Random, config: TextAugmentConfig = T
         if hit is not None:
             words.insert(rng.randint(0, len(words)), hit[1])
     if config.p_random_insert > 0 and vocabulary and rng.random() < config.p_random_insert:
-        words.insert(rng.randint(0, len(words)), rng.choice(list(vocabulary)))
+        words.insert(rng.randint(0, len(words)), rng.choice(vocabulary))
     if config.p_permute > 0 and len(words) > 1 and rng.random() < config.p_permute:
         rng.shuffle(words)
     return " ".join(words)

@@ -37,9 +37,10 @@ def clip_waveform(row: ManifestRow, cfg: AudioConfig) -> torch.Tensor:
     """
     from soundedit.audio import features, load_audio
 
-    wave = load_audio(row.audio, sample_rate=cfg.sample_rate, start=row.start, duration=row.duration)
-    mono = wave.samples.float().mean(dim=0)  # (C, n) -> (n,)
-    return features.fix_length(mono, round(cfg.duration * cfg.sample_rate), crop=cfg.crop, pad=cfg.pad)
+    # mono before resampling: one channel to resample instead of C (both are linear)
+    wave = load_audio(row.audio, sample_rate=cfg.sample_rate, start=row.start, duration=row.duration, mono=True)
+    return features.fix_length(wave.samples[0].float(), round(cfg.duration * cfg.sample_rate), crop=cfg.crop,
+                               pad=cfg.pad)
 
 
 class _MelFrontEnd:
@@ -118,9 +119,9 @@ class MelCache:
             logger.info("mel cache: reusing %s", path)
             return cls(path)
         front = _MelFrontEnd(cfg)
-        first = front(clip_waveform(rows[0], cfg)[None])[0]
-        shape = (len(rows), *first.shape)
-        logger.info("mel cache: computing %d log-mels %s into %s", len(rows), tuple(first.shape), path)
+        # LogMel's shape for clip_waveform's fixed length: (n_mels, 1 + n // hop_length)
+        shape = (len(rows), cfg.n_mels, 1 + round(cfg.duration * cfg.sample_rate) // cfg.hop_length)
+        logger.info("mel cache: computing %d log-mels %s into %s", len(rows), shape[1:], path)
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
         with atomic_open(path, "wb") as fh:
             np.lib.format.write_array_header_1_0(fh, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float16)),
@@ -129,6 +130,7 @@ class MelCache:
                 for s in range(0, len(rows), batch_size):
                     chunk = rows[s:s + batch_size]
                     mels = front(torch.stack([clip_waveform(r, cfg) for r in chunk]))
+                    assert mels.shape[1:] == shape[1:], (tuple(mels.shape), shape)  # the header promised this
                     fh.write(mels.to(torch.float16).numpy().tobytes())
                     bar.advance(len(chunk))
         write_json(path.with_suffix(".json"), {"version": _CACHE_VERSION, "audio": to_dict(cfg), "shape": list(shape),

@@ -15,7 +15,6 @@ average then equals the gradient of the one global-batch loss exactly.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 
 import torch
@@ -26,11 +25,10 @@ logger = logging.getLogger("soundedit")
 
 @dataclass(frozen=True)
 class DistInfo:
-    """Where this process sits: ``rank`` of ``world_size``, GPU ``local_rank``."""
+    """Where this process sits: ``rank`` of ``world_size``."""
 
     rank: int = 0
     world_size: int = 1
-    local_rank: int = 0
 
     @property
     def is_main(self) -> bool:
@@ -44,7 +42,7 @@ class DistInfo:
 def current() -> DistInfo:
     """The process group's view of this process (single process when none is initialised)."""
     if dist.is_available() and dist.is_initialized():
-        return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+        return DistInfo(dist.get_rank(), dist.get_world_size())
     return DistInfo()
 
 
@@ -59,13 +57,12 @@ def init_from_env(device: str | torch.device = "auto") -> tuple[DistInfo, torch.
     Returns:
         ``(info, device)`` for this process.
     """
-    from soundedit.runtime import resolve_device
+    from soundedit.runtime import distributed_rank, resolve_device
 
     dev = resolve_device(device)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    _, world, local_rank = distributed_rank()
     if world <= 1:
         return DistInfo(), dev
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if dev.type == "cuda":
         dev = torch.device("cuda", local_rank)
         torch.cuda.set_device(dev)
@@ -108,11 +105,8 @@ class _AllGatherWithGrad(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        world = dist.get_world_size()
-        parts = [torch.empty_like(x) for _ in range(world)]
-        dist.all_gather(parts, x.contiguous())
         ctx.rank, ctx.n = dist.get_rank(), x.shape[0]
-        return torch.cat(parts)
+        return all_gather_nograd(x)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
@@ -147,12 +141,3 @@ def all_gather_nograd(x: torch.Tensor) -> torch.Tensor:
 def barrier() -> None:
     if current().enabled:
         dist.barrier()
-
-
-def broadcast_object(obj, src: int = 0):
-    """``obj`` from rank ``src`` on every rank (the object itself when not distributed)."""
-    if not current().enabled:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]

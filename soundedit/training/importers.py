@@ -19,12 +19,11 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from soundedit.audio.io import AUDIO_EXTENSIONS
 from soundedit.errors import InputError
-from soundedit.text.templates import clean_label
+from soundedit.text.templates import DEFAULT_TEMPLATE, clean_label
 from soundedit.training.manifest import ManifestRow
 
-#: File suffixes taken as audio when scanning folders.
-AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".aiff", ".aif", ".au")
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
 
@@ -34,10 +33,6 @@ def _need_file(path: Path, what: str) -> Path:
     return path
 
 
-def _split_for(fold: int, val_folds: Iterable[int]) -> str:
-    return "val" if fold in set(val_folds) else "train"
-
-
 def _fold_rows(meta: Path, folds: Iterable[int] | None, val_folds: Iterable[int],
                audio_and_label: Callable[[dict[str, str], int], tuple[Path, str]]) -> list[ManifestRow]:
     """Rows of a metadata CSV with a ``fold`` column (ESC-50, UrbanSound8K), folds filtered and split assigned.
@@ -45,6 +40,7 @@ def _fold_rows(meta: Path, folds: Iterable[int] | None, val_folds: Iterable[int]
     ``audio_and_label(record, fold)`` gives the clip's path and its raw label.
     """
     keep = None if folds is None else set(folds)
+    val = set(val_folds)
     rows = []
     with open(meta, newline="", encoding="utf-8") as fh:
         for rec in csv.DictReader(fh):
@@ -52,7 +48,7 @@ def _fold_rows(meta: Path, folds: Iterable[int] | None, val_folds: Iterable[int]
             if keep is not None and fold not in keep:
                 continue
             audio, label = audio_and_label(rec, fold)
-            rows.append(ManifestRow(audio=str(audio), label=clean_label(label), split=_split_for(fold, val_folds)))
+            rows.append(ManifestRow(audio=str(audio), label=clean_label(label), split="val" if fold in val else "train"))
     return rows
 
 
@@ -131,7 +127,7 @@ def vggsound(csv_path: str | os.PathLike, clips_dir: str | os.PathLike, *, frame
     Returns:
         Rows; clips not on disk get the expected path ``clips_dir/{id}_{start:06d}.wav`` so they are reported missing.
     """
-    clips = _ClipIndex(Path(clips_dir), AUDIO_SUFFIXES)
+    clips = _ClipIndex(Path(clips_dir), AUDIO_EXTENSIONS)
     frames = _ClipIndex(Path(frames_dir), _IMAGE_SUFFIXES) if frames_dir is not None else None
     rows = []
     with open(_need_file(Path(csv_path), "VGGSound CSV"), newline="", encoding="utf-8") as fh:
@@ -163,7 +159,7 @@ def audioset(segments_csv: str | os.PathLike, ontology_json: str | os.PathLike, 
         names = {item["id"]: item["name"] for item in json.loads(_need_file(Path(ontology_json), "AudioSet ontology").read_text())}
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise InputError(f"AudioSet ontology {ontology_json}: expected a JSON list of {{'id', 'name'}} objects ({exc})") from None
-    clips = _ClipIndex(Path(clips_dir), AUDIO_SUFFIXES)
+    clips = _ClipIndex(Path(clips_dir), AUDIO_EXTENSIONS)
     frames = _ClipIndex(Path(frames_dir), _IMAGE_SUFFIXES) if frames_dir is not None else None
     rows = []
     with open(_need_file(Path(segments_csv), "AudioSet segments CSV"), newline="", encoding="utf-8") as fh:
@@ -177,7 +173,8 @@ def audioset(segments_csv: str | os.PathLike, ontology_json: str | os.PathLike, 
             if unknown or not ids:
                 raise InputError(f"AudioSet CSV {segments_csv}: row {n}: label ids {unknown or ids} not in {ontology_json}")
             labels = [names[i].lower() for i in ids]
-            text = "the sound of " + (labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " and " + labels[-1])
+            text = DEFAULT_TEMPLATE.format(
+                label=labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " and " + labels[-1])
             rows.append(_youtube_row(clips, frames, ytid, start, end, labels[0], text, split, Path(clips_dir)))
     return rows
 
@@ -203,8 +200,8 @@ def folder(root: str | os.PathLike) -> list[ManifestRow]:
     rows = []
     for cls in sorted(p for p in root.iterdir() if p.is_dir()):
         for f in sorted(cls.rglob("*")):
-            if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES:
+            if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS:
                 rows.append(ManifestRow(audio=str(f), label=clean_label(cls.name)))
     if not rows:
-        raise InputError(f"folder {root}: expected class sub-folders holding audio files ({', '.join(AUDIO_SUFFIXES)}), found none")
+        raise InputError(f"folder {root}: expected class sub-folders holding audio files ({', '.join(AUDIO_EXTENSIONS)}), found none")
     return rows

@@ -41,6 +41,7 @@ from soundedit.training import distributed as dist_utils
 from soundedit.training.data import ClipDataset, EpochSampler, MelCache, eval_batches
 from soundedit.training.losses import AlignmentLoss
 from soundedit.training.manifest import ManifestRow
+from soundedit.text.augment import augment_seed
 from soundedit.text.templates import label_to_prompt
 from soundedit.training.targets import TargetCache, text_id
 
@@ -197,6 +198,7 @@ class _Trainer:
         self.cfg = config
         self.train_rows, self.val_rows = list(train_rows), list(val_rows or [])
         self.prompts = [r.prompt(config.template) for r in self.train_rows]
+        self.val_prompts = [r.prompt(config.template) for r in self.val_rows]
         self.images = [r.image for r in self.train_rows]
         self.use_images = config.weight_image > 0 and any(self.images)
         if self.use_images and not all(self.images):
@@ -315,7 +317,7 @@ class _Trainer:
     def batch_texts(self, indices: list[int]) -> list[str]:
         if not self.cfg.text_augment:
             return [self.prompts[i] for i in indices]
-        from soundedit.text.augment import TextAugmentConfig, augment_seed, augment_text
+        from soundedit.text.augment import TextAugmentConfig, augment_text
 
         tcfg = TextAugmentConfig(self.cfg.p_synonym_replace, self.cfg.p_synonym_insert, self.cfg.p_permute,
                                  self.cfg.p_random_insert)
@@ -331,7 +333,7 @@ class _Trainer:
             return mel
         out = []
         for row, i in zip(mel, indices):
-            g = torch.Generator().manual_seed((self.cfg.seed * 1_000_003 + self.epoch) * 1_000_033 + i)
+            g = torch.Generator().manual_seed(augment_seed(self.cfg.seed, self.epoch, i))
             start = int(torch.randint(0, total - frames + 1, (1,), generator=g))
             out.append(row[..., start:start + frames])
         return torch.stack(out)
@@ -376,7 +378,7 @@ class _Trainer:
         norms = [m for m in self.model.encoder.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         if not norms:
             return
-        batch = max(1, self.cfg.batch_size // (self.cfg.grad_accum * self.info.world_size))
+        batch = self.sampler.shard
         momenta = [m.momentum for m in norms]
         for m in norms:
             m.reset_running_stats()
@@ -401,14 +403,14 @@ class _Trainer:
         encoder = self.model.encoder
         was_training = encoder.training
         encoder.eval()
-        batch = max(1, self.cfg.batch_size // (self.cfg.grad_accum * self.info.world_size))
+        batch = self.sampler.shard
         embs, losses = [], []
         for idx in eval_batches(len(self.val_set), batch):
             mel = torch.stack([self.val_set[i][0] for i in idx]).to(self.device).unsqueeze(1)
             with torch.autocast(device_type=self.device.type, dtype=self.amp_dtype, enabled=self.amp):
                 a = encoder(mel).float()
             embs.append(a)
-            texts = [self.val_rows[i].prompt(self.cfg.template) for i in idx]
+            texts = [self.val_prompts[i] for i in idx]
             images = [self.val_rows[i].image for i in idx]
             has_images = self.use_images and all(images)
             loss, _ = self.model.loss(
@@ -420,16 +422,17 @@ class _Trainer:
         encoder.train(was_training)
         metrics = {"val_loss": sum(v * n for v, n in losses) / len(self.val_set)}
         # A class is a label (prompted by the template) or, for rows without one, the text itself.
-        prompt_of = {(r.label or r.prompt(self.cfg.template)): r.prompt(self.cfg.template) if not r.label
-                     else label_to_prompt(r.label, self.cfg.template) for r in self.val_rows}
-        labels = [r.label or r.prompt(self.cfg.template) for r in self.val_rows]
+        labels = [r.label or p for r, p in zip(self.val_rows, self.val_prompts)]
+        prompt_of = {lbl: label_to_prompt(r.label, self.cfg.template) if r.label else p
+                     for lbl, r, p in zip(labels, self.val_rows, self.val_prompts)}
         classes = sorted(prompt_of)
         if len(classes) >= 2:
             class_prompts = [prompt_of[c] for c in classes]
             t = self.targets.text(class_prompts, self.device)
             a = torch.nn.functional.normalize(torch.cat(embs), dim=-1)
             pred = (a @ t.t()).argmax(dim=1).cpu()
-            truth = torch.tensor([classes.index(lbl) for lbl in labels])
+            position = {c: i for i, c in enumerate(classes)}
+            truth = torch.tensor([position[lbl] for lbl in labels])
             metrics["val_top1"] = float((pred == truth).float().mean())
             metrics["val_classes"] = len(classes)
         return metrics

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from soundedit.errors import InputError
+from soundedit.text.templates import DEFAULT_TEMPLATE
 
 logger = logging.getLogger("soundedit")
 
@@ -45,7 +46,7 @@ class ManifestRow:
     start: float | None = None
     duration: float | None = None
 
-    def prompt(self, template: str = "the sound of {label}") -> str:
+    def prompt(self, template: str = DEFAULT_TEMPLATE) -> str:
         """The text target: ``text`` if given, else the label through ``template``."""
         from soundedit.text.templates import label_to_prompt
 
