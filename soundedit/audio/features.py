@@ -21,6 +21,7 @@ computed in float64 (as librosa does) and the filterbank is applied block-sparse
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from collections.abc import Sequence
@@ -419,6 +420,14 @@ def _linear_resize_matrix(src: int, dst: int, *, dtype: torch.dtype, device: tor
     return matrix.to(dtype=dtype, device=device)
 
 
+@functools.lru_cache(maxsize=4)
+def _official_logmel(device: torch.device) -> LogMel:
+    """The authors' mel transform (float64, as librosa), built once per device."""
+    config = AudioConfig(sample_rate=OFFICIAL_SAMPLE_RATE, n_fft=2048, hop_length=512, n_mels=OFFICIAL_N_MELS,
+                         top_db=80.0)
+    return LogMel(config, compute_dtype=torch.float64).to(device)
+
+
 def official_model_input(source: AudioSource | Waveform, *, crop: str = "start",
                          device: str | torch.device | None = None) -> torch.Tensor:
     """What the authors' inference code fed their released encoder (``resnet18_57.pth``), bit for bit.
@@ -442,10 +451,7 @@ def official_model_input(source: AudioSource | Waveform, *, crop: str = "start",
         wave = load_audio(source, OFFICIAL_SAMPLE_RATE, mono=True, quality="kaiser_best")
     if device is not None:
         wave = wave.to(device)
-    config = AudioConfig(sample_rate=OFFICIAL_SAMPLE_RATE, n_fft=2048, hop_length=512, n_mels=OFFICIAL_N_MELS,
-                         top_db=80.0)
-    logmel = LogMel(config, compute_dtype=torch.float64).to(wave.samples.device)
-    mel = logmel(wave.samples)  # (1, 128, T) float32, as librosa's float32 result
+    mel = _official_logmel(wave.samples.device)(wave.samples)  # (1, 128, T) float32, as librosa's float32 result
     # Their padded array is float64 (np.zeros) holding the float32 mel, so resize in float64.
     return official_layout(mel.to(torch.float64), crop=crop).float()
 

@@ -257,15 +257,15 @@ def load_clip_space(name_or_path: str | os.PathLike = "clip-vit-b-32", *, audio_
         tokenizer = _openai_tokenizer(model, path)
     else:
         model, tokenizer = _load_open_clip(model_name, path)
-    space = ClipSpace(model, tokenizer, templates=templates, name=str(name_or_path))
+    space = ClipSpace(model, tokenizer, templates=templates, name=str(name_or_path)).to(device)
     logger.info("%s: CLIP with %dx%d image input, %d-d joint space", path, *space.image_size, space.embed_dim)
     if audio_encoder is not None:
         if not isinstance(audio_encoder, nn.Module):
             from soundedit.models.audio_encoder import load_audio_encoder
 
             audio_encoder = load_audio_encoder(audio_encoder, device=device)
-        space.pair_audio_encoder(audio_encoder)
-    return space.to(device)
+        space.pair_audio_encoder(audio_encoder)  # moved to the space's device
+    return space
 
 
 def _resolve(name_or_path: str | os.PathLike) -> Path:

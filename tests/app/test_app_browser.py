@@ -64,7 +64,7 @@ def server(tmp_path_factory):
     env = {**os.environ, "SOUNDEDIT_HOME": str(home), "SOUNDEDIT_OFFLINE": "1", "TMPDIR": str(tmp),
            "PYTHONUNBUFFERED": "1"}
     log = open(root / "server.log", "w")
-    cmd = [sys.executable, "-c", "from soundedit.cli.main import main; main()", "serve", "--host", "127.0.0.1",
+    cmd = [sys.executable, "-m", "soundedit", "serve", "--host", "127.0.0.1",
            "--port", str(port), "--device", "cpu", "--generator", str(g), "--audio-encoder", str(e), "--clip", str(c),
            "--steps", "2", "--max-duration", "20", "--max-queue", "4", "--concurrency", "1"]
     proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -13,7 +13,7 @@ import pytest
 
 def _command() -> list[str]:
     script = Path(sys.executable).with_name("soundedit")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "soundedit.cli.main"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "soundedit"]
 
 
 @pytest.fixture

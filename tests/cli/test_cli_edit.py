@@ -36,8 +36,7 @@ def run(soundedit_home):
     env = {**os.environ, "SOUNDEDIT_HOME": str(soundedit_home), "SOUNDEDIT_PROGRESS": "0"}
 
     def _run(*args: str, stdin: str | None = None, extra_env: dict | None = None) -> subprocess.CompletedProcess:
-        # the entry point as installed (`python -m soundedit.cli.main` would register commands on a second app)
-        cmd = [sys.executable, "-c", "from soundedit.cli.main import main; main()", *args]
+        cmd = [sys.executable, "-m", "soundedit", *args]  # soundedit/__main__.py: the installed entry point
         return subprocess.run(cmd, capture_output=True, text=True,
                               input=stdin, env={**env, **(extra_env or {})}, timeout=300)
     return _run

@@ -17,7 +17,7 @@ from soundedit.testing.generators import write_tiny_generator
 
 def _run(*args):
     env = {**os.environ, "SOUNDEDIT_PROGRESS": "0", "SOUNDEDIT_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-c", "from soundedit.cli.main import main; main()", *args],
+    return subprocess.run([sys.executable, "-m", "soundedit", *args],
                           capture_output=True, text=True, env=env, timeout=600)
 
 
