@@ -38,9 +38,3 @@ class WeightsError(SoundeditError):
 
 class WeightsMissingError(WeightsError):
     """A named checkpoint is not in the cache and cannot be downloaded (e.g. offline)."""
-
-
-class NotBuiltError(SoundeditError):
-    """A command or feature that exists in the CLI but is not implemented yet."""
-
-    exit_code = 1

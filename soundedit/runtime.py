@@ -98,15 +98,10 @@ def configure_logging(verbosity: int = 0, quiet: bool = False) -> None:
         quiet: only errors; also turns progress bars off.
     """
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbosity, 2)]
-    handler: logging.Handler
-    try:
-        from rich.logging import RichHandler
+    from rich.console import Console
+    from rich.logging import RichHandler
 
-        from rich.console import Console
-
-        handler = RichHandler(console=Console(stderr=True), show_time=False, show_path=False)
-    except ImportError:  # rich is a dependency; keep logging usable regardless
-        handler = logging.StreamHandler(sys.stderr)
+    handler = RichHandler(console=Console(stderr=True), show_time=False, show_path=False)
     logger.handlers[:] = [handler]
     logger.setLevel(level)
     logger.propagate = False

@@ -25,7 +25,9 @@ import gradio as gr
 
 from soundedit.app.jobs import EditorCache, JobCancelled, JobQueue, QueueFull, Workspace, check_sound, check_upload
 from soundedit.app.settings import AppSettings
+from soundedit.audio.io import AUDIO_EXTENSIONS
 from soundedit.errors import InputError, SoundeditError, WeightsMissingError
+from soundedit.inversion.image import to_uint8
 
 logger = logging.getLogger("soundedit")
 
@@ -33,7 +35,6 @@ logger = logging.getLogger("soundedit")
 GENERATOR_LAYOUTS = ("rosinality-stylegan2-pt", "nvidia-stylegan2-pkl")
 #: seconds between progress updates sent to the page (previews are sent when they are made)
 UPDATE_EVERY = 0.3
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 MAX_EXAMPLES = 16
 
 
@@ -76,16 +77,6 @@ def generator_components(settings: AppSettings) -> list[Component]:
     return [check_component(n) for n in names]
 
 
-def inversion_available() -> bool:
-    """Photo sources need :func:`soundedit.inversion.invert_image` (another part of soundedit)."""
-    try:
-        import soundedit.inversion as inversion
-
-        return callable(getattr(inversion, "invert_image", None))
-    except ImportError:
-        return False
-
-
 def _default_steps(settings: AppSettings) -> int:
     if settings.steps is not None:
         return settings.steps
@@ -106,7 +97,7 @@ def _examples(settings: AppSettings, workspace: Workspace) -> list[str]:
             raise InputError(f"--examples: expected a folder of sounds, got {str(settings.examples)!r}")
         max_bytes = int(settings.max_upload_mb * 1e6)
         found = sorted(f for f in settings.examples.iterdir()
-                       if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES and f.stat().st_size <= max_bytes)
+                       if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS and f.stat().st_size <= max_bytes)
         for f in found[:MAX_EXAMPLES]:
             shutil.copyfile(f, folder / f.name)
             paths.append(str(folder / f.name))
@@ -119,11 +110,6 @@ def _md_error(exc: BaseException | str) -> str:
 
 def _md_status(text: str) -> str:
     return f"<div class='se-status'>{text}</div>"
-
-
-def _to_array(image: Any):
-    """``(3, H, W)`` tensor in about [-1, 1] -> ``(H, W, 3)`` uint8 array for the page."""
-    return ((image.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
 def _layers(split: int, n_latent: int) -> str:
@@ -164,7 +150,6 @@ def build_app(settings: AppSettings, *, workspace: Workspace | None = None) -> t
     present = [g.label for g in generators if g.present]
     missing_notes = [g.note for g in generators if not g.present]
     shared_missing = [c.note for c in (encoder, clip) if not c.present]
-    photo_ok = inversion_available()
     steps_default = min(_default_steps(settings), settings.max_steps)
     max_bytes = int(settings.max_upload_mb * 1e6)
     example_sounds = _examples(settings, workspace)
@@ -189,19 +174,15 @@ def build_app(settings: AppSettings, *, workspace: Workspace | None = None) -> t
                 if missing_notes and present:
                     with gr.Accordion("Generators not downloaded", open=False):
                         gr.Markdown("\n".join(f"- {n}" for n in missing_notes))
-                source_kinds = ["Random seed", "W+ file"] + (["Photo"] if photo_ok else [])
+                source_kinds = ["Random seed", "W+ file", "Photo"]
                 source_kind = gr.Radio(source_kinds, value="Random seed", label="Source", elem_id="source-kind")
                 with gr.Row() as seed_row:
                     seed = gr.Number(value=0, precision=0, label="Seed", elem_id="seed")
                     new_seed = gr.Button("New seed", elem_id="new-seed", size="sm")
                 wplus = gr.File(label="W+ file (.pt / .pth / .npy)", file_types=[".pt", ".pth", ".npy"],
                                 elem_id="wplus-upload", visible=False)
-                if photo_ok:
-                    photo = gr.Image(label="Photo (inverted into the generator's W+)", type="filepath",
-                                     sources=["upload"], elem_id="photo-upload", visible=False)
-                else:
-                    photo = gr.State(None)
-                    gr.Markdown("*Photo sources need soundedit's inversion module, which is not installed.*")
+                photo = gr.Image(label="Photo (inverted into the generator's W+)", type="filepath",
+                                 sources=["upload"], elem_id="photo-upload", visible=False)
                 sound = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Sound",
                                  elem_id="sound")
                 gr.Examples(examples=[[p] for p in example_sounds], inputs=[sound], label="Example sounds")
@@ -248,8 +229,8 @@ def build_app(settings: AppSettings, *, workspace: Workspace | None = None) -> t
         active: dict[str, threading.Event] = {}
         cancel_lock = threading.Lock()
 
-        source_views = [seed_row, wplus] + ([photo] if photo_ok else [])
-        source_kind.change(lambda kind: [gr.update(visible=kind == k) for k in source_kinds[:len(source_views)]],
+        source_views = [seed_row, wplus, photo]
+        source_kind.change(lambda kind: [gr.update(visible=kind == k) for k in source_kinds],
                            inputs=source_kind, outputs=source_views)
         new_seed.click(lambda: secrets.randbelow(2**31), outputs=seed)
         for trigger in (preset.change, generator.change):
@@ -308,7 +289,7 @@ def build_app(settings: AppSettings, *, workspace: Workspace | None = None) -> t
                     image = None
                     if step % preview_every == 0 or step == job["steps"] - 1:
                         last = editor.clip_space.last()
-                        image = None if last is None else _to_array(last[0])
+                        image = None if last is None else to_uint8(last[0])
                     events.put(("step", step, float(losses["total"].mean()), float(losses["clip"].mean()), image))
 
                 def work() -> None:
@@ -434,7 +415,7 @@ def build_app(settings: AppSettings, *, workspace: Workspace | None = None) -> t
                     raise InputError("source: 'W+ file' is selected but no file was uploaded")
                 source = str(check_upload(wplus_file, what="W+ file", max_bytes=max_bytes))
                 caption = Path(source).name
-            elif kind == "Photo" and photo_ok:
+            elif kind == "Photo":
                 if not photo_file:
                     raise InputError("source: 'Photo' is selected but no photo was uploaded")
                 source = str(check_upload(photo_file, what="photo", max_bytes=max_bytes))

@@ -16,12 +16,12 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from soundedit.errors import InputError, NotBuiltError
+from soundedit.errors import InputError
 
 stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True, soft_wrap=True)
 
-EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_FAILURE, EXIT_BAD_INPUT = 1, 2
 
 # Reusable option declarations (Annotated so defaults show in --help).
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N | mps")]
@@ -35,11 +35,6 @@ def emit_json(obj: Any) -> None:
 
     sys.stdout.write(json.dumps(_json_safe(obj), indent=2) + "\n")
     sys.stdout.flush()
-
-
-def not_built(command: str, issue: str) -> None:
-    """Fail clearly for a command that exists in the CLI but is not implemented yet."""
-    raise NotBuiltError(f"'soundedit {command}' is not built yet ({issue}); see `soundedit --help` for what works")
 
 
 def expand_inputs(items: list[str], *, what: str, suffixes: tuple[str, ...] | None = None) -> list[Path]:

@@ -166,7 +166,8 @@ def _summary(report: dict, out: Path) -> None:
     stdout.print(table)
 
 
-def _common_setup(sound, gain, text, image, seed, latent, free, mask, lr, truncation, lambda_sim, lambda_id, preset):
+def _common_setup(sound, gain, text, image, seed, latent, free):
+    """The sound/gain/text/source checks of edit and mix (their settings are checked first, by each)."""
     for s in sound or []:
         _check_file(s, "--sound")
     from soundedit.editing.batch import parse_gains
@@ -176,7 +177,6 @@ def _common_setup(sound, gain, text, image, seed, latent, free, mask, lr, trunca
         raise InputError(f"--gain: expected one gain per --sound ({len(sound or [])}), got {len(gains)}: {gain!r}")
     if not sound and not text:
         raise InputError("expected a target: --sound FILE and/or --text PROMPT")
-    _check_settings(mask, lr, truncation, lambda_sim, lambda_id, preset)
     source, described = _source(image, seed, latent, free)
     return gains, source, described
 
@@ -248,8 +248,7 @@ def edit(
                              "drop IMAGE/--sound/--text/--seed/--latent/--free")
         return _run_batch(batch, generator, audio_encoder, clip, identity, preset, steps, lambda_sim, lambda_id, mask,
                           lr, truncation, frame_every, batch_size, device, out, json_out)
-    gains, source, described = _common_setup(sound, gain, text, image, seed, latent, free, mask, lr, truncation,
-                                             lambda_sim, lambda_id, preset)
+    gains, source, described = _common_setup(sound, gain, text, image, seed, latent, free)
     inversion = None
     if image is not None:
         from soundedit.cli.invert import inversion_options
@@ -408,12 +407,12 @@ def mix(
     """
     from soundedit.runtime import progress, resolve_device
 
+    _check_settings(mask, lr, truncation, lambda_sim, lambda_id, preset)
     if not sound or not text:
         raise InputError("mix: expected both --sound FILE and --text PROMPT")
     if interpolate < 0 or interpolate == 1:
         raise InputError(f"--interpolate: expected 0 or at least 2 frames, got {interpolate}")
-    gains, source, described = _common_setup(sound, gain, text, image, seed, latent, free, mask, lr, truncation,
-                                             lambda_sim, lambda_id, preset)
+    gains, source, described = _common_setup(sound, gain, text, image, seed, latent, free)
     if layers:
         from soundedit.editing.mixing import check_layers_syntax
 

@@ -41,27 +41,20 @@ def _devices() -> dict:
     return info
 
 
-def _ops_status() -> object:
-    """The StyleGAN2 CUDA-op status, when the ops module reports one."""
+def _ops_status() -> dict:
+    """The StyleGAN2 CUDA-op status (``ops.status()``)."""
     try:
         from soundedit.models.stylegan2 import ops
-    except ImportError as exc:
-        return {"available": False, "detail": f"ops module not importable: {exc}"}
-    status = getattr(ops, "status", None)
-    if status is None:
-        return {"available": False, "detail": "no status() reported by soundedit.models.stylegan2.ops"}
-    try:
-        return status()
+
+        return ops.status()
     except Exception as exc:  # a bug report must still come out when the ops check itself breaks
-        return {"available": False, "detail": f"status() failed: {type(exc).__name__}: {exc}"}
+        return {"available": False, "error": f"status() failed: {type(exc).__name__}: {exc}"}
 
 
-def _ops_summary(status: object) -> str:
+def _ops_summary(status: dict) -> str:
     """One readable line from ``ops.status()`` (the full dict is in ``--json``)."""
     from rich.markup import escape
 
-    if not isinstance(status, dict):
-        return escape(str(status))
     parts = [f"mode {status['mode']}"] if status.get("mode") else []
     for op, info in (status.get("ops") or {}).items():
         parts.append(f"{op}: {info.get('path')} ({info.get('why')})" if isinstance(info, dict) else f"{op}: {info}")
@@ -69,7 +62,7 @@ def _ops_summary(status: object) -> str:
         parts.append(f"built: {'yes' if status['built'] else 'no'}")
     if status.get("nvcc_version"):
         parts.append(f"nvcc {status['nvcc_version']}")
-    error = status.get("error") or (status.get("detail") if not status.get("ops") else None)
+    error = status.get("error")
     if error:
         parts.append(f"error: {error}")
     text = escape("; ".join(parts))

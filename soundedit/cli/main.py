@@ -61,11 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app(args=argv, prog_name="soundedit")
         code = 0
-    except SystemExit as exc:  # click's own exit (usage errors give 2)
+    except SystemExit as exc:  # click's own exit (usage errors give 2; Ctrl-C gives 130)
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_FAILURE)
-    except KeyboardInterrupt:
-        stderr.print("[red]interrupted[/red]: finished outputs were kept; partial ones were discarded")
-        code = 130
     except SoundeditError as exc:
         if _debug:
             stderr.print_exception()
