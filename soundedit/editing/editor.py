@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -167,14 +168,21 @@ class Editor:
         cfg, cfg_dict = self.settings(**settings)
         lambda_sim, lambda_id = (0.0, 0.0) if free else (cfg.lambda_sim, cfg.lambda_id)
         targets, codes, meta = [], [], {"label": [], "source": [], "target": []}
+        resolved: dict = {}  # each distinct named source resolved once (mix edits one photo twice)
         for job in jobs:
             unknown = sorted(set(job) - {"audio", "text", "source", "gains_db", "audio_weight", "text_weight"})
             if unknown:
                 raise InputError(f"edit job: unknown keys {unknown}")
             # a photo source is face-aligned only for face generators (others are centre-cropped),
             # as `soundedit edit IMAGE` does
-            src = resolve_source(self.generator, job.get("source"), truncation=cfg.truncation, free=free,
-                                 inversion={"align": cfg.preset == "faces"})
+            source = job.get("source")
+            key = (type(source), source) if source is None or isinstance(source, (str, int, Path)) else None
+            src = resolved.get(key) if key is not None else None
+            if src is None:
+                src = resolve_source(self.generator, source, truncation=cfg.truncation, free=free,
+                                     inversion={"align": cfg.preset == "faces"})
+                if key is not None:
+                    resolved[key] = src
             target, info = build_target(self.clip_space, audio=job.get("audio"), gains_db=job.get("gains_db"),
                                         text=job.get("text"), audio_weight=job.get("audio_weight", 1.0),
                                         text_weight=job.get("text_weight", 1.0))

@@ -65,7 +65,8 @@ def vgg16_features_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     feats = {k: v for k, v in state.items() if k.startswith("features.")}
     from torchvision.models import vgg16
 
-    expected = {k: v.shape for k, v in vgg16(weights=None).features.state_dict().items()}
+    with torch.device("meta"):  # shapes only: no 138 M parameters allocated and initialised
+        expected = {k: v.shape for k, v in vgg16(weights=None).features.state_dict().items()}
     got = {k[len("features."):]: v for k, v in feats.items()}
     missing = sorted(set(expected) - set(got))
     wrong = sorted(k for k in expected if k in got and tuple(got[k].shape) != tuple(expected[k]))

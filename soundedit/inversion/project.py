@@ -10,7 +10,6 @@ autocorrelation penalty that keeps them from encoding the image.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from soundedit.editing.schedules import RampSchedule
 from soundedit.errors import InputError
 
 #: per-step callback: ``callback(step, losses)`` with ``losses`` holding ``(N,)`` tensors and ``lr``.
@@ -51,13 +51,6 @@ class ProjectionResult:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
-def lr_schedule(t: float, *, lr: float, rampup: float, rampdown: float) -> float:
-    """Learning rate at progress ``t`` in [0, 1]: linear warm-up over ``rampup``, cosine to 0 over the last ``rampdown``."""
-    down = min(1.0, (1.0 - t) / rampdown) if rampdown > 0 else 1.0
-    up = min(1.0, t / rampup) if rampup > 0 else 1.0
-    return lr * (0.5 - 0.5 * math.cos(down * math.pi)) * up
-
-
 def noise_regularization(noises: list[torch.Tensor]) -> torch.Tensor:
     """Autocorrelation of each noise map with its 1-px shifts, summed over a pyramid down to 8 px.
 
@@ -82,13 +75,11 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def w_stats(G: torch.nn.Module, *, samples: int = W_STD_SAMPLES, seed: int = 0) -> tuple[torch.Tensor, float]:
-    """The generator's mean W ``(style_dim,)`` and the RMS distance of W samples from it."""
-    device = next(G.parameters()).device
-    w_avg = G.mean_latent().to(device)
-    z = torch.randn(samples, int(G.style_dim), generator=torch.Generator().manual_seed(seed)).to(device)
-    w = torch.cat([G.map(c)[:, 0] for c in z.split(1024)])
-    return w_avg, float(((w - w_avg) ** 2).sum() / samples) ** 0.5
+def w_spread(G: torch.nn.Module, w_avg: torch.Tensor, *, samples: int = W_STD_SAMPLES, seed: int = 0) -> float:
+    """The RMS distance of W samples (the mapping network's outputs) from the mean W ``w_avg``."""
+    z = torch.randn(samples, int(G.style_dim), generator=torch.Generator().manual_seed(seed)).to(w_avg.device)
+    w = torch.cat([G.style(c) for c in z.split(1024)])
+    return float(((w - w_avg) ** 2).sum() / samples) ** 0.5
 
 
 def project(G: torch.nn.Module, target: torch.Tensor, *, steps: int = 500, w_space: str = "w+", lr: float = 0.1,
@@ -141,7 +132,8 @@ def project(G: torch.nn.Module, target: torch.Tensor, *, steps: int = 500, w_spa
     dev = torch.device(device) if device is not None else next(G.parameters()).device
     n = target.shape[0]
     target = target.to(dev, torch.float32)
-    w_avg, w_std = w_stats(G)
+    w_avg = G.mean_latent().to(next(G.parameters()).device)
+    w_std = w_spread(G, w_avg) if latent_noise > 0 else 0.0  # only the latent-noise jitter uses it
     if init is None:
         start = w_avg.view(1, 1, style_dim).expand(n, n_latent if w_space == "w+" else 1, style_dim)
     else:
@@ -158,9 +150,10 @@ def project(G: torch.nn.Module, target: torch.Tensor, *, steps: int = 500, w_spa
     opt = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999))
     keys = ["total", "mse", "noise_reg"] + (["lpips"] if perceptual is not None else [])
     history: dict[str, list] = {k: [] for k in keys + ["lr"]}
+    schedule = RampSchedule(lr_rampup, lr_rampdown)
     for step in range(steps):
         t = step / steps
-        step_lr = lr_schedule(t, lr=lr, rampup=lr_rampup, rampdown=lr_rampdown)
+        step_lr = schedule(step, steps, lr)
         for group in opt.param_groups:
             group["lr"] = step_lr
         strength = w_std * latent_noise * max(0.0, 1.0 - t / noise_ramp) ** 2

@@ -245,3 +245,22 @@ def test_photo_source_is_face_aligned_only_for_face_presets(editor, sounds, tmp_
     monkeypatch.setattr(soundedit.inversion, "invert_image", fake_invert, raising=False)
     editor.edit(audio=sounds["siren"], source=str(photo), steps=1, preset=preset, lambda_id=0.0)
     assert seen == [{"align": aligned}]
+
+
+def test_mix_inverts_its_photo_once(editor, sounds, tmp_path, monkeypatch):
+    # Both halves of a mix edit the same photo: one inversion serves both.
+    import soundedit.inversion
+
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(b"stand-in; the inversion below is replaced")
+    G = editor.generator
+    calls = []
+
+    def fake_invert(path, *, generator, **kwargs):
+        calls.append(path)
+        return torch.randn(1, G.n_latent, G.style_dim, generator=torch.Generator().manual_seed(0))
+
+    monkeypatch.setattr(soundedit.inversion, "invert_image", fake_invert, raising=False)
+    m = editor.mix(audio=sounds["siren"], text="blue background", source=str(photo), steps=1)
+    assert len(calls) == 1
+    assert m.edits.w_source.shape[0] == 2 and torch.equal(m.edits.w_source[0], m.edits.w_source[1])

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from soundedit.errors import InputError, WeightsMissingError
-from soundedit.inversion.project import lr_schedule, noise_regularization, project, psnr
+from soundedit.inversion.project import noise_regularization, project, psnr
 from soundedit.testing.generators import seeded_generator
 
 
@@ -81,13 +81,15 @@ def test_noise_regularization_penalises_structure():
     assert noise_regularization(smooth).item() > 100 * noise_regularization(white).item()
 
 
-def test_lr_schedule_ramps():
-    kw = {"lr": 0.1, "rampup": 0.05, "rampdown": 0.25}
-    assert lr_schedule(0.0, **kw) == 0.0
-    assert lr_schedule(0.025, **kw) == pytest.approx(0.05)  # half-way up the warm-up
-    assert lr_schedule(0.5, **kw) == pytest.approx(0.1)
-    assert lr_schedule(0.875, **kw) == pytest.approx(0.05)  # half-way down the cosine
-    assert lr_schedule(0.999, **kw) < 1e-4
+def test_projection_lr_schedule_ramps():
+    from soundedit.editing.schedules import RampSchedule
+
+    schedule = RampSchedule(0.05, 0.25)  # project()'s defaults; step / steps is the progress t
+    assert schedule(0, 1000, 0.1) == 0.0
+    assert schedule(25, 1000, 0.1) == pytest.approx(0.05)  # half-way up the warm-up
+    assert schedule(500, 1000, 0.1) == pytest.approx(0.1)
+    assert schedule(875, 1000, 0.1) == pytest.approx(0.05)  # half-way down the cosine
+    assert schedule(999, 1000, 0.1) < 1e-4
 
 
 def test_psnr_scale():
