@@ -218,23 +218,14 @@ def load_audio_encoder(path_or_name: str | os.PathLike, *, device: str | torch.d
     from soundedit.runtime import resolve_device
 
     device = resolve_device(device)
-    path = _resolve(path_or_name)
+    from soundedit.weights import resolve
+
+    path = resolve(path_or_name)
     if _is_safetensors(path):
         encoder = _load_ours(path)
     else:
         encoder = _load_official(path)
     return encoder.to(device).eval()
-
-
-def _resolve(path_or_name: str | os.PathLike) -> Path:
-    path = Path(path_or_name)
-    if path.is_file():
-        return path
-    if path.exists():
-        raise InputError(f"{os.fspath(path_or_name)!r}: expected a checkpoint file or a weights.lock name, got a directory")
-    from soundedit.weights import resolve
-
-    return resolve(str(path_or_name))
 
 
 def _is_safetensors(path: Path) -> bool:

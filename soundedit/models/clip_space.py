@@ -251,7 +251,9 @@ def load_clip_space(name_or_path: str | os.PathLike = "clip-vit-b-32", *, audio_
     from soundedit.runtime import resolve_device
 
     device = resolve_device(device)
-    path = _resolve(name_or_path)
+    from soundedit.weights import resolve
+
+    path = resolve(name_or_path)
     if model_name is None:
         model = _load_openai_layout(path)
         tokenizer = _openai_tokenizer(model, path)
@@ -266,17 +268,6 @@ def load_clip_space(name_or_path: str | os.PathLike = "clip-vit-b-32", *, audio_
             audio_encoder = load_audio_encoder(audio_encoder, device=device)
         space.pair_audio_encoder(audio_encoder)  # moved to the space's device
     return space
-
-
-def _resolve(name_or_path: str | os.PathLike) -> Path:
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    if path.exists():
-        raise InputError(f"{os.fspath(name_or_path)!r}: expected a checkpoint file or a weights.lock name, got a directory")
-    from soundedit.weights import resolve
-
-    return resolve(str(name_or_path))
 
 
 def _load_openai_layout(path: Path) -> nn.Module:

@@ -163,9 +163,10 @@ def load_identity_net(path_or_name: str | os.PathLike = "ir-se50", *, device: st
     Raises:
         CheckpointError: unreadable, unsafe, or keys/shapes that do not fit.
     """
-    from soundedit.models.stylegan2.loading import _torch_load, check_state_dict, resolve_checkpoint
+    from soundedit.models.stylegan2.loading import _torch_load, check_state_dict
+    from soundedit.weights import resolve
 
-    path = resolve_checkpoint(path_or_name)
+    path = resolve(path_or_name)
     state = _torch_load(path)
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: expected an IR-SE50 state dict, got {type(state).__name__}")
@@ -174,6 +175,6 @@ def load_identity_net(path_or_name: str | os.PathLike = "ir-se50", *, device: st
     state = {k.removeprefix("module."): v for k, v in state.items()}
     model = IdentityNet(**infer_architecture(state, source=path))
     check_state_dict(model, state, source=path)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
+    model.load_state_dict(state, strict=True)  # copies into the float32 parameters
     logger.info("loaded IR-SE identity net (%d units) from %s", sum(model.units), path)
     return model.eval().requires_grad_(False).to(device)

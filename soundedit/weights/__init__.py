@@ -59,21 +59,24 @@ def resolve(name_or_path: str | os.PathLike, *, download: bool = True) -> Path:
     """A local file for a weights.lock name or a path.
 
     Args:
-        name_or_path: an existing file (returned unchanged) or a weights.lock name.
+        name_or_path: an existing file (returned unchanged; ``~`` expanded) or a weights.lock name.
         download: fetch a missing named file (unless ``SOUNDEDIT_OFFLINE=1``).
 
     Returns:
         The path of the file.
 
     Raises:
-        InputError: neither an existing file nor a weights.lock name (close names listed).
+        InputError: a directory, or neither an existing file nor a weights.lock name (close names listed).
         WeightsMissingError: a named file is not cached and cannot be fetched (offline,
             ``download=False`` or no mirror reachable); the message says where to get it
             and the exact path to put it at.
         WeightsError: a download did not match its pinned sha256.
     """
-    path = Path(name_or_path)
+    path = Path(name_or_path).expanduser()
     if path.exists():
+        if not path.is_file():
+            raise InputError(f"{os.fspath(name_or_path)!r}: expected a checkpoint file or a weights.lock name, "
+                             "got a directory")
         return path
     text = os.fspath(name_or_path)
     lock = load_lock()

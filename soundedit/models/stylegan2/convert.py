@@ -223,13 +223,13 @@ def convert_generator(src: str | os.PathLike, dst: str | os.PathLike) -> dict:
         ("from checkpoint" or "computed"), bytes written.
     """
     from soundedit.errors import InputError
-    from soundedit.models.stylegan2.loading import (build_generator, read_generator_checkpoint, resolve_checkpoint,
-                                                    save_generator)
+    from soundedit.models.stylegan2.loading import build_generator, read_generator_checkpoint, save_generator
+    from soundedit.weights import resolve
 
     dst = Path(dst)
     if dst.suffix != ".safetensors":
         raise InputError(f"OUT: expected a path ending in .safetensors, got {str(dst)!r}")
-    path = resolve_checkpoint(src)
+    path = resolve(src)
     if dst.exists() and dst.resolve() == path.resolve():
         raise InputError(f"OUT: {dst} is the input file; choose another output path")
     state, latent_avg, config = read_generator_checkpoint(path)

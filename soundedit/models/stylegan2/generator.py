@@ -15,7 +15,6 @@ Latent spaces (shapes are read from the model, never hard-coded):
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -87,20 +86,6 @@ class GeneratorConfig:
     def n_latent(self) -> int:
         return 2 * int(math.log2(self.resolution)) - 2
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "GeneratorConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise InputError(f"generator config: unknown fields {sorted(unknown)}")
-        data = dict(data)
-        for key in ("channels", "blur_kernel"):
-            if key in data:
-                data[key] = tuple(data[key])
-        return cls(**data)
 
 
 class Generator(nn.Module):

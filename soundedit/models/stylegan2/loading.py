@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from soundedit.config import from_dict, to_dict
 from soundedit.errors import CheckpointError
 from soundedit.models.stylegan2.generator import Generator, GeneratorConfig, default_channels
 
@@ -36,18 +37,6 @@ logger = logging.getLogger("soundedit")
 #: metadata["format"] of our safetensors generator files.
 SAFETENSORS_FORMAT = "soundedit.stylegan2"
 _TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."
-
-
-def resolve_checkpoint(path_or_name: str | os.PathLike) -> Path:
-    """A local path unchanged, else the weights.lock name resolved through the cache."""
-    path = Path(path_or_name).expanduser()
-    if path.exists():
-        if not path.is_file():
-            raise CheckpointError(f"{path}: expected a checkpoint file, got a directory")
-        return path
-    from soundedit.weights import resolve
-
-    return Path(resolve(str(path_or_name)))
 
 
 def sniff_format(path: Path) -> str:
@@ -131,7 +120,7 @@ def _read_safetensors(path: Path):
         raise CheckpointError(f"{path}: expected a soundedit generator (metadata format {SAFETENSORS_FORMAT!r} "
                               f"with a config), got metadata {sorted(meta)}")
     try:
-        config = GeneratorConfig.from_dict(json.loads(meta["config"]))
+        config = from_dict(GeneratorConfig, json.loads(meta["config"]))  # lists become tuples in __post_init__
     except (ValueError, TypeError) as err:
         raise CheckpointError(f"{path}: invalid generator config in metadata: {err}") from None
     latent_avg = tensors.pop("latent_avg", None)
@@ -183,9 +172,8 @@ def build_generator(state: dict[str, torch.Tensor], latent_avg: torch.Tensor | N
                     source: str | os.PathLike = "checkpoint", device: str | torch.device = "cpu") -> Generator:
     """A frozen, eval-mode :class:`Generator` holding ``state`` (strictly checked)."""
     G = Generator(config)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     check_state_dict(G, state, source=source)
-    G.load_state_dict(state, strict=True)
+    G.load_state_dict(state, strict=True)  # copies into the float32 parameters (half-precision files too)
     if latent_avg is not None:
         latent_avg = latent_avg.detach().float().reshape(-1)
         if latent_avg.numel() != config.style_dim:
@@ -211,7 +199,9 @@ def load_generator(path_or_name: str | os.PathLike, *, device: str | torch.devic
         CheckpointError: the file is truncated, unsafe, or its keys/shapes do not fit.
         WeightsMissingError / InputError: an unknown name or a named file not in the cache.
     """
-    path = resolve_checkpoint(path_or_name)
+    from soundedit.weights import resolve
+
+    path = resolve(path_or_name)
     state, latent_avg, config = read_generator_checkpoint(path)
     G = build_generator(state, latent_avg, config, source=path, device=device)
     logger.info("loaded %d px StyleGAN2 generator (n_latent %d) from %s", G.resolution, G.n_latent, path)
@@ -230,5 +220,5 @@ def save_generator(G: Generator, path: str | os.PathLike) -> Path:
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()}
     tensors["latent_avg"] = G.mean_latent().detach().cpu().contiguous()
-    meta = {"format": SAFETENSORS_FORMAT, "config": json.dumps(G.config.to_dict())}
+    meta = {"format": SAFETENSORS_FORMAT, "config": json.dumps(to_dict(G.config))}
     return write_bytes(path, save(tensors, metadata=meta))
