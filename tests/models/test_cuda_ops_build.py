@@ -15,14 +15,11 @@ import pytest
 import torch
 
 from soundedit.models.stylegan2.ops import build, kernels, reference
+from soundedit.testing.upfirdn import KERNEL_TOLERANCE
 from soundedit.testing.upfirdn import UPFIRDN2D_CASES as CASES
 
 pytestmark = pytest.mark.slow  # compiling takes about 30 s on 2 cores, longer when they are busy
 
-# Low-precision inputs are rounded first; the expectation is the float32 reference on those same
-# values, rounded to the dtype: the kernels accumulate in float32 and round once, so they differ
-# from it by at most ~1 unit in the last place.
-LOW_PRECISION_TOL = {torch.float16: dict(rtol=2e-3, atol=1e-3), torch.bfloat16: dict(rtol=1.6e-2, atol=1e-2)}
 
 
 def _have_toolkit() -> str | None:
@@ -86,7 +83,7 @@ def test_upfirdn2d_low_precision(compiled, dtype):
     got = kernels.upfirdn2d(ext, x, k, 2, 1, (2, 1))
     assert got.dtype == dtype
     want = reference.upfirdn2d(x.float(), k, 2, 1, (2, 1)).to(dtype)  # x is already rounded
-    torch.testing.assert_close(got, want, **LOW_PRECISION_TOL[dtype])
+    torch.testing.assert_close(got, want, **KERNEL_TOLERANCE[dtype])
 
 
 def test_upfirdn2d_layouts(compiled):
@@ -160,7 +157,7 @@ def test_fused_leaky_relu_dtypes_and_bias_grad(compiled, dtype):
     xk, bk = x.clone().requires_grad_(True), b.clone().requires_grad_(True)  # float32 bias, as in the generator
     y = kernels.fused_leaky_relu(ext, xk, bk)
     (y * probe).sum().backward()
-    tol = LOW_PRECISION_TOL.get(dtype, dict(rtol=1e-5, atol=1e-5))
+    tol = KERNEL_TOLERANCE[dtype]
     assert y.dtype == dtype and xk.grad.dtype == dtype and bk.grad.dtype == torch.float32
     torch.testing.assert_close(y.float(), want.detach().to(dtype).float(), **tol)
     torch.testing.assert_close(xk.grad.float(), xr.grad.to(dtype).float(), **tol)

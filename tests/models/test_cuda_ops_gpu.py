@@ -19,6 +19,7 @@ import torch
 
 from soundedit.models.stylegan2 import ops
 from soundedit.models.stylegan2.ops import kernels, reference
+from soundedit.testing.upfirdn import KERNEL_TOLERANCE
 from soundedit.testing.upfirdn import UPFIRDN2D_CASES as CASES
 
 pytestmark = [
@@ -27,12 +28,6 @@ pytestmark = [
 ]
 
 DEVICE = "cuda"
-DTYPE_TOL = {
-    torch.float64: dict(rtol=1e-12, atol=1e-12),
-    torch.float32: dict(rtol=1e-5, atol=1e-5),
-    torch.float16: dict(rtol=2e-3, atol=1e-3),
-    torch.bfloat16: dict(rtol=1.6e-2, atol=1e-2),
-}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -85,8 +80,8 @@ def test_upfirdn2d_forward_backward(built_extension, dtype, channels_last, case)
         assert got.dtype == dtype and got.shape == want.shape
         if channels_last and got.shape[1] > 1:
             assert got.is_contiguous(memory_format=torch.channels_last)
-        torch.testing.assert_close(got.float(), want.detach().to(dtype).float(), **DTYPE_TOL[dtype])
-        torch.testing.assert_close(xk.grad.float(), xr.grad.to(dtype).float(), **DTYPE_TOL[dtype])
+        torch.testing.assert_close(got.float(), want.detach().to(dtype).float(), **KERNEL_TOLERANCE[dtype])
+        torch.testing.assert_close(xk.grad.float(), xr.grad.to(dtype).float(), **KERNEL_TOLERANCE[dtype])
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
@@ -111,7 +106,7 @@ def test_fused_leaky_relu_forward_backward(built_extension, dtype, layout, slope
     bk = b.clone().requires_grad_(True)
     y = ops.fused_leaky_relu(xk, bk, slope, scale)
     (y * probe).sum().backward()
-    tol = DTYPE_TOL[dtype]
+    tol = KERNEL_TOLERANCE[dtype]
     assert y.dtype == dtype and bk.grad.dtype == torch.float32
     torch.testing.assert_close(y.float(), want.detach().to(dtype).float(), **tol)
     torch.testing.assert_close(xk.grad.float(), xr.grad.to(dtype).float(), **tol)
@@ -130,7 +125,7 @@ def test_gradcheck_float64(built_extension):
     b = torch.randn(3, generator=g, dtype=torch.float64).to(DEVICE).requires_grad_(True)
     assert torch.autograd.gradcheck(lambda t, c: kernels.fused_leaky_relu(ext, t, c), (x, b))
     torch.testing.assert_close(kernels.fused_leaky_relu(ext, x, b), reference.fused_leaky_relu(x, b),
-                               **DTYPE_TOL[torch.float64])
+                               **KERNEL_TOLERANCE[torch.float64])
 
 
 @pytest.mark.parametrize("shape,channels_last", [
