@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from soundedit.errors import CheckpointError, InputError
+from soundedit.models.checkpoint import check_state_dict
 from soundedit.models.identity import BottleneckIRSE
 from soundedit.models.stylegan2.layers import EqualLinear
 
@@ -233,13 +234,7 @@ def load_e4e(path_or_name: str | os.PathLike = "e4e-ffhq", *, device: str | torc
         raise CheckpointError(f"e4e checkpoint {str(path)!r}: unexpected keys outside encoder./decoder.: {other[:5]}")
     arch = infer_encoder_architecture(enc, source=f"e4e checkpoint {str(path)!r}")
     encoder = Encoder4Editing(**arch)
-    expected = encoder.state_dict()
-    missing = sorted(set(expected) - set(enc))
-    unexpected = sorted(set(enc) - set(expected))
-    wrong = sorted(k for k in expected if k in enc and enc[k].shape != expected[k].shape)
-    if missing or unexpected or wrong:
-        raise CheckpointError(f"e4e checkpoint {str(path)!r}: encoder keys do not match Encoder4Editing{arch}: "
-                              f"missing {missing[:4]}, unexpected {unexpected[:4]}, wrong shapes {wrong[:4]}")
+    check_state_dict(encoder, enc, source=f"e4e checkpoint {str(path)!r}", what=f"Encoder4Editing{arch} (encoder.*)")
     encoder.load_state_dict(enc, strict=True)
     avg = ckpt.get("latent_avg")
     if not isinstance(avg, torch.Tensor):

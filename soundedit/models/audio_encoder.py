@@ -305,18 +305,7 @@ def _infer_resnet(state: dict[str, torch.Tensor], path: Path) -> str:
 
 
 def _load_state(encoder: AudioEncoder, state: dict[str, torch.Tensor], path: Path, what: str) -> None:
-    own = encoder.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = [f"{k}: expected {tuple(own[k].shape)}, got {tuple(v.shape)}"
-             for k, v in state.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing keys {missing[:5]}{' ...' if len(missing) > 5 else ''}")
-        if unexpected:
-            parts.append(f"unexpected keys {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
-        if wrong:
-            parts.append(f"wrong shapes {wrong[:3]}{' ...' if len(wrong) > 3 else ''}")
-        raise CheckpointError(f"{path}: does not fit {what}: {'; '.join(parts)}")
+    from soundedit.models.checkpoint import check_state_dict
+
+    check_state_dict(encoder, state, source=path, what=what)
     encoder.load_state_dict(state, strict=True)

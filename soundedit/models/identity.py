@@ -163,7 +163,8 @@ def load_identity_net(path_or_name: str | os.PathLike = "ir-se50", *, device: st
     Raises:
         CheckpointError: unreadable, unsafe, or keys/shapes that do not fit.
     """
-    from soundedit.models.stylegan2.loading import _torch_load, check_state_dict
+    from soundedit.models.checkpoint import check_state_dict
+    from soundedit.models.stylegan2.loading import _torch_load
     from soundedit.weights import resolve
 
     path = resolve(path_or_name)

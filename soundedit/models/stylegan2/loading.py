@@ -30,6 +30,7 @@ import torch
 
 from soundedit.config import from_dict, to_dict
 from soundedit.errors import CheckpointError
+from soundedit.models.checkpoint import check_state_dict
 from soundedit.models.stylegan2.generator import Generator, GeneratorConfig, default_channels
 
 logger = logging.getLogger("soundedit")
@@ -147,25 +148,6 @@ def infer_config(state: dict[str, torch.Tensor], *, source: str | os.PathLike = 
     return GeneratorConfig(resolution=resolution, style_dim=style_dim, n_mlp=n_mlp,
                            channel_multiplier=multiplier or 2, channels=tuple(channels), conv_clamp=conv_clamp,
                            lr_mlp=lr_mlp)
-
-
-def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], *, source: str | os.PathLike) -> None:
-    """Raise CheckpointError naming the first missing / unexpected / wrongly shaped keys."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [f"{k}: expected {tuple(v.shape)}, got {tuple(state[k].shape)}"
-             for k, v in expected.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
-    problems = []
-    if missing:
-        problems.append(f"missing keys {missing[:5]}" + (f" (+{len(missing) - 5} more)" if len(missing) > 5 else ""))
-    if unexpected:
-        problems.append(f"unexpected keys {unexpected[:5]}"
-                        + (f" (+{len(unexpected) - 5} more)" if len(unexpected) > 5 else ""))
-    if wrong:
-        problems.append(f"wrong shapes {wrong[:3]}" + (f" (+{len(wrong) - 3} more)" if len(wrong) > 3 else ""))
-    if problems:
-        raise CheckpointError(f"{source}: weights do not fit a {type(model).__name__}: " + "; ".join(problems))
 
 
 def build_generator(state: dict[str, torch.Tensor], latent_avg: torch.Tensor | None, config: GeneratorConfig, *,
