@@ -83,13 +83,11 @@ def progress_gif(frames: list, *, max_side: int = 256, duration_ms: int = 120) -
 
 def gates_plot(layer_weights: torch.Tensor) -> bytes:
     """A bar chart of the final per-layer weights of the similarity term (PNG bytes)."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display; must precede pyplot
-    import matplotlib.pyplot as plt
+    from soundedit.evaluation.reports import new_figure
 
     values = layer_weights.flatten().tolist()
-    fig, ax = plt.subplots(figsize=(max(4, 0.35 * len(values)), 2.6), dpi=100)
+    fig = new_figure(max(4, 0.35 * len(values)), 2.6)
+    ax = fig.add_subplot()
     ax.bar(range(1, len(values) + 1), values, color="#4a7bd0")
     ax.axhline(1.0, color="grey", lw=0.8, ls="--")
     ax.set_xlabel("W+ layer")
@@ -98,7 +96,6 @@ def gates_plot(layer_weights: torch.Tensor) -> bytes:
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    plt.close(fig)
     return buf.getvalue()
 
 

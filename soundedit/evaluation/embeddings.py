@@ -69,7 +69,6 @@ class EmbeddingCache:
     def __init__(self, root: str | Path | None, encoder_id: str) -> None:
         self.root = None if root is None else Path(root) / encoder_id[:24]
         self.hits = 0
-        self.misses = 0
 
     def _path(self, digest: str) -> Path:
         assert self.root is not None
@@ -80,13 +79,11 @@ class EmbeddingCache:
             return None
         path = self._path(digest)
         if not path.is_file():
-            self.misses += 1
             return None
         try:
             value = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:  # a damaged entry is recomputed, not trusted
             logger.warning("embedding cache: ignoring unreadable %s (%s)", path, exc)
-            self.misses += 1
             return None
         self.hits += 1
         return value

@@ -84,7 +84,8 @@ def write_report(out_dir: str | Path, report: Mapping, markdown: str, *, stem: s
     return {"json": write_json(out / f"{stem}.json", dict(report)), "markdown": write_text(out / f"{stem}.md", markdown)}
 
 
-def _figure(width: float, height: float):
+def new_figure(width: float, height: float):
+    """A matplotlib Figure on its own Agg canvas: no pyplot, no global backend switch (safe in servers)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -105,7 +106,7 @@ def plot_confusion(confusion: np.ndarray, classes: Sequence[str], path: str | Pa
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     n = len(classes)
     size = max(4.0, 0.22 * n + 2)
-    fig = _figure(size + 1, size)
+    fig = new_figure(size + 1, size)
     ax = fig.add_subplot()
     im = ax.imshow(norm, vmin=0, vmax=1, cmap="viridis")
     ax.set_xticks(range(n), classes, rotation=90, fontsize=7 if n > 12 else 9)
@@ -120,7 +121,7 @@ def plot_confusion(confusion: np.ndarray, classes: Sequence[str], path: str | Pa
 def plot_per_class(accuracy: Mapping[str, float | None], path: str | Path, *, title: str = "") -> Path:
     """Horizontal bars of per-class accuracy, sorted best first."""
     items = sorted(((k, v) for k, v in accuracy.items() if v is not None), key=lambda kv: -kv[1])
-    fig = _figure(6, max(2.5, 0.2 * len(items) + 1))
+    fig = new_figure(6, max(2.5, 0.2 * len(items) + 1))
     ax = fig.add_subplot()
     ax.barh(range(len(items)), [100 * v for _, v in items], color="tab:blue")
     ax.set_yticks(range(len(items)), [k for k, _ in items], fontsize=7 if len(items) > 12 else 9)
@@ -134,7 +135,7 @@ def plot_per_class(accuracy: Mapping[str, float | None], path: str | Path, *, ti
 def plot_histograms(series: Mapping[str, Sequence[float]], path: str | Path, *, title: str = "",
                     xlabel: str = "cosine similarity") -> Path:
     """Overlaid histograms of several value series (e.g. cos(w_s, w_a) vs cos(w_s, w_t))."""
-    fig = _figure(6, 4)
+    fig = new_figure(6, 4)
     ax = fig.add_subplot()
     finite = [np.asarray(v, dtype=np.float64) for v in series.values() if len(v)]
     lo = min((v.min() for v in finite), default=0.0)
@@ -154,7 +155,7 @@ def plot_scatter(points: np.ndarray, groups: Sequence[str], path: str | Path, *,
     """2-D scatter coloured by group (used for the t-SNE of manipulation directions)."""
     pts = np.asarray(points, dtype=np.float64)
     groups = list(groups)
-    fig = _figure(5.5, 5)
+    fig = new_figure(5.5, 5)
     ax = fig.add_subplot()
     for name in dict.fromkeys(groups):
         mask = np.array([g == name for g in groups])

@@ -22,6 +22,7 @@ from soundedit.errors import InputError
 from soundedit.evaluation import reports
 from soundedit.evaluation.datasets import AudioDataset, Clip
 from soundedit.evaluation.embeddings import embed_files, encoder_fingerprint
+from soundedit.evaluation.metrics import topk_predictions
 from soundedit.evaluation.zeroshot import (DEFAULT_TEMPLATES, class_embeddings, evaluate_scores, softmax,
                                            zero_shot_scores)
 
@@ -121,7 +122,7 @@ def classify_embeddings(emb: DatasetEmbeddings, text_embeddings, logit_scale: fl
         else np.zeros((0, len(classes)))
     probs = softmax(logits) if emb.clips else logits
     k = max(1, min(top_k, len(classes)))
-    order = np.argsort(-logits, axis=1, kind="stable")[:, :k]
+    order = topk_predictions(logits, k)
     items = []
     for clip, row, p in zip(emb.clips, order, probs):
         item = {"file": _display(clip.path, ds.root), "label": clip.label, "fold": clip.fold,
@@ -458,16 +459,15 @@ def run_edits(editor, jobs: Sequence[dict], *, semantic=None, identity_net=None,
 def _save_edit_images(folder: Path, audio, text) -> None:
     """source | sound edit | text edit, one PNG row per job."""
     import torch
-    from PIL import Image
 
+    from soundedit.editing.report import to_pil
     from soundedit.fileio import atomic_open
 
     for i in range(audio.image.shape[0]):
         tiles = [audio.source_image[i], audio.image[i]] + ([text.image[i]] if text is not None else [])
-        row = torch.cat([t.float().clamp(-1, 1) for t in tiles], dim=2)  # (3, H, k*W)
-        arr = ((row + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        row = torch.cat([t.float() for t in tiles], dim=2)  # (3, H, k*W)
         with atomic_open(folder / f"edit_{i:04d}_{_slug(audio.labels[i])}.png", "wb") as fh:
-            Image.fromarray(arr).save(fh, format="PNG")
+            to_pil(row).save(fh, format="PNG")
 
 
 #: Registry of evaluation protocols: name -> runner (what ``soundedit eval NAME`` runs).
