@@ -31,7 +31,7 @@ import torch
 
 from soundedit.errors import CheckpointError
 from soundedit.models.stylegan2.generator import GeneratorConfig
-from soundedit.models.stylegan2.layers import make_kernel
+from soundedit.models.stylegan2.layers import BLUR_KERNEL, make_kernel
 from soundedit.models.stylegan2.loading import infer_config
 from soundedit.models.stylegan2.pickle_safe import PersistentObject, TFNetwork, load_nvidia_pickle
 
@@ -141,17 +141,15 @@ def _resample_kernel(t: dict, key: str) -> torch.Tensor:
         if f.ndim == 1:  # separable filters may be stored as 1-D taps
             f = f[None, :] * f[:, None]
         return f / f.sum()
-    return make_kernel((1, 3, 3, 1))
+    return make_kernel(BLUR_KERNEL)
 
 
 def tf_to_rosinality(Gs: TFNetwork, *, source: str | os.PathLike = "pickle"):
     """Convert a TensorFlow-era StyleGAN2 ``Gs`` network (as plain data) to our layout."""
     if Gs.version < 4:
         raise CheckpointError(f"{source}: TensorFlow network pickle version {Gs.version} is too old (need >= 4)")
-    try:
-        import numpy as np
-    except ImportError as err:  # numpy is a core dependency
-        raise CheckpointError(f"{source}: numpy is needed to read TensorFlow pickles") from err
+    import numpy as np
+
     v = {k: np.asarray(a) for k, a in Gs.variables().items()}
     if any(k.startswith("mapping/LabelEmbed") for k in v):
         raise CheckpointError(f"{source}: class-conditional generators (LabelEmbed) are not supported")
@@ -170,7 +168,7 @@ def tf_to_rosinality(Gs: TFNetwork, *, source: str | os.PathLike = "pickle"):
         out[f"style.{i + 1}.weight"] = g(f"mapping/Dense{i}/weight").T.contiguous()
         out[f"style.{i + 1}.bias"] = g(f"mapping/Dense{i}/bias")
     resolutions = sorted(int(m.group(1)) for k in v if (m := re.fullmatch(r"synthesis/(\d+)x\1/Conv1/weight", k)))
-    blur = make_kernel(Gs.static_kwargs.get("resample_kernel") or (1, 3, 3, 1)) * 4
+    blur = make_kernel(Gs.static_kwargs.get("resample_kernel") or BLUR_KERNEL) * 4
 
     def modconv(scope: str, ours: str, *, flip: bool = False) -> None:
         w = g(f"{scope}/weight")  # (kh, kw, in, out)

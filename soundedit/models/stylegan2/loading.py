@@ -76,8 +76,7 @@ def read_generator_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.
     if kind == "pickle":
         from soundedit.models.stylegan2.convert import nvidia_pickle_to_state
 
-        state, latent_avg, config = nvidia_pickle_to_state(path)
-        return state, latent_avg, config
+        return nvidia_pickle_to_state(path)
     obj = _torch_load(path)
     if isinstance(obj, dict) and "g_ema" in obj:
         state, latent_avg = obj["g_ema"], obj.get("latent_avg")

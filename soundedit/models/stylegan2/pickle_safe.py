@@ -52,10 +52,6 @@ class PersistentObject:
         self.state = state
         self.module_src = module_src
 
-    @property
-    def init_kwargs(self) -> dict:
-        return dict(self.state.get("_init_kwargs") or {})
-
     def tensors(self) -> dict[str, torch.Tensor]:
         """All parameters and buffers of this module and its children, by dotted name."""
         out: dict[str, torch.Tensor] = {}
