@@ -55,12 +55,8 @@ def seeded_generator(*, size: int = 32, style_dim: int = 64, n_mlp: int = 2, cha
                 value = r / config.lr_mlp
             elif name.endswith("modulation.bias"):
                 value = 1.0 + 0.1 * r
-            elif name.endswith(("activate.bias", "to_rgb1.bias")) or (name.startswith("to_rgbs.")
-                                                                       and name.endswith(".bias")):
-                value = 0.1 * r
-            elif name.endswith("noise.weight"):
-                value = 0.1 * r
-            elif name.startswith("style.") and name.endswith(".bias"):
+            elif (name.endswith(("activate.bias", "to_rgb1.bias", "noise.weight"))
+                  or (name.startswith(("to_rgbs.", "style.")) and name.endswith(".bias"))):
                 value = 0.1 * r
             else:  # conv weights, constant input, noise maps
                 value = r
@@ -342,6 +338,7 @@ def write_seeded_identity_net(path: str | os.PathLike, seed: int = 0, *, tiny: b
     model = IdentityNet(units=(1, 1, 1, 1), widths=(16, 32, 64, 128)) if tiny else IdentityNet()
     gen = torch.Generator().manual_seed(seed)
     state = {}
+    prelus = _prelu_names(model)
     with torch.no_grad():
         for name, t in model.state_dict().items():
             if name.endswith("num_batches_tracked"):
@@ -351,7 +348,7 @@ def write_seeded_identity_net(path: str | os.PathLike, seed: int = 0, *, tiny: b
             elif name.endswith(("running_mean", ".bias")):
                 value = 0.1 * torch.randn(t.shape, generator=gen)
             elif t.ndim == 1:  # BatchNorm scale or PReLU slope
-                prelu = name in _prelu_names(model)
+                prelu = name in prelus
                 value = (0.25 if prelu else 1.0) + (0.01 if prelu else 0.1) * torch.randn(t.shape, generator=gen)
             else:
                 value = torch.randn(t.shape, generator=gen) / math.sqrt(t[0].numel())
