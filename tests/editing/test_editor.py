@@ -229,26 +229,9 @@ def test_identity_term_keeps_the_face(files, tmp_path):
     assert with_id.history["id"][-1, 0] > 0
 
 
-@pytest.mark.parametrize("preset, aligned", [("faces", True), ("scenes", False)])
-def test_photo_source_is_face_aligned_only_for_face_presets(editor, sounds, tmp_path, monkeypatch, preset, aligned):
-    import soundedit.inversion
-
-    photo = tmp_path / "photo.png"
-    photo.write_bytes(b"stand-in; the inversion below is replaced")
-    G = editor.generator
-    seen = []
-
-    def fake_invert(path, *, generator, **kwargs):
-        seen.append(kwargs)
-        return torch.zeros(1, G.n_latent, G.style_dim)
-
-    monkeypatch.setattr(soundedit.inversion, "invert_image", fake_invert, raising=False)
-    editor.edit(audio=sounds["siren"], source=str(photo), steps=1, preset=preset, lambda_id=0.0)
-    assert seen == [{"align": aligned}]
-
-
-def test_mix_inverts_its_photo_once(editor, sounds, tmp_path, monkeypatch):
-    # Both halves of a mix edit the same photo: one inversion serves both.
+@pytest.fixture
+def stand_in_photo(editor, tmp_path, monkeypatch):
+    """``(photo path, calls)``: a photo source whose inversion is replaced; ``calls`` logs (path, kwargs)."""
     import soundedit.inversion
 
     photo = tmp_path / "photo.png"
@@ -257,10 +240,23 @@ def test_mix_inverts_its_photo_once(editor, sounds, tmp_path, monkeypatch):
     calls = []
 
     def fake_invert(path, *, generator, **kwargs):
-        calls.append(path)
+        calls.append((path, kwargs))
         return torch.randn(1, G.n_latent, G.style_dim, generator=torch.Generator().manual_seed(0))
 
     monkeypatch.setattr(soundedit.inversion, "invert_image", fake_invert, raising=False)
-    m = editor.mix(audio=sounds["siren"], text="blue background", source=str(photo), steps=1)
+    return str(photo), calls
+
+
+@pytest.mark.parametrize("preset, aligned", [("faces", True), ("scenes", False)])
+def test_photo_source_is_face_aligned_only_for_face_presets(editor, sounds, stand_in_photo, preset, aligned):
+    photo, calls = stand_in_photo
+    editor.edit(audio=sounds["siren"], source=photo, steps=1, preset=preset, lambda_id=0.0)
+    assert [kwargs for _, kwargs in calls] == [{"align": aligned}]
+
+
+def test_mix_inverts_its_photo_once(editor, sounds, stand_in_photo):
+    # Both halves of a mix edit the same photo: one inversion serves both.
+    photo, calls = stand_in_photo
+    m = editor.mix(audio=sounds["siren"], text="blue background", source=photo, steps=1)
     assert len(calls) == 1
     assert m.edits.w_source.shape[0] == 2 and torch.equal(m.edits.w_source[0], m.edits.w_source[1])
