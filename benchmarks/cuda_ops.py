@@ -9,9 +9,15 @@ Per op (forward + backward, shapes of the top layer of a config-f generator at `
 Whole step: ``G.synthesize(w_plus)`` forward + backward to W+ (the latent optimiser's inner loop),
 randomly initialised generator (timing does not depend on the weights), batch 1 and 4, float32 and
 bfloat16 (autocast). Paths: ``kernels`` (SOUNDEDIT_CUDA_OPS=on), ``eager`` (off), ``compile``
-(off, the function under ``torch.compile``). Median of ``--repeats`` timed runs after
-``--warmup`` runs, CUDA events; peak memory is ``torch.cuda.max_memory_allocated`` over the timed
-runs. Target (issue 10): kernels >= 1.3x eager for the 1024 px step and not slower than compile.
+(off, the function under ``torch.compile(dynamic=False)``, compiled afresh per case; the compile
+time is reported apart) and ``compile+kernels`` (on, under ``torch.compile``: the kernels enter the
+compiled graph as custom operators). Median of ``--repeats`` timed runs after ``--warmup`` runs, CUDA events;
+peak memory is ``torch.cuda.max_memory_allocated`` over the timed runs, above what was allocated
+before. "fp32" keeps torch's defaults (cuDNN convolutions may use TF32, matmuls do not). The
+compiled steps run last, so that a time limit cuts them first; every row is written to
+``--json`` as soon as it is measured, and a case that fails is recorded with its error.
+``--profile DIR`` also writes the top CUDA kernels of one fp32 batch-1 step per path.
+Target (issue 10): kernels >= 1.3x eager for the 1024 px step and not slower than compile.
 
 Usage::
 
@@ -40,12 +46,14 @@ from soundedit.models.stylegan2.generator import Generator, GeneratorConfig, def
 from soundedit.models.stylegan2.layers import make_kernel
 from soundedit.models.stylegan2.ops import reference
 
-PATHS = ("kernels", "eager", "compile")
+PATHS = ("kernels", "eager", "compile", "compile+kernels")
+COMPILED = ("compile", "compile+kernels")
+LABELS = {"kernels": "k", "eager": "eager", "compile": "compile", "compile+kernels": "c+k"}  # table headings
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 def _set_path(path: str) -> None:
-    os.environ[ops.ENV_VAR] = "on" if path == "kernels" else "off"
+    os.environ[ops.ENV_VAR] = "on" if "kernels" in path else "off"
 
 
 def _time_cuda(fn: Callable[[], None], warmup: int, repeats: int) -> tuple[float, float]:
@@ -112,10 +120,40 @@ def _op_fns(path: str) -> tuple[Callable, Callable]:
         return ops.upfirdn2d, ops.fused_leaky_relu
     if path == "eager":
         return reference.upfirdn2d, reference.fused_leaky_relu
-    return torch.compile(reference.upfirdn2d), torch.compile(reference.fused_leaky_relu)
+    torch._dynamo.reset()  # the kernels-or-reference choice is made at compile time
+    fns = (ops.upfirdn2d, ops.fused_leaky_relu) if "kernels" in path else (reference.upfirdn2d, reference.fused_leaky_relu)
+    return tuple(torch.compile(fn, dynamic=False) for fn in fns)
 
 
-def bench_ops(args, device: str, rows: list[dict]) -> None:
+class Recorder:
+    """Collects result rows, prints each as it comes and rewrites ``--json`` after every row."""
+
+    def __init__(self, json_path: str | None) -> None:
+        self.rows: list[dict] = []
+        self.json_path = json_path
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        _progress(row)
+        if self.json_path:
+            tmp = f"{self.json_path}.tmp"
+            with open(tmp, "w") as handle:
+                json.dump(dict(gpu=torch.cuda.get_device_name(), torch=torch.__version__, rows=self.rows), handle,
+                          indent=1)
+            os.replace(tmp, self.json_path)
+
+    def measure(self, fn: Callable[[], None], args, **row) -> None:
+        """Time ``fn`` and record it; a failure (compile error, out of memory) becomes an error row."""
+        try:
+            ms, peak = _time_cuda(fn, args.warmup, args.repeats)
+        except Exception as exc:  # noqa: BLE001 - a benchmark case that fails is reported, the rest still run
+            torch.cuda.synchronize()
+            self.add(dict(row, ms=None, peak_mib=None, error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"))
+            return
+        self.add(dict(row, ms=ms, peak_mib=peak))
+
+
+def bench_ops(args, device: str, rec: Recorder) -> None:
     for dtype_name in args.dtypes:
         dtype = DTYPES[dtype_name]
         for batch in args.batch:
@@ -124,59 +162,101 @@ def bench_ops(args, device: str, rows: list[dict]) -> None:
                 for path in args.paths:
                     _set_path(path)
                     up_fn, act_fn = _op_fns(path)
-                    ms, peak = _time_cuda(lambda: case(up_fn, act_fn), args.warmup, args.repeats)
-                    rows.append(dict(kind="op", case=name, dtype=dtype_name, batch=batch, path=path, ms=ms, peak_mib=peak))
-                    _progress(rows[-1])
+                    rec.measure(lambda: case(up_fn, act_fn), args, kind="op", case=name, dtype=dtype_name,
+                                batch=batch, path=path)
 
 
-def bench_step(args, device: str, rows: list[dict]) -> None:
+def _step_fn(G: Generator, synth: Callable, batch: int, dtype_name: str, device: str) -> Callable[[], None]:
+    """One latent-optimiser step: render from W+ and back-propagate a fixed linear loss to W+."""
+    gen = torch.Generator().manual_seed(1)
+    w = torch.randn(batch, G.n_latent, G.style_dim, generator=gen).to(device).requires_grad_(True)
+    probe = torch.randn(batch, 3, G.resolution, G.resolution, generator=gen).to(device)
+
+    def step() -> None:
+        w.grad = None
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dtype_name == "bf16"):
+            img = synth(w, noise="const")
+        (img.float() * probe).sum().backward()
+
+    return step
+
+
+def bench_step(args, device: str, rec: Recorder, paths: list[str]) -> None:
     G = Generator(GeneratorConfig(resolution=args.resolution)).to(device).eval().requires_grad_(False)
+    case = f"G{args.resolution} fwd+bwd"
     for dtype_name in args.dtypes:
         for batch in args.batch:
-            gen = torch.Generator().manual_seed(1)
-            w = torch.randn(batch, G.n_latent, G.style_dim, generator=gen).to(device).requires_grad_(True)
-            probe = torch.randn(batch, 3, G.resolution, G.resolution, generator=gen).to(device)
-            for path in args.paths:
+            for path in paths:
                 _set_path(path)
-                synth = torch.compile(G.synthesize) if path == "compile" else G.synthesize
+                row = dict(kind="step", case=case, dtype=dtype_name, batch=batch, path=path)
+                synth = G.synthesize
+                if path in COMPILED:
+                    torch._dynamo.reset()  # each case compiles from scratch, and its compile time is its own
+                    synth = torch.compile(G.synthesize, dynamic=False)
+                    step = _step_fn(G, synth, batch, dtype_name, device)
+                    start = time.perf_counter()
+                    try:
+                        step()
+                        torch.cuda.synchronize()
+                    except Exception as exc:  # noqa: BLE001 - reported, the other cases still run
+                        rec.add(dict(row, ms=None, peak_mib=None, error=f"{type(exc).__name__}: {str(exc)[:200]}"))
+                        continue
+                    row["compile_s"] = time.perf_counter() - start
+                rec.measure(_step_fn(G, synth, batch, dtype_name, device), args, **row)
 
-                def step():
-                    w.grad = None
-                    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dtype_name == "bf16"):
-                        img = synth(w, noise="const")
-                    (img.float() * probe).sum().backward()
 
-                ms, peak = _time_cuda(step, args.warmup, args.repeats)
-                rows.append(dict(kind="step", case=f"G{args.resolution} fwd+bwd", dtype=dtype_name, batch=batch,
-                                 path=path, ms=ms, peak_mib=peak))
-                _progress(rows[-1])
+def profile_step(args, device: str, out_dir: str) -> None:
+    """Append the top CUDA kernels of one fp32 batch-1 step, kernels and eager paths, to ``out_dir/profiles.txt``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    G = Generator(GeneratorConfig(resolution=args.resolution)).to(device).eval().requires_grad_(False)
+    os.makedirs(out_dir, exist_ok=True)
+    for path in ("kernels", "eager"):
+        _set_path(path)
+        step = _step_fn(G, G.synthesize, 1, "fp32", device)
+        for _ in range(args.warmup):
+            step()
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            step()
+            torch.cuda.synchronize()
+        table = prof.key_averages().table(sort_by="self_device_time_total", row_limit=30, max_name_column_width=70)
+        with open(os.path.join(out_dir, "profiles.txt"), "a") as handle:
+            handle.write(f"=== {path} path, G{args.resolution} fp32 batch 1, one step\n{table}\n")
+        print(f"\nprofile, {path} path, G{args.resolution} fp32 batch 1 (top self device time):")
+        print("\n".join(table.splitlines()[:14]))
 
 
 def _progress(row: dict) -> None:
-    print(f"  {row['kind']:4s} {row['case']:18s} {row['dtype']:4s} b{row['batch']} {row['path']:8s} "
-          f"{row['ms']:9.3f} ms  {row['peak_mib']:9.1f} MiB", file=sys.stderr, flush=True)
+    head = f"  {row['kind']:4s} {row['case']:18s} {row['dtype']:4s} b{row['batch']} {row['path']:8s} "
+    if row.get("error"):
+        print(head + f"error: {row['error']}", file=sys.stderr, flush=True)
+        return
+    extra = f"  (compile {row['compile_s']:.0f} s)" if "compile_s" in row else ""
+    print(head + f"{row['ms']:9.3f} ms  {row['peak_mib']:9.1f} MiB{extra}", file=sys.stderr, flush=True)
 
 
 def print_table(rows: list[dict]) -> None:
     """One line per (kind, case, dtype, batch): ms and peak MiB per path, speed-ups of the kernels."""
     groups: dict[tuple, dict[str, dict]] = {}
     for r in rows:
-        groups.setdefault((r["kind"], r["case"], r["dtype"], r["batch"]), {})[r["path"]] = r
+        if r.get("ms") is not None:
+            groups.setdefault((r["kind"], r["case"], r["dtype"], r["batch"]), {})[r["path"]] = r
     head = f"{'kind':5s} {'case':18s} {'dtype':5s} {'batch':>5s}"
     for p in PATHS:
-        head += f" {p + ' ms':>12s} {p + ' MiB':>12s}"
-    head += f" {'x eager':>8s} {'x compile':>9s}"
+        head += f" {LABELS[p] + ' ms':>10s} {LABELS[p] + ' MiB':>10s}"
+    head += f" {'k/eager':>8s} {'k/compile':>9s} {'c+k/compile':>11s}"
     print(head)
     print("-" * len(head))
     for (kind, case, dtype, batch), by_path in groups.items():
         line = f"{kind:5s} {case:18s} {dtype:5s} {batch:5d}"
         for p in PATHS:
             r = by_path.get(p)
-            line += f" {r['ms']:12.3f} {r['peak_mib']:12.1f}" if r else f" {'-':>12s} {'-':>12s}"
-        k = by_path.get("kernels")
-        for other, width in (("eager", 8), ("compile", 9)):
-            o = by_path.get(other)
-            line += f" {o['ms'] / k['ms']:{width}.2f}" if (k and o) else f" {'-':>{width}s}"
+            line += f" {r['ms']:10.3f} {r['peak_mib']:10.1f}" if r else f" {'-':>10s} {'-':>10s}"
+        # speed-ups: kernels over eager, kernels over compile, compile+kernels over compile
+        for fast, slow, width in (("kernels", "eager", 8), ("kernels", "compile", 9), ("compile+kernels", "compile", 11)):
+            f, o = by_path.get(fast), by_path.get(slow)
+            line += f" {o['ms'] / f['ms']:{width}.2f}" if (f and o) else f" {'-':>{width}s}"
         print(line)
 
 
@@ -199,15 +279,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--dtypes", nargs="+", choices=sorted(DTYPES), default=["fp32", "bf16"])
     parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS))
-    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile path (slow to compile)")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile paths (slow to compile)")
+    parser.add_argument("--no-step-compile", action="store_true",
+                        help="compile only the single ops, not the whole step (its compile takes about a minute per case)")
     parser.add_argument("--ops-only", action="store_true")
     parser.add_argument("--step-only", action="store_true")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--json", help="also write the rows to this JSON file")
+    parser.add_argument("--json", help="also write the rows to this JSON file (rewritten after every row)")
+    parser.add_argument("--profile", metavar="DIR", help="write per-kernel CUDA profiles of one step per path here")
     args = parser.parse_args(argv)
     if args.no_compile:
-        args.paths = [p for p in args.paths if p != "compile"]
+        args.paths = [p for p in args.paths if p not in COMPILED]
 
     if not torch.cuda.is_available():
         return cpu_only(args)
@@ -222,23 +305,24 @@ def main(argv: list[str] | None = None) -> int:
     built = info["build_seconds"]
     print(f"extension: {info['build_dir']} ({'built in %.0f s' % built if built else 'cached'}; "
           f"load {time.perf_counter() - start:.1f} s)")
-    rows: list[dict] = []
+    rec = Recorder(args.json)
     saved = os.environ.get(ops.ENV_VAR)
     try:
         if not args.step_only:
-            bench_ops(args, device, rows)
+            bench_ops(args, device, rec)
         if not args.ops_only:
-            bench_step(args, device, rows)
+            bench_step(args, device, rec, [p for p in args.paths if p not in COMPILED])
+            if args.profile:
+                profile_step(args, device, args.profile)
+            if not args.no_step_compile:
+                bench_step(args, device, rec, [p for p in args.paths if p in COMPILED])
     finally:
         if saved is None:
             os.environ.pop(ops.ENV_VAR, None)
         else:
             os.environ[ops.ENV_VAR] = saved
-    print()
-    print_table(rows)
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(dict(gpu=torch.cuda.get_device_name(), torch=torch.__version__, rows=rows), handle, indent=1)
+        print()
+        print_table(rec.rows)
     return 0
 
 

@@ -14,8 +14,9 @@ import math
 import pytest
 import torch
 
+from soundedit.models.stylegan2 import ops
 from soundedit.models.stylegan2.ops import build, kernels, reference
-from soundedit.testing.upfirdn import KERNEL_TOLERANCE
+from soundedit.testing.upfirdn import KERNEL_TOLERANCE, assert_generator_matches_golden
 from soundedit.testing.upfirdn import UPFIRDN2D_CASES as CASES
 
 pytestmark = pytest.mark.slow  # compiling takes about 30 s on 2 cores, longer when they are busy
@@ -196,3 +197,130 @@ def test_invalid_arguments_raise(compiled):
     with pytest.raises(ValueError, match="scale > 0"):
         kernels.fused_leaky_relu(ext, torch.zeros(1, 2), None, 0.2, -1.0)
 
+
+
+# --- the torch.library custom operators (the torch.compile route to the same functions) ---------
+
+
+@pytest.fixture()
+def bound(compiled):
+    kernels.bind(compiled[0])
+    yield compiled[0]
+    kernels.bind(None)
+
+
+@pytest.mark.parametrize("up,down,pad,kshape", CASES)
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_custom_operators_pass_opcheck(bound, up, down, pad, kshape, channels_last):
+    """Schema, fake (meta) shapes and strides against the real op, autograd registration, AOT tracing."""
+    g = torch.Generator().manual_seed(20)
+    x = torch.randn(2, 3, 7, 9, generator=g, dtype=torch.float64)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    k = torch.randn(*kshape, generator=g, dtype=torch.float64)
+    torch.library.opcheck(kernels._upfirdn2d_op, (x, k, up, down, *reference._pad4(pad)))
+    b = torch.randn(3, generator=g, dtype=torch.float64, requires_grad=True)
+    torch.library.opcheck(kernels._bias_act_op, (x, b, math.sqrt(2), 0.2 * math.sqrt(2)))
+    torch.library.opcheck(kernels._bias_act_op, (x, None, 1.0, 1.0))
+
+
+def test_custom_operators_compile_without_graph_breaks(bound):
+    """fullgraph=True fails on any graph break; values and gradients match the reference."""
+    g = torch.Generator().manual_seed(21)
+    taps = torch.tensor([1.0, 3.0, 3.0, 1.0], dtype=torch.float64)
+    k = torch.outer(taps, taps) / 16  # StyleGAN2's upsampling filter (gain 4)
+
+    def layer(x, b, up_fn, act_fn):
+        return act_fn(up_fn(x, k, 2, 1, (2, 1)), b, 0.2, math.sqrt(2))
+
+    compiled_layer = torch.compile(lambda x, b: layer(x, b, kernels.upfirdn2d_for_compile,
+                                                      kernels.fused_leaky_relu_for_compile),
+                                   backend="aot_eager", fullgraph=True)
+    x = torch.randn(2, 4, 6, 5, generator=g, dtype=torch.float64)
+    b = torch.randn(4, generator=g, dtype=torch.float64)
+    probe = torch.randn(2, 4, 12, 10, generator=g, dtype=torch.float64)
+    results = []
+    for fn in (compiled_layer, lambda x, b: layer(x, b, reference.upfirdn2d, reference.fused_leaky_relu)):
+        xi, bi = x.clone().requires_grad_(True), b.clone().requires_grad_(True)
+        y = fn(xi, bi)
+        (y * probe).sum().backward()
+        results.append((y.detach(), xi.grad, bi.grad))
+    for got, want in zip(*results):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_custom_operators_refuse_second_order_gradients(bound):
+    x = torch.randn(1, 2, 6, 6, dtype=torch.float64, requires_grad=True)
+    for fn in (lambda t: kernels.upfirdn2d_for_compile(t, torch.ones(3, 3), 2, 1, (1, 1)),
+               lambda t: kernels.fused_leaky_relu_for_compile(t, None)):
+        (grad,) = torch.autograd.grad((fn(x) ** 2).sum(), x, create_graph=True)
+        with pytest.raises(kernels.SecondOrderGradientError, match="SOUNDEDIT_CUDA_OPS=off"):
+            grad.sum().backward()
+
+
+def test_custom_operators_need_a_bound_extension():
+    kernels.bind(None)
+    with pytest.raises(RuntimeError, match="load_extension"):
+        kernels.fused_leaky_relu_for_compile(torch.zeros(1, 2), None)
+
+
+# --- the whole generator through the kernels' element code (the CPU loop) -----------------------
+
+
+@pytest.fixture()
+def kernels_on_cpu(compiled, monkeypatch):
+    """Route the generator's ops through the compiled CPU loop, eagerly and under torch.compile."""
+    ext = compiled[0]
+    monkeypatch.setattr(ops, "_extension_for", lambda x: ext)
+    monkeypatch.setattr(ops, "_compiling_with_kernels", lambda x: True)
+    kernels.bind(ext)
+    yield ext
+    kernels.bind(None)
+
+
+def _render(G, exp, dtype=torch.float32):
+    w = exp["w_plus"].detach().to(dtype).clone().requires_grad_(True)
+    img = G.synthesize(w, noise="const")
+    (img * exp["probe"].to(dtype)).sum().backward()
+    return img.detach(), w.grad
+
+
+def test_generator_with_the_kernels_matches_golden_and_reference(kernels_on_cpu, seeded_checkpoint, tmp_path,
+                                                                 monkeypatch):
+    from soundedit.models import load_generator
+
+    path, exp = seeded_checkpoint("stylegan2_64", tmp_path / "stylegan2_64.pt")
+    G = load_generator(path, device="cpu")
+    assert_generator_matches_golden(*_render(G, exp), exp)
+    G.double()
+    img_k, grad_k = _render(G, exp, torch.float64)
+    monkeypatch.setattr(ops, "_extension_for", lambda x: None)
+    img_r, grad_r = _render(G, exp, torch.float64)
+    torch.testing.assert_close(img_k, img_r, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grad_k, grad_r, rtol=1e-10, atol=1e-12 * grad_r.abs().max().item())
+
+
+def test_generator_compiles_with_the_kernels_in_one_graph(kernels_on_cpu, seeded_checkpoint, tmp_path, monkeypatch):
+    from soundedit.models import load_generator
+
+    calls = {"upfirdn2d": 0, "bias_act": 0, "bias_act_grad": 0}
+
+    class Counting:
+        def __getattr__(self, name):
+            calls[name] = calls.get(name, 0) + 1
+            return getattr(kernels_on_cpu, name)
+
+    monkeypatch.setattr(kernels, "_bound", Counting())
+    path, exp = seeded_checkpoint("stylegan2_64", tmp_path / "stylegan2_64.pt")
+    G = load_generator(path, device="cpu")
+    torch._dynamo.reset()
+    try:
+        G.synthesize = torch.compile(G.synthesize, backend="aot_eager", fullgraph=True)
+        img, grad = _render(G, exp)
+    finally:
+        torch._dynamo.reset()
+    # 64 px: 9 styled convs (bias_act), 4 blurs + 4 skip upsamplings (upfirdn2d), each once forward
+    # and once backward
+    assert calls == {"upfirdn2d": 16, "bias_act": 9, "bias_act_grad": 9}, calls
+    assert_generator_matches_golden(img, grad, exp)

@@ -1,25 +1,29 @@
 """The compiled StyleGAN2 ops on a CUDA GPU: parity with the PyTorch reference, gradients, generator.
 
-Skipped without a CUDA GPU. The extension is built once per test session into a private folder
-(for the visible GPU's architecture), so these also check that the build works on the GPU machine.
+Skipped without a CUDA GPU. The extension is built once per test session (for the visible GPU's
+architecture) into ``$TORCH_EXTENSIONS_DIR`` when that is set (``benchmarks/gpu_check.sh`` shares
+one build between these tests and the benchmarks), else into a private folder; either way these
+also check that the build works on the GPU machine. ``test_cuda_ops_build.py`` builds from an
+empty folder.
 
 Tolerances: float64 1e-12 (same arithmetic, different summation order); float32 1e-5 (the
 reference's cuDNN convolution may sum in another order; TF32 is switched off); float16 and
 bfloat16 inputs are rounded first and the float32 reference on those same values, rounded to the
 dtype, is the expectation: rtol/atol 2e-3/1e-3 and 1.6e-2/1e-2 (one unit in the last place, as the
-kernels accumulate in float32 and round once). The generator keeps the golden fixture's 1e-4.
+kernels accumulate in float32 and round once). The generator: see assert_generator_matches_golden.
 """
 
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 import torch
 
 from soundedit.models.stylegan2 import ops
 from soundedit.models.stylegan2.ops import kernels, reference
-from soundedit.testing.upfirdn import KERNEL_TOLERANCE
+from soundedit.testing.upfirdn import KERNEL_TOLERANCE, assert_generator_matches_golden
 from soundedit.testing.upfirdn import UPFIRDN2D_CASES as CASES
 
 pytestmark = [
@@ -32,9 +36,10 @@ DEVICE = "cuda"
 
 @pytest.fixture(scope="module", autouse=True)
 def built_extension(tmp_path_factory):
-    """Build into a private folder, kernels forced on, TF32 off; restore everything afterwards."""
+    """Build (or load the build in $TORCH_EXTENSIONS_DIR), kernels forced on, TF32 off; restore afterwards."""
     mp = pytest.MonkeyPatch()
-    mp.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path_factory.mktemp("torch_extensions")))
+    if not os.environ.get("TORCH_EXTENSIONS_DIR"):
+        mp.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path_factory.mktemp("torch_extensions")))
     mp.setenv(ops.ENV_VAR, "on")
     mp.setattr(torch.backends.cudnn, "allow_tf32", False)
     mp.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
@@ -156,16 +161,58 @@ def test_second_order_raises_on_gpu(built_extension):
         grad.sum().backward()
 
 
+def _golden_generator(seeded_checkpoint, tmp_path, dtype=torch.float32):
+    from soundedit.models import load_generator
+
+    path, exp = seeded_checkpoint("stylegan2_64", tmp_path / "stylegan2_64.pt")
+    G = load_generator(path, device="cuda").to(dtype)
+    return G, exp
+
+
 @pytest.mark.parametrize("setting", ["on", "off"])
 def test_generator_golden_on_gpu(built_extension, seeded_checkpoint, tmp_path, monkeypatch, setting):
     """The golden stylegan2_64 fixture, forward and d/dW+, with kernels on and off."""
-    from soundedit.models import load_generator
-
     monkeypatch.setenv(ops.ENV_VAR, setting)
-    path, exp = seeded_checkpoint("stylegan2_64", tmp_path / "stylegan2_64.pt")
-    G = load_generator(path, device="cuda")
+    G, exp = _golden_generator(seeded_checkpoint, tmp_path)
     w = exp["w_plus"].to(DEVICE).requires_grad_(True)
     img = G.synthesize(w, noise="const")
     (img * exp["probe"].to(DEVICE)).sum().backward()
-    torch.testing.assert_close(img.detach().cpu(), exp["image_from_w_plus"], rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(w.grad.cpu(), exp["grad_w_plus"], rtol=1e-4, atol=1e-4)
+    assert_generator_matches_golden(img, w.grad, exp)
+
+
+def test_generator_kernels_equal_reference_in_float64(built_extension, seeded_checkpoint, tmp_path, monkeypatch):
+    """The whole generator, forward and d/dW+, kernels vs reference in float64: the same function."""
+    G, exp = _golden_generator(seeded_checkpoint, tmp_path, torch.float64)
+    results = []
+    for setting in ("on", "off"):
+        monkeypatch.setenv(ops.ENV_VAR, setting)
+        w = exp["w_plus"].to(DEVICE, torch.float64).requires_grad_(True)
+        img = G.synthesize(w, noise="const")
+        (img * exp["probe"].to(DEVICE, torch.float64)).sum().backward()
+        results.append((img.detach(), w.grad))
+    (img_k, grad_k), (img_r, grad_r) = results
+    torch.testing.assert_close(img_k, img_r, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(grad_k, grad_r, rtol=1e-10, atol=1e-10 * grad_r.abs().max().item())
+
+
+def test_generator_under_torch_compile_keeps_the_kernels(built_extension, seeded_checkpoint, tmp_path, monkeypatch):
+    """torch.compile traces the generator without breaking at the ops: the kernels run as custom
+    operators inside the compiled graph and give the eager result."""
+    calls = {"upfirdn2d": 0, "bias_act": 0}
+
+    class Counting:
+        def __getattr__(self, name):
+            if name in calls:
+                calls[name] += 1
+            return getattr(built_extension, name)
+
+    monkeypatch.setattr(kernels, "_bound", Counting())
+    G, exp = _golden_generator(seeded_checkpoint, tmp_path)
+    torch._dynamo.reset()
+    synth = torch.compile(G.synthesize, backend="aot_eager", fullgraph=True)
+    w = exp["w_plus"].to(DEVICE).requires_grad_(True)
+    img = synth(w, noise="const")
+    (img * exp["probe"].to(DEVICE)).sum().backward()
+    assert calls["upfirdn2d"] > 0 and calls["bias_act"] > 0, calls
+    assert_generator_matches_golden(img, w.grad, exp)
+    torch._dynamo.reset()

@@ -18,6 +18,11 @@ Two argument combinations always take the reference, whatever the mode: an FIR k
 requires grad (the compiled op has no kernel gradient), and ``negative_slope < 0`` or
 ``scale <= 0`` (its backward reads the sign of the output). :func:`status` reports the state
 without building anything unless asked.
+
+Under ``torch.compile`` the kernels enter the graph as ``torch.library`` custom operators
+(:mod:`.kernels`), so a compiled generator keeps them and the compiler fuses the rest around them.
+The choice between kernels and reference is then made once, when the function is compiled
+(``SOUNDEDIT_CUDA_OPS`` changed afterwards does not recompile it: ``torch._dynamo.reset()`` does).
 """
 
 from __future__ import annotations
@@ -98,6 +103,7 @@ def load_extension(*, required: bool = False) -> ModuleType | None:
             _state.attempted = True
             try:
                 _state.module, _state.plan, _state.seconds = _build.build()
+                _kernels.bind(_state.module)
             except _build.CudaOpsBuildError as exc:
                 _state.error = exc
                 if not required:
@@ -124,6 +130,18 @@ def _extension_for(x: torch.Tensor) -> ModuleType | None:
     return load_extension(required=setting == "on")
 
 
+@torch.compiler.assume_constant_result
+def _kernels_for_compile() -> bool:
+    """Whether a function being compiled should use the kernels for CUDA tensors (evaluated once, at
+    compile time: the lock and the environment read of the eager dispatch cannot be traced)."""
+    setting = mode()
+    return setting != "off" and load_extension(required=setting == "on") is not None
+
+
+def _compiling_with_kernels(x: torch.Tensor) -> bool:
+    return x.device.type == "cuda" and x.dtype in _KERNEL_DTYPES and _kernels_for_compile()
+
+
 def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
               pad: tuple[int, ...] | int = (0, 0)) -> torch.Tensor:
     """Upsample (zero insertion), pad, FIR-filter, downsample — per channel.
@@ -137,8 +155,14 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
     Returns:
         (N, C, (H*up + y0 + y1 - kh) // down + 1, (W*up + x0 + x1 - kw) // down + 1).
     """
+    if kernel.requires_grad or x.ndim != 4 or kernel.ndim != 2:
+        return reference.upfirdn2d(x, kernel, up, down, pad)
+    if torch.compiler.is_compiling():
+        if _compiling_with_kernels(x):
+            return _kernels.upfirdn2d_for_compile(x, kernel, up, down, pad)
+        return reference.upfirdn2d(x, kernel, up, down, pad)
     ext = _extension_for(x)
-    if ext is None or kernel.requires_grad or x.ndim != 4 or kernel.ndim != 2:
+    if ext is None:
         return reference.upfirdn2d(x, kernel, up, down, pad)
     return _kernels.upfirdn2d(ext, x, kernel, up, down, pad)
 
@@ -149,9 +173,15 @@ def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor | None, negative_slope:
 
     ``negative_slope=1, scale=1`` is the linear activation (bias add only).
     """
-    ext = _extension_for(x)
-    if (ext is None or x.ndim < 2 or not (scale > 0 and negative_slope >= 0)
+    if (x.ndim < 2 or not (scale > 0 and negative_slope >= 0)
             or (bias is not None and tuple(bias.shape) != (x.shape[1],))):
+        return reference.fused_leaky_relu(x, bias, negative_slope, scale)
+    if torch.compiler.is_compiling():
+        if _compiling_with_kernels(x):
+            return _kernels.fused_leaky_relu_for_compile(x, bias, negative_slope, scale)
+        return reference.fused_leaky_relu(x, bias, negative_slope, scale)
+    ext = _extension_for(x)
+    if ext is None:
         return reference.fused_leaky_relu(x, bias, negative_slope, scale)
     return _kernels.fused_leaky_relu(ext, x, bias, negative_slope, scale)
 
@@ -235,4 +265,5 @@ def _reset_for_tests() -> None:
     global _state
     with _state_lock:
         _state = _State()
+    _kernels.bind(None)
 
