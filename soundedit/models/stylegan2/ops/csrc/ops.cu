@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <limits>
+#include <vector>
 
 namespace sg2ops {
 namespace {
@@ -129,6 +130,124 @@ void upfirdn2d_run(const UpFirDnParams& p, const scalar_t* x, const acc_t* k, sc
                   (unsigned)std::min<int64_t>(planes, 65535));
   upfirdn2d_kernel<scalar_t, acc_t, UP, DOWN><<<grid, block, 0, c10::cuda::getCurrentCUDAStream()>>>(
       p, x, k, y, channels_last);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+// Tiled upfirdn2d for StyleGAN2's cases: NCHW output, a K x K filter (K = 4) and factors
+// (up, down) = (1, 1), (2, 1), (1, 2): blur, its gradient, 2x upsampling and its gradient
+// (a 2x downsampling). One block computes a TW x TH output tile of one plane: it first copies the
+// input window the tile needs (zero outside the image, so the inner loops need no clipping) and
+// the filter taps into shared memory, then each thread computes TW*TH/kThreads outputs from there
+// with fully unrolled K/UP x K/UP loops. The one-thread-per-output kernel above re-reads every
+// input sample K*K/UP^2 times from global memory and clips each window: measured 8x off the
+// bandwidth floor on an H100 (1.53 ms for blur forward + backward at 32 x 1025^2, floor 0.18 ms).
+//
+// The block's work is written as __host__ __device__ steps (window origin, one load, one output)
+// so that the CPU test path can run the very same tiling, block by block, in a loop.
+template <int UP, int DOWN, int K>
+struct TileShape {
+  static constexpr int TW = 64;  // output columns per tile (two warps' worth of consecutive addresses)
+  static constexpr int TH = 16;  // output rows per tile
+  static constexpr int TAPS = K / UP;  // input samples per output along each axis (K divisible by UP)
+  // Input rows/columns the tile reads: the window start can round up by one; one spare.
+  static constexpr int IH = ((TH - 1) * DOWN + K - 1) / UP + 2;
+  static constexpr int IW = ((TW - 1) * DOWN + K - 1) / UP + 2;
+  static_assert(K % UP == 0, "the filter length must be a multiple of the upsampling factor");
+};
+
+// First input row (column) a tile starting at output row (column) o0 reads.
+template <int UP, int DOWN>
+__host__ __device__ inline int tile_input_start(int o0, int pad0) {
+  return ceil_div<int>(o0 * DOWN - pad0, UP);
+}
+
+// Copy element i (row-major over IH x IW) of the tile's input window, zero outside the image.
+template <typename scalar_t, typename acc_t, int UP, int DOWN, int K>
+__host__ __device__ inline void tile_load(const UpFirDnParams& p, const scalar_t* __restrict__ plane, acc_t* tile,
+                                          int iy0, int ix0, int i) {
+  using S = TileShape<UP, DOWN, K>;
+  const int r = i / S::IW, c = i - (i / S::IW) * S::IW;
+  const int iy = iy0 + r, ix = ix0 + c;
+  const bool inside = iy >= 0 && iy < p.in_h && ix >= 0 && ix < p.in_w;
+  tile[i] = inside ? static_cast<acc_t>(plane[iy * p.sh + ix * p.sw]) : acc_t(0);
+}
+
+// One output sample (oy, ox) from the tile whose window starts at input (iy0, ix0).
+template <typename acc_t, int UP, int DOWN, int K>
+__host__ __device__ inline acc_t tile_output(const UpFirDnParams& p, const acc_t* tile, const acc_t* k, int iy0,
+                                             int ix0, int oy, int ox) {
+  using S = TileShape<UP, DOWN, K>;
+  const int sy = oy * DOWN - p.py0, sx = ox * DOWN - p.px0;  // filter window start (upsampled coordinates)
+  const int fy = ceil_div<int>(sy, UP), fx = ceil_div<int>(sx, UP);  // first input sample in the window
+  const int ky0 = K - 1 - (fy * UP - sy), kx0 = K - 1 - (fx * UP - sx);  // its (flipped) tap
+  const acc_t* row = tile + (fy - iy0) * S::IW + (fx - ix0);
+  acc_t acc = 0;
+#pragma unroll
+  for (int j = 0; j < S::TAPS; ++j) {
+#pragma unroll
+    for (int l = 0; l < S::TAPS; ++l) {
+      acc += row[j * S::IW + l] * k[(ky0 - j * UP) * K + (kx0 - l * UP)];
+    }
+  }
+  return acc;
+}
+
+template <typename scalar_t, typename acc_t, int UP, int DOWN, int K>
+__global__ void __launch_bounds__(kThreads) upfirdn2d_tiled_kernel(const UpFirDnParams p,
+                                                                   const scalar_t* __restrict__ x,
+                                                                   const acc_t* __restrict__ k,
+                                                                   scalar_t* __restrict__ y) {
+  using S = TileShape<UP, DOWN, K>;
+  __shared__ acc_t tile[S::IH * S::IW];
+  __shared__ acc_t taps[K * K];
+  const int tid = threadIdx.x;
+  if (tid < K * K) taps[tid] = k[tid];
+  const int oy0 = blockIdx.y * S::TH, ox0 = blockIdx.x * S::TW;
+  const int iy0 = tile_input_start<UP, DOWN>(oy0, p.py0), ix0 = tile_input_start<UP, DOWN>(ox0, p.px0);
+  for (int plane = blockIdx.z; plane < p.n * p.c; plane += gridDim.z) {
+    const int n = plane / p.c, c = plane - n * p.c;
+    __syncthreads();  // the previous plane's outputs are done with the tile
+    for (int i = tid; i < S::IH * S::IW; i += kThreads) {
+      tile_load<scalar_t, acc_t, UP, DOWN, K>(p, x + n * p.sn + c * p.sc, tile, iy0, ix0, i);
+    }
+    __syncthreads();
+    scalar_t* out = y + n * p.on + c * p.oc;
+    for (int i = tid; i < S::TW * S::TH; i += kThreads) {
+      const int oy = oy0 + i / S::TW, ox = ox0 + i % S::TW;  // consecutive threads: consecutive columns
+      if (oy < p.out_h && ox < p.out_w) {
+        out[oy * p.oh + ox * p.ow] = static_cast<scalar_t>(tile_output<acc_t, UP, DOWN, K>(p, tile, taps, iy0, ix0, oy, ox));
+      }
+    }
+  }
+}
+
+// The tiled kernel on CUDA tensors; on CPU tensors the same tiles, block by block (the test path).
+template <typename scalar_t, typename acc_t, int UP, int DOWN, int K>
+void upfirdn2d_tiled_run(const UpFirDnParams& p, const scalar_t* x, const acc_t* k, scalar_t* y, bool on_cuda) {
+  using S = TileShape<UP, DOWN, K>;
+  const int tiles_x = (p.out_w + S::TW - 1) / S::TW, tiles_y = (p.out_h + S::TH - 1) / S::TH;
+  if (!on_cuda) {
+    std::vector<acc_t> tile(S::IH * S::IW);
+    for (int plane = 0; plane < p.n * p.c; ++plane) {
+      const int n = plane / p.c, c = plane % p.c;
+      for (int by = 0; by < tiles_y; ++by) {
+        for (int bx = 0; bx < tiles_x; ++bx) {
+          const int oy0 = by * S::TH, ox0 = bx * S::TW;
+          const int iy0 = tile_input_start<UP, DOWN>(oy0, p.py0), ix0 = tile_input_start<UP, DOWN>(ox0, p.px0);
+          for (int i = 0; i < S::IH * S::IW; ++i)
+            tile_load<scalar_t, acc_t, UP, DOWN, K>(p, x + n * p.sn + c * p.sc, tile.data(), iy0, ix0, i);
+          for (int oy = oy0; oy < std::min(oy0 + S::TH, p.out_h); ++oy)
+            for (int ox = ox0; ox < std::min(ox0 + S::TW, p.out_w); ++ox)
+              y[n * p.on + c * p.oc + oy * p.oh + ox * p.ow] =
+                  static_cast<scalar_t>(tile_output<acc_t, UP, DOWN, K>(p, tile.data(), k, iy0, ix0, oy, ox));
+        }
+      }
+    }
+    return;
+  }
+  const dim3 grid((unsigned)tiles_x, (unsigned)tiles_y, (unsigned)std::min<int64_t>((int64_t)p.n * p.c, 65535));
+  upfirdn2d_tiled_kernel<scalar_t, acc_t, UP, DOWN, K><<<grid, kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+      p, x, k, y);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
@@ -242,7 +361,12 @@ at::Tensor upfirdn2d(const at::Tensor& x, const at::Tensor& k, int64_t up, int64
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
     const bool cuda = x.is_cuda();
     const c10::cuda::OptionalCUDAGuard guard(cuda ? std::optional<c10::Device>(x.device()) : std::nullopt);
-    if (up == 1 && down == 1) upfirdn2d_run<scalar_t, acc_t, 1, 1>(p, xp, kp, yp, cuda, channels_last);
+    // StyleGAN2's cases (NCHW, 4 x 4 filter) take the tiled kernel; everything else the general one.
+    const bool tiled = !channels_last && p.kh == 4 && p.kw == 4 && out_h < 65535L * 16;
+    if (tiled && up == 1 && down == 1) upfirdn2d_tiled_run<scalar_t, acc_t, 1, 1, 4>(p, xp, kp, yp, cuda);
+    else if (tiled && up == 2 && down == 1) upfirdn2d_tiled_run<scalar_t, acc_t, 2, 1, 4>(p, xp, kp, yp, cuda);
+    else if (tiled && up == 1 && down == 2) upfirdn2d_tiled_run<scalar_t, acc_t, 1, 2, 4>(p, xp, kp, yp, cuda);
+    else if (up == 1 && down == 1) upfirdn2d_run<scalar_t, acc_t, 1, 1>(p, xp, kp, yp, cuda, channels_last);
     else if (up == 2 && down == 1) upfirdn2d_run<scalar_t, acc_t, 2, 1>(p, xp, kp, yp, cuda, channels_last);
     else if (up == 1 && down == 2) upfirdn2d_run<scalar_t, acc_t, 1, 2>(p, xp, kp, yp, cuda, channels_last);
     else upfirdn2d_run<scalar_t, acc_t, 0, 0>(p, xp, kp, yp, cuda, channels_last);
