@@ -46,3 +46,16 @@ def assert_generator_matches_golden(img: torch.Tensor, grad: torch.Tensor, expec
     torch.testing.assert_close(img.detach().cpu(), expected["image_from_w_plus"], rtol=1e-4, atol=1e-4)
     want = expected["grad_w_plus"]
     torch.testing.assert_close(grad.detach().cpu(), want, rtol=1e-3, atol=1e-3 * want.abs().max().item())
+
+
+class CountingExtension:
+    """Stands in for the compiled extension and counts calls by function name (``calls``), to show
+    which ops really went through the kernels (e.g. inside a ``torch.compile`` graph)."""
+
+    def __init__(self, ext) -> None:
+        self._ext = ext
+        self.calls: dict[str, int] = {}
+
+    def __getattr__(self, name: str):
+        self.calls[name] = self.calls.get(name, 0) + 1
+        return getattr(self._ext, name)

@@ -16,7 +16,7 @@ import torch
 
 from soundedit.models.stylegan2 import ops
 from soundedit.models.stylegan2.ops import build, kernels, reference
-from soundedit.testing.upfirdn import KERNEL_TOLERANCE, assert_generator_matches_golden
+from soundedit.testing.upfirdn import KERNEL_TOLERANCE, CountingExtension, assert_generator_matches_golden
 from soundedit.testing.upfirdn import UPFIRDN2D_CASES as CASES
 
 pytestmark = pytest.mark.slow  # compiling takes about 30 s on 2 cores, longer when they are busy
@@ -304,14 +304,8 @@ def test_generator_with_the_kernels_matches_golden_and_reference(kernels_on_cpu,
 def test_generator_compiles_with_the_kernels_in_one_graph(kernels_on_cpu, seeded_checkpoint, tmp_path, monkeypatch):
     from soundedit.models import load_generator
 
-    calls = {"upfirdn2d": 0, "bias_act": 0, "bias_act_grad": 0}
-
-    class Counting:
-        def __getattr__(self, name):
-            calls[name] = calls.get(name, 0) + 1
-            return getattr(kernels_on_cpu, name)
-
-    monkeypatch.setattr(kernels, "_bound", Counting())
+    counting = CountingExtension(kernels_on_cpu)
+    monkeypatch.setattr(kernels, "_bound", counting)
     path, exp = seeded_checkpoint("stylegan2_64", tmp_path / "stylegan2_64.pt")
     G = load_generator(path, device="cpu")
     torch._dynamo.reset()
@@ -322,7 +316,7 @@ def test_generator_compiles_with_the_kernels_in_one_graph(kernels_on_cpu, seeded
         torch._dynamo.reset()
     # 64 px: 9 styled convs (bias_act), 4 blurs + 4 skip upsamplings (upfirdn2d), each once forward
     # and once backward
-    assert calls == {"upfirdn2d": 16, "bias_act": 9, "bias_act_grad": 9}, calls
+    assert counting.calls == {"upfirdn2d": 16, "bias_act": 9, "bias_act_grad": 9}, counting.calls
     assert_generator_matches_golden(img, grad, exp)
 
 

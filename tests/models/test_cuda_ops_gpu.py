@@ -23,7 +23,7 @@ import torch
 
 from soundedit.models.stylegan2 import ops
 from soundedit.models.stylegan2.ops import kernels, reference
-from soundedit.testing.upfirdn import KERNEL_TOLERANCE, assert_generator_matches_golden
+from soundedit.testing.upfirdn import KERNEL_TOLERANCE, CountingExtension, assert_generator_matches_golden
 from soundedit.testing.upfirdn import UPFIRDN2D_CASES as CASES
 
 pytestmark = [
@@ -198,21 +198,14 @@ def test_generator_kernels_equal_reference_in_float64(built_extension, seeded_ch
 def test_generator_under_torch_compile_keeps_the_kernels(built_extension, seeded_checkpoint, tmp_path, monkeypatch):
     """torch.compile traces the generator without breaking at the ops: the kernels run as custom
     operators inside the compiled graph and give the eager result."""
-    calls = {"upfirdn2d": 0, "bias_act": 0}
-
-    class Counting:
-        def __getattr__(self, name):
-            if name in calls:
-                calls[name] += 1
-            return getattr(built_extension, name)
-
-    monkeypatch.setattr(kernels, "_bound", Counting())
+    counting = CountingExtension(built_extension)
+    monkeypatch.setattr(kernels, "_bound", counting)
     G, exp = _golden_generator(seeded_checkpoint, tmp_path)
     torch._dynamo.reset()
     synth = torch.compile(G.synthesize, backend="aot_eager", fullgraph=True)
     w = exp["w_plus"].to(DEVICE).requires_grad_(True)
     img = synth(w, noise="const")
     (img * exp["probe"].to(DEVICE)).sum().backward()
-    assert calls["upfirdn2d"] > 0 and calls["bias_act"] > 0, calls
+    assert counting.calls.get("upfirdn2d", 0) > 0 and counting.calls.get("bias_act", 0) > 0, counting.calls
     assert_generator_matches_golden(img, w.grad, exp)
     torch._dynamo.reset()

@@ -71,6 +71,11 @@ def _kernel_for(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return kernel.detach().to(device=x.device, dtype=dtype).contiguous()
 
 
+def _flipped(kernel: torch.Tensor) -> torch.Tensor:
+    """The kernel the input gradient's upfirdn2d uses (module docstring)."""
+    return torch.flip(kernel, [0, 1]).contiguous()
+
+
 class _UpFirDn2d(torch.autograd.Function):
     @staticmethod
     def forward(ctx, ext: ModuleType, x: torch.Tensor, kernel: torch.Tensor, up: int, down: int,
@@ -79,15 +84,15 @@ class _UpFirDn2d(torch.autograd.Function):
         y = ext.upfirdn2d(x, kernel, up, down, px0, px1, py0, py1)
         ctx.grad_pad = grad_pad(tuple(x.shape[2:]), tuple(y.shape[2:]), tuple(kernel.shape), up, down, pad)
         ctx.ext, ctx.up, ctx.down = ext, up, down
-        ctx.save_for_backward(torch.flip(kernel, [0, 1]).contiguous())
+        ctx.save_for_backward(kernel)  # flipped in backward: no extra launch for forward-only calls
         return y
 
     @staticmethod
     def backward(ctx, grad_y: torch.Tensor):
-        (flipped,) = ctx.saved_tensors
+        (kernel,) = ctx.saved_tensors
         grad_x = None
         if ctx.needs_input_grad[1]:
-            grad_x = _UpFirDn2dGrad.apply(ctx.ext, grad_y, flipped, ctx.down, ctx.up, ctx.grad_pad)
+            grad_x = _UpFirDn2dGrad.apply(ctx.ext, grad_y, _flipped(kernel), ctx.down, ctx.up, ctx.grad_pad)
         return None, grad_x, None, None, None, None
 
 
@@ -258,8 +263,7 @@ def _upfirdn2d_setup(ctx, inputs, output) -> None:
 
 def _upfirdn2d_backward(ctx, grad_y: torch.Tensor):
     (kernel,) = ctx.saved_tensors
-    flipped = torch.flip(kernel, [0, 1]).contiguous()
-    grad_x = _upfirdn2d_input_grad_op(grad_y, flipped, ctx.down, ctx.up, *ctx.grad_pad)
+    grad_x = _upfirdn2d_input_grad_op(grad_y, _flipped(kernel), ctx.down, ctx.up, *ctx.grad_pad)
     return grad_x, None, None, None, None, None, None, None
 
 
