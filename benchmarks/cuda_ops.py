@@ -8,7 +8,9 @@ Per op (forward + backward, shapes of the top layer of a config-f generator at `
 
 Whole step: ``G.synthesize(w_plus)`` forward + backward to W+ (the latent optimiser's inner loop),
 randomly initialised generator (timing does not depend on the weights), batch 1 and 4, float32 and
-bfloat16 (autocast). Paths: ``kernels`` (SOUNDEDIT_CUDA_OPS=on), ``eager`` (off), ``compile``
+bfloat16 (autocast). Paths: ``kernels`` (SOUNDEDIT_CUDA_OPS=on), ``eager`` (off), ``kernels+graph`` and
+``eager+graph`` (the same step replayed as a CUDA graph by :class:`soundedit.steps.StepGraph`, as the
+latent optimisers run it on CUDA; the capture time is reported apart), ``compile``
 (off, the function under ``torch.compile(dynamic=False)``, compiled afresh per case; the compile
 time is reported apart) and ``compile+kernels`` (on, under ``torch.compile``: the kernels enter the
 compiled graph as custom operators). Median of ``--repeats`` timed runs after ``--warmup`` runs, CUDA events;
@@ -18,6 +20,7 @@ compiled steps run last, so that a time limit cuts them first; every row is writ
 ``--json`` as soon as it is measured, and a case that fails is recorded with its error.
 ``--profile DIR`` also writes the top CUDA kernels of one fp32 batch-1 step per path.
 Target (issue 10): kernels >= 1.3x eager for the 1024 px step and not slower than compile.
+(``--paths`` picks paths; ``--no-compile`` drops the compiled ones.)
 
 Usage::
 
@@ -45,10 +48,16 @@ from soundedit.models.stylegan2 import ops
 from soundedit.models.stylegan2.generator import Generator, GeneratorConfig, default_channels
 from soundedit.models.stylegan2.layers import make_kernel
 from soundedit.models.stylegan2.ops import reference
+from soundedit.steps import StepGraph
 
-PATHS = ("kernels", "eager", "compile", "compile+kernels")
+PATHS = ("kernels", "eager", "kernels+graph", "eager+graph", "compile", "compile+kernels")
 COMPILED = ("compile", "compile+kernels")
-LABELS = {"kernels": "k", "eager": "eager", "compile": "compile", "compile+kernels": "c+k"}  # table headings
+GRAPHED = ("kernels+graph", "eager+graph")  # whole step only: one op call gains nothing from a graph
+LABELS = {"kernels": "k", "eager": "eager", "kernels+graph": "k+g", "eager+graph": "e+g", "compile": "compile",
+          "compile+kernels": "c+k"}  # table headings
+#: speed-ups printed per row: (faster path, slower path)
+SPEEDUPS = (("kernels", "eager"), ("kernels+graph", "eager"), ("kernels+graph", "eager+graph"),
+            ("kernels", "compile"), ("kernels+graph", "compile"), ("compile+kernels", "compile"))
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
@@ -159,7 +168,7 @@ def bench_ops(args, device: str, rec: Recorder) -> None:
         for batch in args.batch:
             cases = op_cases(args.resolution, batch, device, dtype)
             for name, case in cases.items():
-                for path in args.paths:
+                for path in [p for p in args.paths if p not in GRAPHED]:
                     _set_path(path)
                     up_fn, act_fn = _op_fns(path)
                     rec.measure(lambda: case(up_fn, act_fn), args, kind="op", case=name, dtype=dtype_name,
@@ -193,16 +202,22 @@ def bench_step(args, device: str, rec: Recorder, paths: list[str]) -> None:
                 if path in COMPILED:
                     torch._dynamo.reset()  # each case compiles from scratch, and its compile time is its own
                     synth = torch.compile(G.synthesize, dynamic=False)
-                    step = _step_fn(G, synth, batch, dtype_name, device)
+                step = _step_fn(G, synth, batch, dtype_name, device)
+                if path in COMPILED or path in GRAPHED:
+                    if path in GRAPHED:
+                        step = StepGraph(step, device=device, mode="on")
+                    first_calls = step.warmup + 1 if path in GRAPHED else 1  # up to and with the capture
                     start = time.perf_counter()
                     try:
-                        step()
+                        for _ in range(first_calls):
+                            step()
                         torch.cuda.synchronize()
                     except Exception as exc:  # noqa: BLE001 - reported, the other cases still run
+                        torch.cuda.synchronize()
                         rec.add(dict(row, ms=None, peak_mib=None, error=f"{type(exc).__name__}: {str(exc)[:200]}"))
                         continue
-                    row["compile_s"] = time.perf_counter() - start
-                rec.measure(_step_fn(G, synth, batch, dtype_name, device), args, **row)
+                    row["compile_s" if path in COMPILED else "capture_s"] = time.perf_counter() - start
+                rec.measure(step, args, **row)
 
 
 def profile_step(args, device: str, out_dir: str) -> None:
@@ -233,6 +248,7 @@ def _progress(row: dict) -> None:
         print(head + f"error: {row['error']}", file=sys.stderr, flush=True)
         return
     extra = f"  (compile {row['compile_s']:.0f} s)" if "compile_s" in row else ""
+    extra += f"  (warm-up + capture {row['capture_s']:.2f} s)" if "capture_s" in row else ""
     print(head + f"{row['ms']:9.3f} ms  {row['peak_mib']:9.1f} MiB{extra}", file=sys.stderr, flush=True)
 
 
@@ -245,7 +261,8 @@ def print_table(rows: list[dict]) -> None:
     head = f"{'kind':5s} {'case':18s} {'dtype':5s} {'batch':>5s}"
     for p in PATHS:
         head += f" {LABELS[p] + ' ms':>10s} {LABELS[p] + ' MiB':>10s}"
-    head += f" {'k/eager':>8s} {'k/compile':>9s} {'c+k/compile':>11s}"
+    for fast, slow in SPEEDUPS:
+        head += f" {LABELS[fast] + '/' + LABELS[slow]:>{_width(fast, slow)}s}"
     print(head)
     print("-" * len(head))
     for (kind, case, dtype, batch), by_path in groups.items():
@@ -253,11 +270,14 @@ def print_table(rows: list[dict]) -> None:
         for p in PATHS:
             r = by_path.get(p)
             line += f" {r['ms']:10.3f} {r['peak_mib']:10.1f}" if r else f" {'-':>10s} {'-':>10s}"
-        # speed-ups: kernels over eager, kernels over compile, compile+kernels over compile
-        for fast, slow, width in (("kernels", "eager", 8), ("kernels", "compile", 9), ("compile+kernels", "compile", 11)):
-            f, o = by_path.get(fast), by_path.get(slow)
+        for fast, slow in SPEEDUPS:
+            f, o, width = by_path.get(fast), by_path.get(slow), _width(fast, slow)
             line += f" {o['ms'] / f['ms']:{width}.2f}" if (f and o) else f" {'-':>{width}s}"
         print(line)
+
+
+def _width(fast: str, slow: str) -> int:
+    return max(6, len(LABELS[fast]) + len(LABELS[slow]) + 1)
 
 
 def cpu_only(args) -> int:

@@ -8,8 +8,12 @@ Each configuration runs in its own process so its peak memory is its own.
     python benchmarks/edit.py --steps 3        # fewer timed steps (CPU default 3)
     python benchmarks/edit.py --skip-cpu       # GPU only
 
-GPU variants at 1024 px: fp32, TF32 matmuls/convolutions, bf16 autocast, and torch.compile
-of the generator and CLIP image tower (TF32), each after warm-up steps (compile time excluded).
+GPU variants at 1024 px: fp32, TF32 matmuls/convolutions, bf16 autocast (these three as the
+library runs them: steps after the third replay a CUDA graph, ``soundedit.steps.StepGraph``),
+``tf32-nograph`` (the same steps issued one by one, SOUNDEDIT_CUDA_GRAPH=off) and torch.compile of
+the generator and CLIP image tower (TF32, no graph), each after a warm-up run (compile time
+excluded). On the GPU two runs of N and 2N steps give the cost of one more step (``s/step``) and
+the fixed cost of a run (warm-up steps, graph capture): ``300 steps`` is fixed + 300 x s/step.
 Targets (issue #5): a 300-step 1024-px edit under 15 s on one H100; per-image cost of a
 batch of 4 at most 60 % of a single edit.
 """
@@ -49,8 +53,10 @@ def one(resolution: int, batch: int, steps: int, device: str, variant: str) -> d
     from soundedit.editing.schedules import ConstantSchedule
 
     torch.set_grad_enabled(True)
+    if variant in ("tf32-nograph", "compile"):
+        os.environ["SOUNDEDIT_CUDA_GRAPH"] = "off"
     if device == "cuda":
-        tf32 = variant in ("tf32", "bf16", "compile")
+        tf32 = variant in ("tf32", "tf32-nograph", "bf16", "compile")
         torch.backends.cuda.matmul.allow_tf32 = tf32
         torch.backends.cudnn.allow_tf32 = tf32
     G, clip = build(resolution, device)
@@ -68,19 +74,28 @@ def one(resolution: int, batch: int, steps: int, device: str, variant: str) -> d
         if device == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-        start, cpu_start = time.perf_counter(), time.process_time()
-        optimize_latent(G, clip, target, w_s, steps=steps, **kw)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        seconds = (time.perf_counter() - start) / steps
+        runs = []  # (steps, wall s, cpu s, result)
+        for n_steps in ((steps, 2 * steps) if device == "cuda" else (steps,)):
+            start, cpu_start = time.perf_counter(), time.process_time()
+            result = optimize_latent(G, clip, target, w_s, steps=n_steps, **kw)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            runs.append((n_steps, time.perf_counter() - start, time.process_time() - cpu_start, result))
+    if len(runs) == 2:  # marginal cost of a step, and the fixed cost of a run (warm-up, capture)
+        (n1, t1, c1, _), (n2, t2, c2, _) = runs
+        seconds, cpu_seconds = (t2 - t1) / (n2 - n1), (c2 - c1) / (n2 - n1)
+        fixed = max(0.0, t1 - n1 * seconds)
+    else:
+        n1, t1, c1, _ = runs[0]
         # CPU seconds of all threads: on a shared machine wall time depends on the neighbours,
         # this does not (an idle machine's wall time is about cpu_s_per_step / threads)
-        cpu_seconds = (time.process_time() - cpu_start) / steps
+        seconds, cpu_seconds, fixed = t1 / n1, c1 / n1, 0.0
     peak = (torch.cuda.max_memory_allocated() if device == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     return {"device": device, "variant": variant, "resolution": resolution, "n_latent": G.n_latent, "batch": batch,
-            "s_per_step": seconds, "cpu_s_per_step": cpu_seconds, "s_per_step_per_image": seconds / batch, "s_300_steps": 300 * seconds,
-            "peak_mem_gib": peak / 2**30, "threads": torch.get_num_threads()}
+            "s_per_step": seconds, "cpu_s_per_step": cpu_seconds, "s_per_step_per_image": seconds / batch,
+            "s_fixed": fixed, "s_300_steps": fixed + 300 * seconds, "peak_mem_gib": peak / 2**30,
+            "threads": torch.get_num_threads(), "cuda_graph": runs[-1][3].settings["cuda_graph"]}
 
 
 def run_child(resolution: int, batch: int, steps: int, device: str, variant: str) -> dict:
@@ -100,16 +115,16 @@ def _estimate_gib(rows: list[dict], resolution: int, batch: int) -> float | None
 
 
 def table(rows: list[dict]) -> str:
-    head = f"{'device':6} {'variant':8} {'px':>5} {'L':>3} {'batch':>5} {'s/step':>8} {'cpu s/step':>10} " \
-           f"{'s/step/img':>10} {'300 steps':>10} {'peak GiB':>9}"
+    head = f"{'device':6} {'variant':12} {'px':>5} {'L':>3} {'batch':>5} {'s/step':>8} {'cpu s/step':>10} " \
+           f"{'s/step/img':>10} {'300 steps':>10} {'peak GiB':>9} {'graph':>8}"
     lines = [head, "-" * len(head)]
     for r in rows:
         if "error" in r:
-            lines.append(f"{r['device']:6} {r['variant']:8} {r['resolution']:>5} {'':>3} {r['batch']:>5}  error: {r['error']}")
+            lines.append(f"{r['device']:6} {r['variant']:12} {r['resolution']:>5} {'':>3} {r['batch']:>5}  error: {r['error']}")
             continue
-        lines.append(f"{r['device']:6} {r['variant']:8} {r['resolution']:>5} {r['n_latent']:>3} {r['batch']:>5} "
+        lines.append(f"{r['device']:6} {r['variant']:12} {r['resolution']:>5} {r['n_latent']:>3} {r['batch']:>5} "
                      f"{r['s_per_step']:>8.3f} {r.get('cpu_s_per_step', float('nan')):>10.2f} {r['s_per_step_per_image']:>10.3f} {r['s_300_steps']:>9.1f}s "
-                     f"{r['peak_mem_gib']:>9.2f}")
+                     f"{r['peak_mem_gib']:>9.2f} {r.get('cuda_graph', '-'):>8}")
     return "\n".join(lines)
 
 
@@ -145,7 +160,7 @@ def main() -> None:
                 print(table(rows[-1:]).splitlines()[-1], flush=True)
     if torch.cuda.is_available():
         print(f"GPU: {torch.cuda.get_device_name()}", flush=True)
-        for variant in ("fp32", "tf32", "bf16", "compile"):
+        for variant in ("fp32", "tf32", "tf32-nograph", "bf16", "compile"):
             for b in batches:
                 rows.append(run_child(1024, b, args.gpu_steps, "cuda", variant))
                 print(table(rows[-1:]).splitlines()[-1], flush=True)

@@ -24,9 +24,11 @@
 # Stages (default: build tests ops compile):
 #   build     compile the extension once, from an empty folder, for the visible GPU (timed);
 #             the later stages load that build (TORCH_EXTENSIONS_DIR)
-#   tests     the kernels against the PyTorch reference on the GPU, the dispatch tests
-#   ops       benchmarks/cuda_ops.py: per op and whole 1024 px step, kernels vs eager, fp32/bf16,
-#             batch 1/4, peak memory; per-kernel profiles of one step
+#   tests     the kernels against the PyTorch reference on the GPU, the dispatch tests, and the
+#             CUDA-graph replay of the optimisation steps against the eager loops
+#   ops       benchmarks/cuda_ops.py: per op and whole 1024 px step, kernels vs eager (each also
+#             replayed as a CUDA graph for the step), fp32/bf16, batch 1/4, peak memory;
+#             per-kernel profiles of one step
 #   compile   the whole step under torch.compile, without and with the kernels (30-50 s of
 #             compiling per case; batch 1, then batch 4 if BUDGET allows). fp32 fails inside
 #             torch 2.11's inductor (a stride assert on cuDNN's convolution_backward, with and without
@@ -71,10 +73,11 @@ print(json.dumps({k: info[k] for k in ("nvcc_version", "arch_list", "ops")}))
 PY
         python3 -m soundedit env 2>&1 | tail -12 | tee -a "$OUT/gpu.txt" ;;
     tests)
-        timeout 200 python3 -m pytest -q -p no:cacheprovider --timeout 120 tests/models/test_cuda_ops_gpu.py \
-            tests/models/test_cuda_ops.py 2>&1 | tee "$OUT/pytest_cuda_ops.txt" | tail -25 ;;
+        timeout 240 python3 -m pytest -q -p no:cacheprovider --timeout 120 tests/models/test_cuda_ops_gpu.py \
+            tests/models/test_cuda_ops.py tests/test_steps_gpu.py tests/test_steps.py 2>&1 \
+            | tee "$OUT/pytest_cuda_ops.txt" | tail -25 ;;
     ops)
-        timeout 200 python3 benchmarks/cuda_ops.py --no-compile --json "$OUT/cuda_ops.json" --profile "$OUT" \
+        timeout 260 python3 benchmarks/cuda_ops.py --no-compile --json "$OUT/cuda_ops.json" --profile "$OUT" \
             2>&1 | tee "$OUT/cuda_ops.txt" | tail -24 ;;
     compile)  # batch 1 first: each case compiles for about a minute, and the time limit cuts the last
         for batch in 1 4; do

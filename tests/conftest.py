@@ -71,3 +71,18 @@ def soundedit_home(tmp_path, monkeypatch) -> Path:
     home.mkdir()
     monkeypatch.setenv("SOUNDEDIT_HOME", str(home))
     return home
+
+
+@pytest.fixture(scope="module")
+def no_tf32():
+    """cuDNN convolutions and matmuls in full float32 for the module's tests (GPU parity tests).
+
+    Saved and restored by hand: ``torch.backends.cuda.matmul.allow_tf32`` is a property that
+    pytest's monkeypatch takes for a missing attribute and then fails to restore.
+    """
+    import torch
+
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved

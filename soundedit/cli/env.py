@@ -51,6 +51,13 @@ def _ops_status() -> dict:
         return {"available": False, "error": f"status() failed: {type(exc).__name__}: {exc}"}
 
 
+def _steps_status() -> dict:
+    """How optimisation steps run on CUDA (``soundedit.steps.graph_status()``)."""
+    from soundedit.steps import graph_status
+
+    return graph_status()
+
+
 def _ops_summary(status: dict) -> str:
     """One readable line from ``ops.status()`` (the full dict is in ``--json``)."""
     from rich.markup import escape
@@ -101,6 +108,7 @@ def collect() -> dict:
         "platform": {"system": platform.platform(), "machine": platform.machine(), "executable": sys.executable},
         "devices": _devices(),
         "stylegan2_ops": _ops_status(),
+        "optimiser_steps": _steps_status(),
         "weights": _weights(),
     }
 
@@ -115,6 +123,7 @@ def env(json_out: JsonOpt = False) -> None:
     if json_out:
         emit_json(data)
         return
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(show_header=False, title="soundedit env", title_justify="left")
@@ -128,6 +137,8 @@ def env(json_out: JsonOpt = False) -> None:
     table.add_row("device", f"{dev['default_device']} (CUDA build {dev['cuda_build'] or 'none'}; GPUs: {gpus}; "
                             f"MPS: {'yes' if dev['mps_available'] else 'no'})")
     table.add_row("stylegan2 ops", _ops_summary(data["stylegan2_ops"]))
+    steps = data["optimiser_steps"]
+    table.add_row("optimiser steps", escape(f"{steps['path']} ({steps['why']})"))
     w = data["weights"]
     table.add_row("cache", f"{w['cache']}{' (offline)' if w['offline'] else ''}")
     table.add_row("weights.lock", str(w["lock"]) if w["lock"] else f"[red]{w['lock_error']}[/red]")

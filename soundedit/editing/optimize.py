@@ -23,6 +23,7 @@ from soundedit.editing.losses import cosine_distance, identity_loss, similarity_
 from soundedit.editing.result import EditResult
 from soundedit.editing.schedules import RampSchedule
 from soundedit.errors import InputError
+from soundedit.steps import StepGraph, StepHistory, check_graph_mode, make_adam, set_lr
 
 logger = logging.getLogger("soundedit")
 
@@ -68,6 +69,7 @@ def optimize_latent(
     max_gate_ratio: float = 10.0,
     frame_every: int = 0,
     callback: Callback | None = None,
+    cuda_graph: str | None = None,
 ) -> EditResult:
     """Optimise W+ codes so CLIP sees ``G(w)`` close to ``target`` while staying near ``w_source``.
 
@@ -93,7 +95,11 @@ def optimize_latent(
         max_gate_ratio: adaptive mode's bound on the largest/smallest layer weight.
         frame_every: keep the current images every k steps (0: none) for a progress animation.
         callback: ``callback(step, losses)`` after each step; ``losses`` holds the
-            per-item ``clip``, ``sim``, ``id``, ``total`` (``(N,)`` tensors) and ``lr``.
+            per-item ``clip``, ``sim``, ``id``, ``total`` (``(N,)`` tensors, on the device: reading
+            one back waits for the GPU) and ``lr``.
+        cuda_graph: ``"auto"``, ``"on"``, ``"off"`` or ``None`` (``SOUNDEDIT_CUDA_GRAPH``, default auto):
+            on CUDA, steps after the first three replay a captured CUDA graph
+            (:class:`soundedit.steps.StepGraph`; same results, no per-step host overhead).
 
     Returns:
         :class:`EditResult` with the final ``w_plus (N, L, D)``, ``image (N, 3, H, W)``,
@@ -102,6 +108,7 @@ def optimize_latent(
 
     Raises:
         InputError: bad shapes or settings (checked before any work is done).
+        CudaGraphError: ``cuda_graph="on"`` off CUDA, or a step that cannot be captured.
     """
     n_latent, style_dim, embed_dim = int(generator.n_latent), int(generator.style_dim), int(clip_space.embed_dim)
     if steps < 0:
@@ -114,17 +121,19 @@ def optimize_latent(
         raise InputError("lambda_id > 0 needs an identity network (identity=load_identity_net('ir-se50'))")
     schedule = schedule or RampSchedule()
     device = next(generator.parameters()).device
+    cuda_graph = check_graph_mode(cuda_graph, device)
     w_source, target = _as_batch(w_source.detach().to(device, torch.float32),
                                  target.detach().to(device, torch.float32), n_latent, style_dim, embed_dim)
     n = w_source.shape[0]
     gates = LayerWeights(layer_mask, n_items=n, n_latent=n_latent, device=device, max_ratio=max_gate_ratio)
 
     noise_rng = torch.Generator().manual_seed(generator_seed) if noise == "random" else None
+    # Fresh noise maps are drawn on the CPU (reproducible on every device) and copied into fixed
+    # buffers before each step, which a captured CUDA graph can read.
+    noise_maps = generator.make_noise(n, generator=noise_rng) if noise_rng is not None else None  # the source's
 
     def synthesize(codes: torch.Tensor) -> torch.Tensor:
-        if noise_rng is None:
-            return generator.synthesize(codes, noise=noise)
-        return generator.synthesize(codes, noise=noise, generator=noise_rng)
+        return generator.synthesize(codes, noise=noise_maps if noise_maps is not None else noise)
 
     with torch.no_grad():
         source_image = synthesize(w_source)
@@ -132,17 +141,9 @@ def optimize_latent(
         source_id = identity.embed_faces(source_image) if lambda_id > 0 else None
 
     w = w_source.clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([w, *gates.params], lr=lr)
-    terms = ("clip", "sim", "id", "total")
-    history: dict[str, list[torch.Tensor]] = {k: [] for k in terms}
-    lrs: list[float] = []
-    frames: list[tuple[int, torch.Tensor]] = []
     zeros = torch.zeros(n, device=device)
-    start = time.perf_counter()
-    for step in range(steps):
-        step_lr = schedule(step, steps, lr)
-        for group in optimizer.param_groups:
-            group["lr"] = step_lr
+
+    def step() -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         image = synthesize(w)
         clip_term = cosine_distance(clip_space.embed_image(image), target)
         if lambda_sim > 0:
@@ -156,18 +157,32 @@ def optimize_latent(
         optimizer.step()
         if per_layer is not None:
             gates.after_step(per_layer)
-        losses = {"clip": clip_term.detach(), "sim": sim_term.detach(), "id": id_term.detach(), "total": total.detach()}
-        for k in terms:
-            history[k].append(losses[k].cpu())
+        return {"clip": clip_term, "sim": sim_term, "id": id_term, "total": total}, image.detach()
+
+    run_step = StepGraph(step, device=device, mode=cuda_graph)
+    optimizer = make_adam([w, *gates.params], lr, capturable=run_step.may_capture, device=device)
+    history = StepHistory(("clip", "sim", "id", "total"), steps, n, device)
+    lrs: list[float] = []
+    frames: list[tuple[int, torch.Tensor]] = []
+    start = time.perf_counter()
+    for step_index in range(steps):
+        step_lr = schedule(step_index, steps, lr)
+        set_lr(optimizer, step_lr)
+        if noise_maps is not None:
+            _refill(noise_maps, generator.make_noise(n, generator=noise_rng))
+        step_losses, image = run_step()
+        losses = history.record(step_index, step_losses)
         lrs.append(step_lr)
-        if frame_every > 0 and step % frame_every == 0:
-            frames.append((step, _frame(image.detach())))
+        if frame_every > 0 and step_index % frame_every == 0:
+            frames.append((step_index, _frame(image)))
         if callback is not None:
-            callback(step, {**losses, "lr": torch.tensor(step_lr)})
+            callback(step_index, {**losses, "lr": torch.tensor(step_lr)})
     seconds = time.perf_counter() - start
 
     w_final = w.detach()
     with torch.no_grad():
+        if noise_maps is not None:
+            _refill(noise_maps, generator.make_noise(n, generator=noise_rng))
         image = synthesize(w_final)
         embedding = clip_space.embed_image(image)
         metrics = {
@@ -181,18 +196,23 @@ def optimize_latent(
             metrics["identity_cosine"] = torch.cosine_similarity(identity.embed_faces(image), src, dim=-1).cpu()
     if frame_every > 0:
         frames.append((steps, _frame(image)))
-    empty = torch.zeros(0, n)
     return EditResult(
         w_plus=w_final.cpu(), w_source=w_source.detach().cpu(), image=image.cpu(), source_image=source_image.cpu(),
         target=target.cpu(),
-        history={**{k: torch.stack(v) if v else empty for k, v in history.items()}, "lr": torch.tensor(lrs)},
+        history={**history.to_cpu(), "lr": torch.tensor(lrs, dtype=torch.float32)},
         gates=gates.gates().cpu(), layer_weights=gates.weights().detach().cpu(), frames=frames, metrics=metrics,
         settings={"steps": steps, "lr": lr, "lambda_sim": lambda_sim, "lambda_id": lambda_id,
                   "layer_mask": gates.mode, "max_gate_ratio": max_gate_ratio, "noise": noise,
-                  "generator_seed": generator_seed,
+                  "generator_seed": generator_seed, "cuda_graph": run_step.state,
                   "schedule": repr(schedule), "frame_every": frame_every},
         seconds=seconds,
     )
+
+
+def _refill(buffers: list[torch.Tensor], values: list[torch.Tensor]) -> None:
+    """Copy ``values`` into ``buffers`` in place (inputs a captured CUDA graph reads)."""
+    for buf, value in zip(buffers, values):
+        buf.copy_(value)
 
 
 def _frame(image: torch.Tensor, max_side: int = 256) -> torch.Tensor:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from soundedit.editing.schedules import RampSchedule
 from soundedit.errors import InputError
+from soundedit.steps import StepGraph, StepHistory, check_graph_mode, make_adam, set_lr
 
 #: per-step callback: ``callback(step, losses)`` with ``losses`` holding ``(N,)`` tensors and ``lr``.
 Callback = Callable[[int, dict[str, torch.Tensor]], None]
@@ -87,7 +88,7 @@ def project(G: torch.nn.Module, target: torch.Tensor, *, steps: int = 500, w_spa
             noise_regularize: float = 1e5, latent_noise: float = 0.05, noise_ramp: float = 0.75,
             lr_rampup: float = 0.05, lr_rampdown: float = 0.25, init: torch.Tensor | None = None,
             device: str | torch.device | None = None, generator: torch.Generator | None = None,
-            callback: Callback | None = None) -> ProjectionResult:
+            callback: Callback | None = None, cuda_graph: str | None = None) -> ProjectionResult:
     """Project images into the generator's W or W+ space.
 
     Args:
@@ -110,13 +111,17 @@ def project(G: torch.nn.Module, target: torch.Tensor, *, steps: int = 500, w_spa
             mean latent; with ``w_space="w"`` their layer mean is used.
         device: where to run (default: the generator's device).
         generator: ``torch.Generator`` for the latent noise and the initial noise maps.
-        callback: called after every step with the step and its losses.
+        callback: called after every step with the step and its losses (``(N,)`` tensors on the device).
+        cuda_graph: ``"auto"``, ``"on"``, ``"off"`` or ``None`` (``SOUNDEDIT_CUDA_GRAPH``, default auto):
+            on CUDA, steps after the first three replay a captured CUDA graph
+            (:class:`soundedit.steps.StepGraph`).
 
     Returns:
         a :class:`ProjectionResult`.
 
     Raises:
         InputError: a target of the wrong shape or a bad setting.
+        CudaGraphError: ``cuda_graph="on"`` off CUDA, or a step that cannot be captured.
     """
     n_latent, style_dim, res = int(G.n_latent), int(G.style_dim), int(G.resolution)
     if target.ndim != 4 or tuple(target.shape[1:]) != (3, res, res):
@@ -130,6 +135,7 @@ def project(G: torch.nn.Module, target: torch.Tensor, *, steps: int = 500, w_spa
     if perceptual is None and mse_weight == 0:
         raise InputError("project: with perceptual=None the pixel MSE is the only loss; mse_weight must be > 0")
     dev = torch.device(device) if device is not None else next(G.parameters()).device
+    cuda_graph = check_graph_mode(cuda_graph, dev)
     n = target.shape[0]
     target = target.to(dev, torch.float32)
     w_avg = G.mean_latent().to(next(G.parameters()).device)
@@ -147,17 +153,9 @@ def project(G: torch.nn.Module, target: torch.Tensor, *, steps: int = 500, w_spa
     if optimize_noise:
         noises = [t.to(dev).requires_grad_(True) for t in G.make_noise(n, generator=generator)]
         params += noises
-    opt = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999))
-    keys = ["total", "mse", "noise_reg"] + (["lpips"] if perceptual is not None else [])
-    history: dict[str, list] = {k: [] for k in keys + ["lr"]}
-    schedule = RampSchedule(lr_rampup, lr_rampdown)
-    for step in range(steps):
-        t = step / steps
-        step_lr = schedule(step, steps, lr)
-        for group in opt.param_groups:
-            group["lr"] = step_lr
-        strength = w_std * latent_noise * max(0.0, 1.0 - t / noise_ramp) ** 2
-        jitter = torch.randn(latent.shape, generator=generator).to(dev) * strength if strength > 0 else 0.0
+    jitter = torch.zeros_like(latent)  # the latent noise, drawn on the CPU and copied in before each step
+
+    def step() -> dict[str, torch.Tensor]:
         w = (latent + jitter).expand(n, n_latent, style_dim)
         image = G.synthesize(w, noise=noises if noises is not None else "const")
         losses = {"mse": (image - target).pow(2).flatten(1).mean(1)}
@@ -174,11 +172,26 @@ def project(G: torch.nn.Module, target: torch.Tensor, *, steps: int = 500, w_spa
             with torch.no_grad():  # keep the maps unit Gaussian so they cannot absorb the image's contrast
                 for m in noises:
                     m.sub_(m.mean(dim=(1, 2, 3), keepdim=True)).div_(m.std(dim=(1, 2, 3), keepdim=True) + 1e-8)
-        for k in keys:
-            history[k].append(losses[k].detach().cpu())
-        history["lr"].append(torch.tensor(step_lr))
+        return losses
+
+    run_step = StepGraph(step, device=dev, mode=cuda_graph)
+    opt = make_adam(params, lr, capturable=run_step.may_capture, device=dev, betas=(0.9, 0.999))
+    keys = ["total", "mse", "noise_reg"] + (["lpips"] if perceptual is not None else [])
+    history = StepHistory(keys, steps, n, dev)
+    lrs: list[float] = []
+    schedule = RampSchedule(lr_rampup, lr_rampdown)
+    for step_index in range(steps):
+        step_lr = schedule(step_index, steps, lr)
+        set_lr(opt, step_lr)
+        strength = w_std * latent_noise * max(0.0, 1.0 - step_index / steps / noise_ramp) ** 2
+        if strength > 0:
+            jitter.copy_(torch.randn(latent.shape, generator=generator) * strength)
+        else:
+            jitter.zero_()
+        losses = history.record(step_index, run_step())
+        lrs.append(step_lr)
         if callback is not None:
-            callback(step, {**{k: v.detach() for k, v in losses.items()}, "lr": torch.tensor(step_lr)})
+            callback(step_index, {**losses, "lr": torch.tensor(step_lr)})
     with torch.no_grad():
         w_plus = latent.detach().expand(n, n_latent, style_dim).contiguous()
         image = G.synthesize(w_plus, noise=noises if noises is not None else "const")
@@ -189,8 +202,10 @@ def project(G: torch.nn.Module, target: torch.Tensor, *, steps: int = 500, w_spa
                 "perceptual": type(perceptual).__name__ if perceptual is not None else None,
                 "optimize_noise": optimize_noise, "noise_regularize": noise_regularize if optimize_noise else 0.0,
                 "latent_noise": latent_noise, "noise_ramp": noise_ramp, "lr_rampup": lr_rampup,
-                "lr_rampdown": lr_rampdown, "init": "given" if init is not None else "mean latent"}
+                "lr_rampdown": lr_rampdown, "init": "given" if init is not None else "mean latent",
+                "cuda_graph": run_step.state}
     return ProjectionResult(
         w_plus=w_plus.cpu(), image=image.cpu(),
         noise=[m.detach().cpu() for m in noises] if noises is not None else None,
-        history={k: torch.stack(v) for k, v in history.items()}, metrics=metrics, settings=settings)
+        history={**history.to_cpu(), "lr": torch.tensor(lrs, dtype=torch.float32)}, metrics=metrics,
+        settings=settings)

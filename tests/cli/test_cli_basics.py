@@ -44,6 +44,10 @@ def test_env_json(run, tmp_path):
     assert data["weights"]["offline"] is True
     assert "clip-vit-b-32" in data["weights"]["absent"] and data["weights"]["present"] == []
     assert "stylegan2_ops" in data
+    import torch
+
+    steps = data["optimiser_steps"]
+    assert steps["mode"] == "auto" and steps["path"] == ("cuda graph" if torch.cuda.is_available() else "eager")
 
 
 def test_weights_list_json(run):

@@ -35,14 +35,12 @@ DEVICE = "cuda"
 
 
 @pytest.fixture(scope="module", autouse=True)
-def built_extension(tmp_path_factory):
+def built_extension(tmp_path_factory, no_tf32):
     """Build (or load the build in $TORCH_EXTENSIONS_DIR), kernels forced on, TF32 off; restore afterwards."""
     mp = pytest.MonkeyPatch()
     if not os.environ.get("TORCH_EXTENSIONS_DIR"):
         mp.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path_factory.mktemp("torch_extensions")))
     mp.setenv(ops.ENV_VAR, "on")
-    mp.setattr(torch.backends.cudnn, "allow_tf32", False)
-    mp.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     ops._reset_for_tests()
     ext = ops.load_extension(required=True)
     yield ext

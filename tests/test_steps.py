@@ -1,0 +1,167 @@
+"""soundedit.steps on the CPU: settings, the warm-up/capture/replay/fallback sequence of StepGraph
+(with the CUDA calls replaced by stand-ins that record what they are asked to do), capturable-Adam
+learning rates and the device-side history. The real CUDA graphs are tested in test_steps_gpu.py."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from soundedit import steps
+from soundedit.editing import optimize_latent
+from soundedit.errors import InputError
+from soundedit.steps import CudaGraphError, StepGraph, StepHistory, check_graph_mode, graph_mode, make_adam, set_lr
+
+
+@pytest.mark.parametrize("value, expected", [("", "auto"), ("ON", "on"), (" off ", "off"), ("auto", "auto")])
+def test_mode_comes_from_the_environment(monkeypatch, value, expected):
+    monkeypatch.setenv(steps.ENV_VAR, value)
+    assert graph_mode() == expected
+    assert graph_mode("off") == "off"  # an explicit argument wins
+
+
+def test_bad_modes_name_the_setting(monkeypatch):
+    monkeypatch.setenv(steps.ENV_VAR, "sometimes")
+    with pytest.raises(InputError, match=r"SOUNDEDIT_CUDA_GRAPH: expected one of auto, on, off, got 'sometimes'"):
+        graph_mode()
+    with pytest.raises(InputError, match=r"cuda_graph: expected one of .* got 'yes'"):
+        graph_mode("yes")
+    with pytest.raises(CudaGraphError, match="need a CUDA device"):
+        check_graph_mode("on", "cpu")
+    assert check_graph_mode("on", "cuda:0") == "on"
+
+
+def test_cpu_steps_run_eagerly_every_time():
+    calls = []
+    run = StepGraph(lambda: calls.append(1) or torch.tensor(float(len(calls))), device="cpu")
+    assert (run.may_capture, run.state, run.reason) == (False, "eager", "device cpu")
+    assert [run().item() for _ in range(6)] == [1, 2, 3, 4, 5, 6]
+    assert run.state == "eager"
+    assert StepGraph(lambda: None, device="cuda", mode="off").reason == "SOUNDEDIT_CUDA_GRAPH=off"
+
+
+class _FakeGraph:
+    """Stands in for a captured CUDA graph: a replay runs the step and refills the captured outputs."""
+
+    def __init__(self, step, outputs):
+        self.step, self.outputs, self.replays = step, outputs, 0
+
+    def replay(self):
+        self.replays += 1
+        self.outputs.copy_(self.step())
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    """StepGraph on a 'cuda' device with the CUDA calls replaced; returns the log of what happened."""
+    log = []
+    monkeypatch.setattr(steps, "_on_side_stream", lambda fn: log.append("side stream") or fn())
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: log.append("synchronize"))
+
+    def capture(self):
+        log.append("capture")  # capturing records the kernels and runs nothing
+        graph = _FakeGraph(self._step, torch.zeros(()))
+        log.append(graph)
+        return graph, graph.outputs
+
+    monkeypatch.setattr(StepGraph, "_capture", capture)
+    return log
+
+
+def test_warmup_then_one_capture_then_replays(fake_cuda):
+    counter = {"n": 0}
+
+    def step():
+        counter["n"] += 1
+        return torch.tensor(float(counter["n"]))
+
+    run = StepGraph(step, device="cuda", warmup=2)
+    assert run.may_capture and run.state == "warmup"
+    values = [run() for _ in range(5)]
+    assert [float(v) for v in values[:2]] == [1.0, 2.0]  # eager warm-up on a side stream
+    assert fake_cuda[:2] == ["side stream", "side stream"]
+    assert fake_cuda[2] == "capture" and fake_cuda.count("capture") == 1
+    graph = fake_cuda[3]
+    assert run.state == "graph" and graph.replays == 3  # the capturing call replays once: it is a step too
+    assert counter["n"] == 5  # five calls, five steps: the capture itself ran nothing
+    assert values[2] is values[3] is values[4] is graph.outputs  # replays refill the same tensors
+    assert float(values[4]) == 5.0
+
+
+def test_failed_capture_falls_back_to_eager_in_auto_and_raises_in_on(fake_cuda, monkeypatch, caplog):
+    def failing_capture(self):
+        try:
+            raise RuntimeError("CUDA error: operation not permitted when stream is capturing")
+        finally:  # what torch.cuda.graph's exit does after a failed capture: a second, vaguer error
+            raise RuntimeError("capture_end failed")
+
+    monkeypatch.setattr(StepGraph, "_capture", failing_capture)
+    counter = {"n": 0}
+
+    def step():
+        counter["n"] += 1
+        return counter["n"]
+
+    run = StepGraph(step, device="cuda", warmup=1)
+    with caplog.at_level(logging.WARNING, logger="soundedit"):
+        assert [run() for _ in range(4)] == [1, 2, 3, 4]
+    assert run.state == "fallback"
+    assert run.reason == "RuntimeError: CUDA error: operation not permitted when stream is capturing"
+    assert len(caplog.records) == 1 and "not captured as a CUDA graph" in caplog.records[0].getMessage()
+
+    strict = StepGraph(step, device="cuda", mode="on", warmup=1)
+    strict()
+    with pytest.raises(CudaGraphError, match="cannot be captured as a CUDA graph .*not permitted"):
+        strict()
+
+
+def test_warmup_must_be_positive():
+    with pytest.raises(InputError, match="warmup: expected >= 1"):
+        StepGraph(lambda: None, device="cpu", warmup=0)
+
+
+def test_set_lr_fills_tensor_rates_in_place_and_assigns_floats():
+    p = torch.zeros(3, requires_grad=True)
+    plain = make_adam([p], 0.1, capturable=False, device="cpu")
+    set_lr(plain, 0.05)
+    assert plain.param_groups[0]["lr"] == 0.05
+    # a tensor rate (what capturable Adam gets on CUDA) keeps its storage: a captured graph reads it
+    tensor_lr = torch.optim.Adam([p], lr=torch.tensor(0.1), foreach=False)
+    rate = tensor_lr.param_groups[0]["lr"]
+    set_lr(tensor_lr, 0.025)
+    assert tensor_lr.param_groups[0]["lr"] is rate and rate.item() == pytest.approx(0.025)
+    p.grad = torch.ones(3)
+    tensor_lr.step()
+    assert torch.allclose(p.detach(), torch.full((3,), -0.025))  # Adam's first step moves by lr
+
+
+def test_history_rows_are_copies_kept_per_step():
+    history = StepHistory(("a", "b"), steps=3, n=2, device="cpu")
+    live = torch.tensor([1.0, 2.0])
+    rows = [history.record(i, {"a": live * i, "b": live + i}) for i in range(3)]
+    live.fill_(100)  # a replayed graph overwrites its outputs: recorded rows must not change
+    assert torch.equal(rows[1]["a"], torch.tensor([1.0, 2.0]))
+    out = history.to_cpu()
+    assert torch.equal(out["a"], torch.tensor([[0.0, 0.0], [1.0, 2.0], [2.0, 4.0]]))
+    assert torch.equal(out["b"], torch.tensor([[1.0, 2.0], [2.0, 3.0], [3.0, 4.0]]))
+
+
+def test_optimize_latent_checks_the_graph_setting_before_any_work(monkeypatch):
+    class Untouchable(torch.nn.Module):
+        n_latent, style_dim = 4, 8
+
+        def __init__(self):
+            super().__init__()
+            self.p = torch.nn.Parameter(torch.zeros(1))
+
+        def synthesize(self, *a, **k):
+            raise AssertionError("rendered before the settings were checked")
+
+    clip = type("Clip", (), {"embed_dim": 16})()
+    with pytest.raises(CudaGraphError, match="need a CUDA device"):
+        optimize_latent(Untouchable(), clip, torch.zeros(16), torch.zeros(4, 8), steps=2, cuda_graph="on")
+    monkeypatch.setenv(steps.ENV_VAR, "maybe")
+    with pytest.raises(InputError, match="SOUNDEDIT_CUDA_GRAPH"):
+        optimize_latent(Untouchable(), clip, torch.zeros(16), torch.zeros(4, 8), steps=2)
