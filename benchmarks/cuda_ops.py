@@ -15,9 +15,10 @@ latent optimisers run it on CUDA; the capture time is reported apart), ``compile
 time is reported apart) and ``compile+kernels`` (on, under ``torch.compile``: the kernels enter the
 compiled graph as custom operators). Median of ``--repeats`` timed runs after ``--warmup`` runs, CUDA events;
 peak memory is ``torch.cuda.max_memory_allocated`` over the timed runs, above what was allocated
-before. "fp32" keeps torch's defaults (cuDNN convolutions may use TF32, matmuls do not). The
-compiled steps run last, so that a time limit cuts them first; every row is written to
-``--json`` as soon as it is measured, and a case that fails is recorded with its error.
+before (for the graphed paths: over warm-up, capture and replays). "fp32" keeps torch's defaults
+(cuDNN convolutions may use TF32, matmuls do not). The compiled steps run last, so that a time
+limit cuts them first; every row is written to ``--json`` as soon as it is measured, and a case
+that fails is recorded with its error.
 ``--profile DIR`` also writes the top CUDA kernels of one fp32 batch-1 step per path.
 Target (issue 10): kernels >= 1.3x eager for the 1024 px step and not slower than compile.
 (``--paths`` picks paths; ``--no-compile`` drops the compiled ones.)
@@ -65,13 +66,19 @@ def _set_path(path: str) -> None:
     os.environ[ops.ENV_VAR] = "on" if "kernels" in path else "off"
 
 
-def _time_cuda(fn: Callable[[], None], warmup: int, repeats: int) -> tuple[float, float]:
-    """(median ms, peak MiB) of ``fn`` on the current CUDA device."""
+def _time_cuda(fn: Callable[[], None], warmup: int, repeats: int, base: int | None = None) -> tuple[float, float]:
+    """(median ms, peak MiB) of ``fn`` on the current CUDA device.
+
+    Peak memory is over the timed runs above what was allocated before them, or, with ``base``,
+    since the caller reset the peak statistics and read ``base`` (a graphed step's memory is
+    allocated once, at capture, before the timed runs).
+    """
     for _ in range(warmup):
         fn()
     torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    base = torch.cuda.memory_allocated()
+    if base is None:
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
     times = []
     for _ in range(repeats):
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -151,10 +158,10 @@ class Recorder:
                           indent=1)
             os.replace(tmp, self.json_path)
 
-    def measure(self, fn: Callable[[], None], args, **row) -> None:
+    def measure(self, fn: Callable[[], None], args, base: int | None = None, **row) -> None:
         """Time ``fn`` and record it; a failure (compile error, out of memory) becomes an error row."""
         try:
-            ms, peak = _time_cuda(fn, args.warmup, args.repeats)
+            ms, peak = _time_cuda(fn, args.warmup, args.repeats, base)
         except Exception as exc:  # noqa: BLE001 - a benchmark case that fails is reported, the rest still run
             torch.cuda.synchronize()
             self.add(dict(row, ms=None, peak_mib=None, error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"))
@@ -203,9 +210,14 @@ def bench_step(args, device: str, rec: Recorder, paths: list[str]) -> None:
                     torch._dynamo.reset()  # each case compiles from scratch, and its compile time is its own
                     synth = torch.compile(G.synthesize, dynamic=False)
                 step = _step_fn(G, synth, batch, dtype_name, device)
+                base = None
                 if path in COMPILED or path in GRAPHED:
                     if path in GRAPHED:
                         step = StepGraph(step, device=device, mode="on")
+                        # the graph's memory is allocated at capture: count from before the warm-up
+                        torch.cuda.synchronize()
+                        torch.cuda.reset_peak_memory_stats()
+                        base = torch.cuda.memory_allocated()
                     first_calls = step.warmup + 1 if path in GRAPHED else 1  # up to and with the capture
                     start = time.perf_counter()
                     try:
@@ -217,7 +229,7 @@ def bench_step(args, device: str, rec: Recorder, paths: list[str]) -> None:
                         rec.add(dict(row, ms=None, peak_mib=None, error=f"{type(exc).__name__}: {str(exc)[:200]}"))
                         continue
                     row["compile_s" if path in COMPILED else "capture_s"] = time.perf_counter() - start
-                rec.measure(step, args, **row)
+                rec.measure(step, args, base=base, **row)
 
 
 def profile_step(args, device: str, out_dir: str) -> None:

@@ -132,6 +132,7 @@ class StepGraph(Generic[T]):
         self.state = "warmup" if self.may_capture else "eager"
         self.reason = "" if self.may_capture else (f"{ENV_VAR}=off" if self.mode == "off" else f"device {device}")
         self._calls = 0
+        self._side: torch.cuda.Stream | None = None
         self._graph: torch.cuda.CUDAGraph | None = None
         self._outputs: T | None = None
 
@@ -143,7 +144,9 @@ class StepGraph(Generic[T]):
             return self._step()
         if self._calls < self.warmup:
             self._calls += 1
-            return _on_side_stream(self._step)
+            if self._side is None:
+                self._side = torch.cuda.Stream()  # one for all warm-up calls, as PyTorch's capture recipe has
+            return _on_side_stream(self._step, self._side)
         try:
             self._graph, self._outputs = self._capture()
         except Exception as exc:  # noqa: BLE001 - any capture failure: fall back (auto) or report (on)
@@ -183,10 +186,13 @@ def _first_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-def _on_side_stream(fn: Callable[[], T]) -> T:
-    """Run ``fn`` on a side stream ordered after, and before, the current stream's work."""
+def _on_side_stream(fn: Callable[[], T], side: torch.cuda.Stream) -> T:
+    """Run ``fn`` on the ``side`` stream, ordered after the current stream's work and before its next.
+
+    Waiting for the current stream first also makes it safe for the side stream to reuse memory
+    the current stream may still read (the previous step's outputs, copied into the history).
+    """
     current = torch.cuda.current_stream()
-    side = torch.cuda.Stream()
     side.wait_stream(current)
     with torch.cuda.stream(side):
         out = fn()

@@ -57,7 +57,8 @@ class _FakeGraph:
 def fake_cuda(monkeypatch):
     """StepGraph on a 'cuda' device with the CUDA calls replaced; returns the log of what happened."""
     log = []
-    monkeypatch.setattr(steps, "_on_side_stream", lambda fn: log.append("side stream") or fn())
+    monkeypatch.setattr(steps, "_on_side_stream", lambda fn, side: log.append("side stream") or fn())
+    monkeypatch.setattr(torch.cuda, "Stream", lambda: "a side stream")
     monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: log.append("synchronize"))
 
     def capture(self):
