@@ -22,6 +22,7 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <limits>
 #include <vector>
@@ -300,10 +301,17 @@ __global__ void bias_act_grad_kernel(const scalar_t* __restrict__ g, const scala
   }
 }
 
+// The current device's SM count, asked of the driver once per device (it is read at every launch).
 int multiprocessors() {
-  int device = 0, sms = 0;
+  constexpr int kMaxDevices = 64;
+  static std::atomic<int> cached[kMaxDevices] = {};
+  int device = 0;
   C10_CUDA_CHECK(cudaGetDevice(&device));
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  int sms = device < kMaxDevices ? cached[device].load(std::memory_order_relaxed) : 0;
+  if (sms == 0) {
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    if (device < kMaxDevices) cached[device].store(sms, std::memory_order_relaxed);
+  }
   return sms;
 }
 
