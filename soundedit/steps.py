@@ -166,14 +166,18 @@ class StepGraph(Generic[T]):
 
     def _capture(self) -> tuple[torch.cuda.CUDAGraph, T]:
         """Record one step into a new CUDA graph; returns the graph and the step's output tensors."""
-        torch.cuda.synchronize()
-        # The warm-up steps' freed blocks stay cached in the eager pool, which the graph's private
-        # pool cannot use: hand them back first so the capture does not need twice the memory.
-        torch.cuda.empty_cache()
-        graph = torch.cuda.CUDAGraph()
-        # thread_local: other threads (the web app's other requests) may keep using the GPU meanwhile
-        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-            outputs = self._step()
+        graph = torch.cuda.CUDAGraph()  # entering torch.cuda.graph synchronises and empties the cache first
+        # This step's own stream (torch.cuda.graph's default is one stream shared by all captures)
+        # and thread_local errors: other threads (the web app's other requests) may keep using the
+        # GPU, and capturing, meanwhile.
+        before = torch.cuda.current_stream()
+        try:
+            with torch.cuda.graph(graph, stream=self._side, capture_error_mode="thread_local"):
+                outputs = self._step()
+        except BaseException:
+            # when capture_end raises, torch.cuda.graph's exit never switches back from its stream
+            torch.cuda.set_stream(before)
+            raise
         return graph, outputs
 
 
