@@ -29,6 +29,8 @@
 #   ops       benchmarks/cuda_ops.py: per op and whole 1024 px step, kernels vs eager (each also
 #             replayed as a CUDA graph for the step), fp32/bf16, batch 1/4, peak memory;
 #             per-kernel profiles of one step
+#   step      only the whole-step part of "ops" (every path but the compiled ones) and its profiles:
+#             the quick check after a change to the step (CUDA graphs, the generator's layers)
 #   compile   the whole step under torch.compile, without and with the kernels (30-50 s of
 #             compiling per case; batch 1, then batch 4 if BUDGET allows). fp32 fails inside
 #             torch 2.11's inductor (a stride assert on cuDNN's convolution_backward, with and without
@@ -79,6 +81,9 @@ PY
     ops)
         timeout 260 python3 benchmarks/cuda_ops.py --no-compile --json "$OUT/cuda_ops.json" --profile "$OUT" \
             2>&1 | tee "$OUT/cuda_ops.txt" | tail -24 ;;
+    step)
+        timeout 200 python3 benchmarks/cuda_ops.py --step-only --no-compile --json "$OUT/cuda_ops_step.json" \
+            --profile "$OUT" 2>&1 | tee "$OUT/cuda_ops_step.txt" | tail -10 ;;
     compile)  # batch 1 first: each case compiles for about a minute, and the time limit cuts the last
         for batch in 1 4; do
             left=$((BUDGET - (SECONDS - start)))
@@ -94,7 +99,7 @@ PY
         timeout 240 python3 benchmarks/edit.py --skip-cpu --resolutions 1024 2>&1 | tee "$OUT/edit.txt" | tail -16 ;;
     audio)  # librosa is not there: our figures only
         timeout 60 python3 benchmarks/audio_frontend.py --device cuda --no-librosa 2>&1 | tee "$OUT/audio.txt" | tail -12 ;;
-    *) echo "unknown stage $stage (build tests ops compile buildtest edit audio)"; exit 2 ;;
+    *) echo "unknown stage $stage (build tests ops step compile buildtest edit audio)"; exit 2 ;;
     esac
 done
 stage_header done
