@@ -4,7 +4,8 @@ Per op (forward + backward, shapes of the top layer of a config-f generator at `
 
 * ``blur``: upfirdn2d 4x4 [1,3,3,1] FIR, up 1, pad (1, 1) on the transposed conv's (R+1)^2 output;
 * ``upsample``: upfirdn2d x2 (pad (2, 1)) of the 3-channel RGB skip, R/2 -> R;
-* ``bias_act``: bias + leaky ReLU 0.2 with gain sqrt(2) on (B, C, R, R).
+* ``bias_act``: bias + leaky ReLU 0.2 with gain sqrt(2) on (B, C, R, R);
+* ``modulate``: the per-sample modulated, demodulated 3x3 weights of a 512-channel layer (B, 512, 512, 3, 3).
 
 Whole step: ``G.synthesize(w_plus)`` forward + backward to W+ (the latent optimiser's inner loop),
 randomly initialised generator (timing does not depend on the weights), batch 1 and 4, float32 and
@@ -42,6 +43,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from types import SimpleNamespace
 
 import torch
 
@@ -103,7 +105,7 @@ def _time_cpu(fn: Callable[[], None], warmup: int, repeats: int) -> float:
 
 
 def op_cases(resolution: int, batch: int, device: str, dtype: torch.dtype) -> dict[str, Callable]:
-    """name -> fn(upfirdn2d, fused_leaky_relu) -> one forward + backward."""
+    """name -> fn(impl) -> one forward + backward; ``impl`` has the three ops (kernels, reference or compiled)."""
     channels = default_channels(resolution, 2)[-1]
     gen = torch.Generator().manual_seed(0)
     blur_k = make_kernel((1, 3, 3, 1)).to(device)
@@ -112,33 +114,41 @@ def op_cases(resolution: int, batch: int, device: str, dtype: torch.dtype) -> di
     x_rgb = torch.randn(batch, 3, resolution // 2, resolution // 2, generator=gen).to(device, dtype)
     x_act = torch.randn(batch, channels, resolution, resolution, generator=gen).to(device, dtype)
     bias = torch.randn(channels, generator=gen).to(device)
-    for t in (x_blur, x_rgb, x_act):
+    weight = torch.randn(1, 512, 512, 3, 3, generator=gen).to(device)  # a 4..64 px layer's 3x3 weights (float32)
+    styles = torch.randn(batch, 512, generator=gen).to(device, dtype)
+    for t in (x_blur, x_rgb, x_act, bias, styles):
         t.requires_grad_(True)
-    bias.requires_grad_(True)
 
-    def blur(up_fn, act_fn):
+    def blur(impl):
         x_blur.grad = None
-        up_fn(x_blur, blur_k, 1, 1, (1, 1)).sum().backward()
+        impl.upfirdn2d(x_blur, blur_k, 1, 1, (1, 1)).sum().backward()
 
-    def upsample(up_fn, act_fn):
+    def upsample(impl):
         x_rgb.grad = None
-        up_fn(x_rgb, up_k, 2, 1, (2, 1)).sum().backward()
+        impl.upfirdn2d(x_rgb, up_k, 2, 1, (2, 1)).sum().backward()
 
-    def bias_act(up_fn, act_fn):
+    def bias_act(impl):
         x_act.grad = bias.grad = None
-        act_fn(x_act, bias, 0.2, math.sqrt(2)).sum().backward()
+        impl.fused_leaky_relu(x_act, bias, 0.2, math.sqrt(2)).sum().backward()
 
-    return {"blur": blur, "upsample": upsample, "bias_act": bias_act}
+    def modulate(impl):
+        styles.grad = None
+        impl.modulated_weight(weight, styles, 1 / math.sqrt(512 * 9), True).square().sum().backward()
+
+    return {"blur": blur, "upsample": upsample, "bias_act": bias_act, "modulate": modulate}
 
 
-def _op_fns(path: str) -> tuple[Callable, Callable]:
+_OPS = ("upfirdn2d", "fused_leaky_relu", "modulated_weight")
+
+
+def _op_fns(path: str) -> SimpleNamespace:
     if path == "kernels":
-        return ops.upfirdn2d, ops.fused_leaky_relu
+        return SimpleNamespace(**{name: getattr(ops, name) for name in _OPS})
     if path == "eager":
-        return reference.upfirdn2d, reference.fused_leaky_relu
+        return SimpleNamespace(**{name: getattr(reference, name) for name in _OPS})
     torch._dynamo.reset()  # the kernels-or-reference choice is made at compile time
-    fns = (ops.upfirdn2d, ops.fused_leaky_relu) if "kernels" in path else (reference.upfirdn2d, reference.fused_leaky_relu)
-    return tuple(torch.compile(fn, dynamic=False) for fn in fns)
+    source = ops if "kernels" in path else reference
+    return SimpleNamespace(**{name: torch.compile(getattr(source, name), dynamic=False) for name in _OPS})
 
 
 class Recorder:
@@ -177,8 +187,8 @@ def bench_ops(args, device: str, rec: Recorder) -> None:
             for name, case in cases.items():
                 for path in [p for p in args.paths if p not in GRAPHED]:
                     _set_path(path)
-                    up_fn, act_fn = _op_fns(path)
-                    rec.measure(lambda: case(up_fn, act_fn), args, kind="op", case=name, dtype=dtype_name,
+                    impl = _op_fns(path)
+                    rec.measure(lambda: case(impl), args, kind="op", case=name, dtype=dtype_name,
                                 batch=batch, path=path)
 
 
@@ -300,7 +310,7 @@ def cpu_only(args) -> int:
     cases = op_cases(res, batch, "cpu", torch.float32)
     print(f"\nCPU reference ops, {res} px, batch {batch}, fp32, forward+backward (median of {args.repeats}):")
     for name, case in cases.items():
-        ms = _time_cpu(lambda: case(reference.upfirdn2d, reference.fused_leaky_relu), 1, args.repeats)
+        ms = _time_cpu(lambda: case(_op_fns("eager")), 1, args.repeats)
         print(f"  {name:10s} {ms:9.2f} ms")
     return 0
 

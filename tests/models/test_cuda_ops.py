@@ -238,7 +238,7 @@ def test_status_is_cheap_and_explains_the_path(fake_toolkit, monkeypatch, fresh_
     for key in ("mode", "cuda_available", "nvcc", "nvcc_version", "cuda_home", "arch_list", "build_dir",
                 "built", "loaded", "build_seconds", "error", "ops"):
         assert key in info
-    assert set(info["ops"]) == {"upfirdn2d", "fused_leaky_relu"}
+    assert set(info["ops"]) == {"upfirdn2d", "fused_leaky_relu", "modulated_weight"}
     assert info["nvcc_version"] == torch.version.cuda and info["built"] is False and info["loaded"] is False
     assert not fresh_state.exists() and not ops._state.attempted, "status() must not build"
     if not torch.cuda.is_available():

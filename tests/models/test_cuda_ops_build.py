@@ -168,6 +168,60 @@ def test_fused_leaky_relu_dtypes_and_bias_grad(compiled, dtype):
         torch.testing.assert_close(bk.grad, br.grad, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("n,out_ch,in_ch,k", [(1, 5, 7, 3), (3, 4, 6, 3), (2, 3, 9, 1)])
+@pytest.mark.parametrize("demodulate", [True, False])
+def test_modulated_weight_matches_reference_and_gradcheck(compiled, n, out_ch, in_ch, k, demodulate):
+    ext = compiled[0]
+    g = torch.Generator().manual_seed(17)
+    weight = torch.randn(1, out_ch, in_ch, k, k, generator=g, dtype=torch.float64)
+    styles = torch.randn(n, in_ch, generator=g, dtype=torch.float64, requires_grad=True)
+    probe = torch.randn(n, out_ch, in_ch, k, k, generator=g, dtype=torch.float64)
+    scale = 1 / math.sqrt(in_ch * k * k)
+    got = kernels.modulated_weight(ext, weight, styles, scale, demodulate)
+    want = reference.modulated_weight(weight, styles, scale, demodulate)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    (grad_k,) = torch.autograd.grad((got * probe).sum(), styles)
+    (grad_r,) = torch.autograd.grad((want * probe).sum(), styles)
+    torch.testing.assert_close(grad_k, grad_r, rtol=1e-10, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda s: kernels.modulated_weight(ext, weight, s, scale, demodulate), (styles,))
+
+
+def test_modulated_weight_float32_and_autocast_styles(compiled):
+    """float32 weights with float32 or bfloat16 styles (autocast's linear output): the result is float32,
+    the styles' gradient has the styles' dtype, both as the reference (which promotes) gives them."""
+    ext = compiled[0]
+    g = torch.Generator().manual_seed(18)
+    weight = torch.randn(1, 8, 16, 3, 3, generator=g)
+    probe = torch.randn(2, 8, 16, 3, 3, generator=g)
+    for dtype, tol in ((torch.float32, dict(rtol=1e-5, atol=1e-6)), (torch.bfloat16, dict(rtol=1e-5, atol=1e-6))):
+        styles = torch.randn(2, 16, generator=g).to(dtype)
+        sk, sr = styles.clone().requires_grad_(True), styles.clone().requires_grad_(True)
+        got, want = kernels.modulated_weight(ext, weight, sk, 0.1), reference.modulated_weight(weight, sr, 0.1)
+        assert got.dtype == want.dtype == torch.float32
+        torch.testing.assert_close(got, want, **tol)
+        (got * probe).sum().backward()
+        (want * probe).sum().backward()
+        assert sk.grad.dtype == dtype
+        torch.testing.assert_close(sk.grad.float(), sr.grad.float(), rtol=1e-4 if dtype == torch.float32 else 1e-2,
+                                   atol=1e-4 * sr.grad.abs().max().item())
+
+
+def test_modulated_weight_dispatch_keeps_weight_gradients_on_the_reference(compiled, monkeypatch):
+    """A weight that requires grad (training), a half-precision weight or styles of a wider dtype take the
+    reference; the kernels get the rest."""
+    counting = CountingExtension(compiled[0])
+    monkeypatch.setattr(ops, "_extension_for", lambda x: counting)
+    weight = torch.randn(1, 4, 5, 3, 3)
+    styles = torch.randn(2, 5)
+    ops.modulated_weight(weight, styles, 0.1)
+    assert counting.calls == {"modulated_weight": 1}
+    for w, s in ((weight.clone().requires_grad_(True), styles), (weight.half(), styles.half()),
+                 (weight, styles.double())):
+        out = ops.modulated_weight(w, s, 0.1)
+        torch.testing.assert_close(out, reference.modulated_weight(w, s, 0.1))
+    assert counting.calls == {"modulated_weight": 1}
+
+
 def test_expanded_gradients_are_accepted(compiled):
     """``y.sum().backward()`` hands the backward a stride-0 gradient."""
     ext = compiled[0]
@@ -183,9 +237,11 @@ def test_second_order_gradients_raise_clearly(compiled):
     ext = compiled[0]
     x = torch.randn(1, 2, 6, 6, dtype=torch.float64, requires_grad=True)
     b = torch.randn(2, dtype=torch.float64, requires_grad=True)
-    for fn in (lambda t: kernels.upfirdn2d(ext, t, torch.ones(3, 3), 2, 1, (1, 1)),
-               lambda t: kernels.fused_leaky_relu(ext, t, b)):
-        (grad,) = torch.autograd.grad((fn(x) ** 2).sum(), x, create_graph=True)
+    w = torch.randn(1, 3, 6, 3, 3, dtype=torch.float64)
+    for fn, inp in ((lambda t: kernels.upfirdn2d(ext, t, torch.ones(3, 3), 2, 1, (1, 1)), x),
+                    (lambda t: kernels.fused_leaky_relu(ext, t, b), x),
+                    (lambda t: kernels.modulated_weight(ext, w, t, 0.1), x[0, 0, :2])):
+        (grad,) = torch.autograd.grad((fn(inp) ** 2).sum(), inp, create_graph=True)
         with pytest.raises(kernels.SecondOrderGradientError, match="latent optimisation needs only first-order"):
             grad.sum().backward()
 
@@ -225,6 +281,17 @@ def test_custom_operators_pass_opcheck(bound, up, down, pad, kshape, channels_la
     torch.library.opcheck(kernels._bias_act_op, (x, None, 1.0, 1.0))
 
 
+@pytest.mark.parametrize("demodulate", [True, False])
+def test_modulated_weight_operators_pass_opcheck(bound, demodulate):
+    g = torch.Generator().manual_seed(23)
+    weight = torch.randn(4, 5, 9, generator=g, dtype=torch.float64)
+    styles = torch.randn(2, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    torch.library.opcheck(kernels._modulated_weight_op, (weight, styles, 0.15, demodulate, 1e-8))
+    grad = torch.randn(2, 4, 5, 9, generator=g, dtype=torch.float64)
+    d = torch.rand(2, 4, generator=g, dtype=torch.float64) + 0.5
+    torch.library.opcheck(kernels._modulated_weight_grad_op, (grad, weight, styles.detach(), d, 0.15, demodulate))
+
+
 def test_custom_operators_compile_without_graph_breaks(bound):
     """fullgraph=True fails on any graph break; values and gradients match the reference."""
     g = torch.Generator().manual_seed(21)
@@ -252,9 +319,11 @@ def test_custom_operators_compile_without_graph_breaks(bound):
 
 def test_custom_operators_refuse_second_order_gradients(bound):
     x = torch.randn(1, 2, 6, 6, dtype=torch.float64, requires_grad=True)
-    for fn in (lambda t: kernels.upfirdn2d_for_compile(t, torch.ones(3, 3), 2, 1, (1, 1)),
-               lambda t: kernels.fused_leaky_relu_for_compile(t, None)):
-        (grad,) = torch.autograd.grad((fn(x) ** 2).sum(), x, create_graph=True)
+    w = torch.randn(1, 3, 6, 3, 3, dtype=torch.float64)
+    for fn, inp in ((lambda t: kernels.upfirdn2d_for_compile(t, torch.ones(3, 3), 2, 1, (1, 1)), x),
+                    (lambda t: kernels.fused_leaky_relu_for_compile(t, None), x),
+                    (lambda t: kernels.modulated_weight_for_compile(w, t, 0.1), x[0, 0, :2])):
+        (grad,) = torch.autograd.grad((fn(inp) ** 2).sum(), inp, create_graph=True)
         with pytest.raises(kernels.SecondOrderGradientError, match="SOUNDEDIT_CUDA_OPS=off"):
             grad.sum().backward()
 
@@ -314,9 +383,10 @@ def test_generator_compiles_with_the_kernels_in_one_graph(kernels_on_cpu, seeded
         img, grad = _render(G, exp)
     finally:
         torch._dynamo.reset()
-    # 64 px: 9 styled convs (bias_act), 4 blurs + 4 skip upsamplings (upfirdn2d), each once forward
-    # and once backward
-    assert counting.calls == {"upfirdn2d": 16, "bias_act": 9, "bias_act_grad": 9}, counting.calls
+    # 64 px: 9 styled convs (bias_act), 4 blurs + 4 skip upsamplings (upfirdn2d), 9 + 5 ToRGB modulated
+    # convolutions (modulated_weight), each once forward and once backward
+    assert counting.calls == {"upfirdn2d": 16, "bias_act": 9, "bias_act_grad": 9, "modulated_weight": 14,
+                              "modulated_weight_grad_parts": 14}, counting.calls
     assert_generator_matches_golden(img, grad, exp)
 
 

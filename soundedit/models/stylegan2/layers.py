@@ -8,7 +8,7 @@ of the StyleGAN2 paper: equalised learning rate (weights scaled at run time by
 ``1/sqrt(fan_in)``), weight modulation/demodulation, transposed-conv upsampling
 followed by a [1,3,3,1] FIR blur, and additive per-pixel noise.
 
-The hot operations (bias + leaky ReLU, FIR resampling) go through
+The hot operations (bias + leaky ReLU, FIR resampling, weight modulation) go through
 :mod:`soundedit.models.stylegan2.ops`, which picks the compiled CUDA kernels when they
 are available and the pure-PyTorch reference otherwise.
 """
@@ -136,11 +136,8 @@ class ModulatedConv2d(nn.Module):
         """x (N, C_in, H, W), style (N, style_dim) -> (N, C_out, H', W') (H' = 2H when upsampling)."""
         batch, in_ch, height, width = x.shape
         k = self.kernel_size
-        s = self.modulation(style).view(batch, 1, in_ch, 1, 1)
-        weight = self.scale * self.weight * s  # (N, C_out, C_in, k, k)
-        if self.demodulate:
-            demod = torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + 1e-8)
-            weight = weight * demod.view(batch, self.out_channels, 1, 1, 1)
+        # (N, C_out, C_in, k, k) per-sample weights
+        weight = ops.modulated_weight(self.weight, self.modulation(style), self.scale, self.demodulate)
         x = x.reshape(1, batch * in_ch, height, width)  # fold the batch into channels for a grouped conv
         if self.upsample:
             # conv_transpose2d wants (in, out/groups, k, k) per group

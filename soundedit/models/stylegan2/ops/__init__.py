@@ -1,8 +1,8 @@
 """StyleGAN2's hot operations with automatic choice of implementation.
 
-``upfirdn2d`` and ``fused_leaky_relu`` (same signatures as :mod:`.reference`) run the compiled CUDA
-kernels (:mod:`.kernels`, sources in ``csrc/``, built with ninja on first use by :mod:`.build`) for
-CUDA tensors, and the pure-PyTorch reference (:mod:`.reference`) everywhere else.
+``upfirdn2d``, ``fused_leaky_relu`` and ``modulated_weight`` (same signatures as :mod:`.reference`)
+run the compiled CUDA kernels (:mod:`.kernels`, sources in ``csrc/``, built with ninja on first use
+by :mod:`.build`) for CUDA tensors, and the pure-PyTorch reference (:mod:`.reference`) everywhere else.
 
 ``SOUNDEDIT_CUDA_OPS`` (read at each call) chooses:
 
@@ -14,10 +14,11 @@ CUDA tensors, and the pure-PyTorch reference (:mod:`.reference`) everywhere else
 * ``off``: always the reference (also the route to second-order gradients, which the kernels do
   not provide; latent optimisation does not need them).
 
-Two argument combinations always take the reference, whatever the mode: an FIR kernel that
-requires grad (the compiled op has no kernel gradient), and ``negative_slope < 0`` or
-``scale <= 0`` (its backward reads the sign of the output). :func:`status` reports the state
-without building anything unless asked.
+Some argument combinations always take the reference, whatever the mode: an FIR kernel or a
+modulated convolution's weight that requires grad (the compiled ops give no gradient for them),
+``negative_slope < 0`` or ``scale <= 0`` (the backward reads the sign of the output), and half-
+precision convolution weights. :func:`status` reports the state without building anything unless
+asked.
 
 Under ``torch.compile`` the kernels enter the graph as ``torch.library`` custom operators
 (:mod:`.kernels`), so a compiled generator keeps them and the compiler fuses the rest around them.
@@ -43,7 +44,7 @@ from soundedit.models.stylegan2.ops import kernels as _kernels
 from soundedit.models.stylegan2.ops import reference
 from soundedit.models.stylegan2.ops.kernels import SecondOrderGradientError
 
-__all__ = ["upfirdn2d", "fused_leaky_relu", "status", "mode", "load_extension", "CudaOpsUnavailableError",
+__all__ = ["upfirdn2d", "fused_leaky_relu", "modulated_weight", "status", "mode", "load_extension", "CudaOpsUnavailableError",
            "SecondOrderGradientError", "ENV_VAR"]
 
 logger = logging.getLogger("soundedit")
@@ -142,6 +143,17 @@ def _compiling_with_kernels(x: torch.Tensor) -> bool:
     return x.device.type == "cuda" and x.dtype in _KERNEL_DTYPES and _kernels_for_compile()
 
 
+def _dispatch(x: torch.Tensor, kernels_eager, kernels_compiled, reference_fn):
+    """The one choice all ops make: under ``torch.compile`` the custom operator or the reference
+    (decided at compile time); eagerly the extension's autograd path for CUDA tensors when it is
+    available (``SOUNDEDIT_CUDA_OPS``), the reference otherwise. The three are zero-argument closures
+    (``kernels_eager`` takes the extension)."""
+    if torch.compiler.is_compiling():
+        return kernels_compiled() if _compiling_with_kernels(x) else reference_fn()
+    ext = _extension_for(x)
+    return reference_fn() if ext is None else kernels_eager(ext)
+
+
 def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
               pad: tuple[int, ...] | int = (0, 0)) -> torch.Tensor:
     """Upsample (zero insertion), pad, FIR-filter, downsample — per channel.
@@ -157,14 +169,9 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
     """
     if kernel.requires_grad or x.ndim != 4 or kernel.ndim != 2:
         return reference.upfirdn2d(x, kernel, up, down, pad)
-    if torch.compiler.is_compiling():
-        if _compiling_with_kernels(x):
-            return _kernels.upfirdn2d_for_compile(x, kernel, up, down, pad)
-        return reference.upfirdn2d(x, kernel, up, down, pad)
-    ext = _extension_for(x)
-    if ext is None:
-        return reference.upfirdn2d(x, kernel, up, down, pad)
-    return _kernels.upfirdn2d(ext, x, kernel, up, down, pad)
+    return _dispatch(x, lambda ext: _kernels.upfirdn2d(ext, x, kernel, up, down, pad),
+                     lambda: _kernels.upfirdn2d_for_compile(x, kernel, up, down, pad),
+                     lambda: reference.upfirdn2d(x, kernel, up, down, pad))
 
 
 def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor | None, negative_slope: float = 0.2,
@@ -176,14 +183,31 @@ def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor | None, negative_slope:
     if (x.ndim < 2 or not (scale > 0 and negative_slope >= 0)
             or (bias is not None and tuple(bias.shape) != (x.shape[1],))):
         return reference.fused_leaky_relu(x, bias, negative_slope, scale)
-    if torch.compiler.is_compiling():
-        if _compiling_with_kernels(x):
-            return _kernels.fused_leaky_relu_for_compile(x, bias, negative_slope, scale)
-        return reference.fused_leaky_relu(x, bias, negative_slope, scale)
-    ext = _extension_for(x)
-    if ext is None:
-        return reference.fused_leaky_relu(x, bias, negative_slope, scale)
-    return _kernels.fused_leaky_relu(ext, x, bias, negative_slope, scale)
+    return _dispatch(x, lambda ext: _kernels.fused_leaky_relu(ext, x, bias, negative_slope, scale),
+                     lambda: _kernels.fused_leaky_relu_for_compile(x, bias, negative_slope, scale),
+                     lambda: reference.fused_leaky_relu(x, bias, negative_slope, scale))
+
+
+def modulated_weight(weight: torch.Tensor, styles: torch.Tensor, scale: float, demodulate: bool = True) -> torch.Tensor:
+    """Per-sample modulated convolution weights: ``scale * weight * styles``, demodulated per filter.
+
+    Args:
+        weight: (1, O, I, k, k) stored weight.
+        styles: (N, I).
+        scale: the equalised-learning-rate factor ``1 / sqrt(I * k * k)``.
+        demodulate: divide each (n, o) filter by its L2 norm.
+
+    Returns:
+        (N, O, I, k, k). The kernels give no gradient for ``weight``: a weight that requires grad
+        (training) takes the reference, as do float16/bfloat16 weights.
+    """
+    if (weight.requires_grad or weight.ndim != 5 or weight.shape[0] != 1 or styles.ndim != 2
+            or styles.shape[1] != weight.shape[2] or weight.dtype not in (torch.float32, torch.float64)
+            or torch.promote_types(weight.dtype, styles.dtype) != weight.dtype):
+        return reference.modulated_weight(weight, styles, scale, demodulate)
+    return _dispatch(weight, lambda ext: _kernels.modulated_weight(ext, weight, styles, scale, demodulate),
+                     lambda: _kernels.modulated_weight_for_compile(weight, styles, scale, demodulate),
+                     lambda: reference.modulated_weight(weight, styles, scale, demodulate))
 
 
 def status(*, build: bool = False) -> dict[str, Any]:
@@ -196,8 +220,8 @@ def status(*, build: bool = False) -> dict[str, Any]:
         A JSON-able dict: ``mode``, ``cuda_available``, ``device``, ``torch``, ``torch_cuda``,
         ``nvcc`` (path or None), ``nvcc_version``, ``cuda_home``, ``arch_list``, ``build_dir``,
         ``built`` (a build exists on disk), ``loaded`` (imported in this process), ``build_seconds``,
-        ``error`` (one-line summary or None), ``error_log``, and ``ops``: for ``upfirdn2d`` and
-        ``fused_leaky_relu``, ``{"path": "cuda" | "reference" | "error", "why": str}`` for CUDA
+        ``error`` (one-line summary or None), ``error_log``, and ``ops``: for ``upfirdn2d``,
+        ``fused_leaky_relu`` and ``modulated_weight``, ``{"path": "cuda" | "reference" | "error", "why": str}`` for CUDA
         tensors (CPU/MPS tensors always take the reference).
     """
     cuda = torch.cuda.is_available()
@@ -233,7 +257,7 @@ def status(*, build: bool = False) -> dict[str, Any]:
         info["error"] = plan_error
 
     path, why = _active_path(setting, cuda, plan_error, info["built"])
-    info["ops"] = {op: {"path": path, "why": why} for op in ("upfirdn2d", "fused_leaky_relu")}
+    info["ops"] = {op: {"path": path, "why": why} for op in ("upfirdn2d", "fused_leaky_relu", "modulated_weight")}
     return info
 
 

@@ -22,13 +22,21 @@ tensors and makes anything else contiguous first (one copy).
 
 Two entry points per op, one arithmetic. Eager code calls :func:`upfirdn2d` / :func:`fused_leaky_relu`
 (``torch.autograd.Function`` around the extension; the module is passed in). ``torch.compile``
-cannot trace into an extension call, so :func:`upfirdn2d_for_compile` /
-:func:`fused_leaky_relu_for_compile` reach the same functions through ``torch.library`` custom
+cannot trace into an extension call, so :func:`upfirdn2d_for_compile`,
+:func:`fused_leaky_relu_for_compile` and :func:`modulated_weight_for_compile` reach the same
+functions through ``torch.library`` custom
 operators (``soundedit::upfirdn2d`` ...) whose "fake" implementations give the output's shape and
 layout: they enter the compiled graph as opaque nodes and the compiler fuses what lies around them.
 Eager code does not use them because a custom operator costs about 7 µs more per call on the host
-(12.4 vs 5.5 µs measured on this project's CPU machine), which adds up over the ~70 op calls of a
+(12.4 vs 5.5 µs measured on this project's CPU machine), which adds up over the ~120 op calls of a
 generator step at batch 1. The custom operators find the extension bound with :func:`bind`.
+
+Modulated weights: the forward ``w = (scale * W) * s``, ``out = w * d`` with
+``d = rsqrt(sum w^2 + eps)`` per (n, o) filter has, w.r.t. the styles,
+``dL/ds[n, i] = sum_o (d * B[n, o, i] - d^3 * A[n, o] * s[n, i] * Q[o, i])`` where
+``B = sum_t g * scale * W``, ``A = sum_i s * B`` and ``Q = sum_t (scale * W)^2`` (t runs over the
+k x k taps): one kernel computes B, d^3 * A and Q row by row, two matrix products finish it. No
+gradient for W itself (a frozen generator's weight; the dispatcher sends training to the reference).
 """
 
 from __future__ import annotations
@@ -145,6 +153,74 @@ class _BiasActGrad(torch.autograd.Function):
     @staticmethod
     def backward(ctx, *grads):
         raise SecondOrderGradientError(_SECOND_ORDER.format(op="fused_leaky_relu"))
+
+
+class _ModulatedWeight(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, ext: ModuleType, weight: torch.Tensor, styles: torch.Tensor, scale: float, demodulate: bool,
+                eps: float) -> torch.Tensor:
+        out, d = ext.modulated_weight(weight, styles, scale, demodulate, eps)
+        ctx.save_for_backward(weight, styles, d)
+        ctx.ext, ctx.scale, ctx.demodulate = ext, scale, demodulate
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        weight, styles, d = ctx.saved_tensors
+        grad_styles = None
+        if ctx.needs_input_grad[2]:
+            grad_styles = _ModulatedWeightGrad.apply(ctx.ext, grad, weight, styles, d, ctx.scale, ctx.demodulate)
+        return None, None, grad_styles, None, None, None
+
+
+class _ModulatedWeightGrad(torch.autograd.Function):
+    """The gradient of :class:`_ModulatedWeight` w.r.t. the styles; differentiating it again raises."""
+
+    @staticmethod
+    def forward(ctx, ext: ModuleType, grad: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, d: torch.Tensor,
+                scale: float, demodulate: bool) -> torch.Tensor:
+        return _styles_grad(ext, grad, weight, styles, d, scale, demodulate)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        raise SecondOrderGradientError(_SECOND_ORDER.format(op="modulated_weight"))
+
+
+def _styles_grad(ext: ModuleType, grad: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, d: torch.Tensor,
+                 scale: float, demodulate: bool) -> torch.Tensor:
+    """dL/d(styles) (N, I) from dL/d(weights) (N, O, I, KK): the kernel's row sums B (N, O, I), coef (N, O) and
+    Q (O, I) (see ``ops.h``), then ``sum_o d * B - styles * (coef @ Q)``: two small matrix products."""
+    B, coef, Q = ext.modulated_weight_grad_parts(grad.contiguous(), weight, styles, d, scale, demodulate)
+    if not demodulate:
+        return B.sum(1)
+    return torch.addcmul(torch.bmm(d.unsqueeze(1), B).squeeze(1), styles, coef @ Q, value=-1)
+
+
+def _modulation_args(weight: torch.Tensor, styles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
+    """(weight as (O, I, k*k), styles contiguous in the weight's dtype, the output shape (N, O, I, k, k))."""
+    if weight.ndim != 5 or weight.shape[0] != 1 or styles.ndim != 2 or styles.shape[1] != weight.shape[2]:
+        raise ValueError(f"modulated_weight: expected weight (1, O, I, k, k) and styles (N, I), got "
+                         f"{tuple(weight.shape)} and {tuple(styles.shape)}")
+    _, o, i, kh, kw = weight.shape
+    return (weight.detach().reshape(o, i, kh * kw).contiguous(), styles.to(weight.dtype).contiguous(),
+            (styles.shape[0], o, i, kh, kw))
+
+
+def modulated_weight(ext: ModuleType, weight: torch.Tensor, styles: torch.Tensor, scale: float,
+                     demodulate: bool = True, eps: float = 1e-8) -> torch.Tensor:
+    """The compiled :func:`reference.modulated_weight` (no gradient for ``weight``, which the caller checks).
+
+    Args:
+        ext: the loaded extension.
+        weight: (1, O, I, k, k) float32/float64.
+        styles: (N, I); cast to the weight's dtype (the gradient flows back through the cast).
+        scale, demodulate, eps: as in the reference.
+
+    Returns:
+        (N, O, I, k, k) in the weight's dtype.
+    """
+    w3, s, shape = _modulation_args(weight, styles)
+    return _ModulatedWeight.apply(ext, w3, s, float(scale), bool(demodulate), float(eps)).view(shape)
 
 
 def _check_upfirdn2d_args(x: torch.Tensor, kernel: torch.Tensor) -> None:
@@ -318,6 +394,54 @@ _bias_act_op.register_autograd(_bias_act_backward, setup_context=_bias_act_setup
 _bias_act_grad_op.register_autograd(_bias_act_second_order, setup_context=lambda ctx, inputs, output: None)
 
 
+@torch.library.custom_op("soundedit::modulated_weight", mutates_args=())
+def _modulated_weight_op(weight: torch.Tensor, styles: torch.Tensor, scale: float, demodulate: bool,
+                         eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    out, d = _ext().modulated_weight(weight, styles, scale, demodulate, eps)
+    return out, d
+
+
+@_modulated_weight_op.register_fake
+def _modulated_weight_fake(weight, styles, scale, demodulate, eps):
+    n, (o, i, kk) = styles.shape[0], weight.shape
+    return weight.new_empty((n, o, i, kk)), weight.new_empty((n, o))
+
+
+@torch.library.custom_op("soundedit::modulated_weight_grad", mutates_args=())
+def _modulated_weight_grad_op(grad: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, d: torch.Tensor,
+                              scale: float, demodulate: bool) -> torch.Tensor:
+    return _styles_grad(_ext(), grad, weight, styles, d, scale, demodulate)
+
+
+@_modulated_weight_grad_op.register_fake
+def _modulated_weight_grad_fake(grad, weight, styles, d, scale, demodulate):
+    return torch.empty_like(styles)
+
+
+def _modulated_weight_setup(ctx, inputs, output) -> None:
+    weight, styles, scale, demodulate, _ = inputs
+    ctx.save_for_backward(weight, styles, output[1])
+    ctx.scale, ctx.demodulate = scale, demodulate
+
+
+def _modulated_weight_backward(ctx, grad: torch.Tensor, grad_d: torch.Tensor | None):
+    # d is an internal output (the backward's input), never used by the caller: grad_d is ignored
+    weight, styles, d = ctx.saved_tensors
+    grad_styles = None
+    if ctx.needs_input_grad[1]:
+        grad_styles = _modulated_weight_grad_op(grad, weight, styles, d, ctx.scale, ctx.demodulate)
+    return None, grad_styles, None, None, None
+
+
+def _modulated_weight_second_order(ctx, grad):
+    raise SecondOrderGradientError(_SECOND_ORDER.format(op="modulated_weight"))
+
+
+_modulated_weight_op.register_autograd(_modulated_weight_backward, setup_context=_modulated_weight_setup)
+_modulated_weight_grad_op.register_autograd(_modulated_weight_second_order,
+                                            setup_context=lambda ctx, inputs, output: None)
+
+
 def upfirdn2d_for_compile(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
                           pad: tuple[int, ...] | int = (0, 0)) -> torch.Tensor:
     """:func:`upfirdn2d` through the custom operator (traceable by ``torch.compile``); needs :func:`bind`."""
@@ -330,3 +454,10 @@ def fused_leaky_relu_for_compile(x: torch.Tensor, bias: torch.Tensor | None, neg
     """:func:`fused_leaky_relu` through the custom operator (traceable by ``torch.compile``); needs :func:`bind`."""
     _check_bias_act_args(x, bias, negative_slope, scale)
     return _bias_act_op(x, bias, float(scale), float(negative_slope * scale))
+
+
+def modulated_weight_for_compile(weight: torch.Tensor, styles: torch.Tensor, scale: float, demodulate: bool = True,
+                                 eps: float = 1e-8) -> torch.Tensor:
+    """:func:`modulated_weight` through the custom operator (traceable by ``torch.compile``); needs :func:`bind`."""
+    w3, s, shape = _modulation_args(weight, styles)
+    return _modulated_weight_op(w3, s, float(scale), bool(demodulate), float(eps))[0].view(shape)

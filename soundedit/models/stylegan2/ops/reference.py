@@ -58,3 +58,24 @@ def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor | None, negative_slope:
     if bias is not None:
         x = x + bias.reshape((1, -1) + (1,) * (x.ndim - 2)).to(x.dtype)
     return F.leaky_relu(x, negative_slope) * scale
+
+
+def modulated_weight(weight: torch.Tensor, styles: torch.Tensor, scale: float, demodulate: bool = True,
+                     eps: float = 1e-8) -> torch.Tensor:
+    """Per-sample weights of a modulated convolution (StyleGAN2 Sec. 2.2).
+
+    Args:
+        weight: (1, O, I, k, k) stored weight (equalised learning rate: ``scale`` applied here).
+        styles: (N, I) per-sample input-channel scales.
+        scale: ``1 / sqrt(I * k * k)``.
+        demodulate: divide each output filter by its L2 norm (``eps`` inside the root).
+
+    Returns:
+        (N, O, I, k, k) ``scale * weight * styles``, demodulated when asked.
+    """
+    batch = styles.shape[0]
+    w = scale * weight * styles.view(batch, 1, -1, 1, 1)
+    if demodulate:
+        d = torch.rsqrt(w.pow(2).sum([2, 3, 4]) + eps)
+        w = w * d.view(batch, -1, 1, 1, 1)
+    return w

@@ -4,7 +4,7 @@
 #include "ops.h"
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.doc() = "soundedit StyleGAN2 ops: upfirdn2d and fused bias + leaky ReLU (CUDA; CPU loop for tests)";
+  m.doc() = "soundedit StyleGAN2 ops: upfirdn2d, fused bias + leaky ReLU, modulated weights (CUDA; CPU loop for tests)";
   m.def("upfirdn2d", &sg2ops::upfirdn2d, "upsample, FIR-filter, downsample (N, C, H, W)", py::arg("x"),
         py::arg("kernel"), py::arg("up"), py::arg("down"), py::arg("px0"), py::arg("px1"), py::arg("py0"),
         py::arg("py1"));
@@ -12,4 +12,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("bias"), py::arg("pos_gain"), py::arg("neg_gain"));
   m.def("bias_act_grad", &sg2ops::bias_act_grad, "gradient of bias_act w.r.t. x + b, from its output",
         py::arg("grad"), py::arg("y"), py::arg("pos_gain"), py::arg("neg_gain"));
+  m.def("modulated_weight", &sg2ops::modulated_weight, "per-sample modulated (and demodulated) conv weights",
+        py::arg("weight"), py::arg("styles"), py::arg("scale"), py::arg("demodulate"), py::arg("eps"));
+  m.def("modulated_weight_grad_parts", &sg2ops::modulated_weight_grad_parts,
+        "row sums of the gradient of modulated_weight w.r.t. the styles", py::arg("grad"), py::arg("weight"),
+        py::arg("styles"), py::arg("d"), py::arg("scale"), py::arg("demodulate"));
 }

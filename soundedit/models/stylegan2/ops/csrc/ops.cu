@@ -23,6 +23,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <limits>
 #include <vector>
@@ -301,6 +302,117 @@ __global__ void bias_act_grad_kernel(const scalar_t* __restrict__ g, const scala
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// modulated weights
+//
+// Eager PyTorch builds a modulated convolution's per-sample weights with about seven operations
+// (scale, modulate, square, sum, add eps, rsqrt, demodulate) and differentiates them with about a
+// dozen more, each a kernel launch and a pass over the (N, O, I, k, k) tensor: 26 times per 1024-px
+// generator step. Here the forward is one kernel and the backward one kernel plus two small matrix
+// products (kernels.py). One block per (n, o) row of I * KK weights; arithmetic in the weights' dtype
+// (float32 or float64), in the reference's order: (scale * weight) * s, then times d.
+
+template <typename T>
+__host__ __device__ inline T inv_sqrt(T x);
+template <>
+__host__ __device__ inline float inv_sqrt<float>(float x) { return 1.0f / sqrtf(x); }
+template <>
+__host__ __device__ inline double inv_sqrt<double>(double x) { return 1.0 / sqrt(x); }
+
+// One modulated (not yet demodulated) weight: element j of the (o) weight row for the (n) styles.
+template <typename T>
+__host__ __device__ inline T modulated_value(const T* w_row, const T* s_row, T scale, int j, int kk) {
+  return (scale * w_row[j]) * s_row[j / kk];
+}
+
+// The sum of v over the block (a power-of-two number of threads); every thread gets it.
+template <typename T>
+__device__ inline T block_sum(T v, T* scratch) {
+  const int tid = threadIdx.x;
+  scratch[tid] = v;
+  __syncthreads();
+  for (int half = blockDim.x / 2; half > 0; half /= 2) {
+    if (tid < half) scratch[tid] += scratch[tid + half];
+    __syncthreads();
+  }
+  const T total = scratch[0];
+  __syncthreads();  // all have read it before the scratch is written again
+  return total;
+}
+
+struct ModWeightParams {
+  int rows, out_ch, in_ch, kk;  // rows = N * O; a row has in_ch * kk weights
+};
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads) modulated_weight_kernel(const ModWeightParams p, const T* __restrict__ weight,
+                                                                    const T* __restrict__ s, T* __restrict__ out,
+                                                                    T* __restrict__ d, T scale, bool demodulate,
+                                                                    T eps) {
+  __shared__ T scratch[kThreads];
+  const int len = p.in_ch * p.kk;
+  for (int row = blockIdx.x; row < p.rows; row += gridDim.x) {
+    const int n = row / p.out_ch, o = row - n * p.out_ch;
+    const T* w_row = weight + (int64_t)o * len;
+    const T* s_row = s + (int64_t)n * p.in_ch;
+    T dn = T(1);
+    if (demodulate) {  // the same for the whole block: the syncs in block_sum are reached by all
+      T acc = 0;
+      for (int j = threadIdx.x; j < len; j += blockDim.x) {
+        const T v = modulated_value(w_row, s_row, scale, j, p.kk);
+        acc += v * v;
+      }
+      dn = inv_sqrt(block_sum(acc, scratch) + eps);
+    }
+    T* out_row = out + (int64_t)row * len;
+    for (int j = threadIdx.x; j < len; j += blockDim.x) out_row[j] = modulated_value(w_row, s_row, scale, j, p.kk) * dn;
+    if (threadIdx.x == 0) d[row] = dn;
+  }
+}
+
+// B[row, i] (and Q[o, i] from the n = 0 rows) for input channel i of a row; returns s[n, i] * B[row, i].
+template <typename T>
+__host__ __device__ inline T modulated_grad_column(const ModWeightParams& p, const T* g_row, const T* w_row,
+                                                   const T* s_row, T scale, int i, T* b_row, T* q_row) {
+  T b = 0, q = 0;
+  for (int t = 0; t < p.kk; ++t) {
+    const T sw = scale * w_row[i * p.kk + t];
+    b += g_row[i * p.kk + t] * sw;
+    q += sw * sw;
+  }
+  b_row[i] = b;
+  if (q_row != nullptr) q_row[i] = q;
+  return s_row[i] * b;
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads) modulated_weight_grad_kernel(const ModWeightParams p, const T* __restrict__ g,
+                                                                         const T* __restrict__ weight,
+                                                                         const T* __restrict__ s,
+                                                                         const T* __restrict__ d, T* __restrict__ B,
+                                                                         T* __restrict__ coef, T* __restrict__ Q,
+                                                                         T scale, bool demodulate) {
+  __shared__ T scratch[kThreads];
+  const int len = p.in_ch * p.kk;
+  for (int row = blockIdx.x; row < p.rows; row += gridDim.x) {
+    const int n = row / p.out_ch, o = row - n * p.out_ch;
+    const T* g_row = g + (int64_t)row * len;
+    const T* w_row = weight + (int64_t)o * len;
+    const T* s_row = s + (int64_t)n * p.in_ch;
+    T* q_row = n == 0 ? Q + (int64_t)o * p.in_ch : nullptr;
+    T acc = 0;
+    for (int i = threadIdx.x; i < p.in_ch; i += blockDim.x) {
+      acc += modulated_grad_column(p, g_row, w_row, s_row, scale, i, B + (int64_t)row * p.in_ch, q_row);
+    }
+    if (demodulate) {
+      const T a = block_sum(acc, scratch);
+      if (threadIdx.x == 0) coef[row] = d[row] * d[row] * d[row] * a;
+    } else if (threadIdx.x == 0) {
+      coef[row] = T(0);
+    }
+  }
+}
+
 // The current device's SM count, asked of the driver once per device (it is read at every launch).
 int multiprocessors() {
   constexpr int kMaxDevices = 64;
@@ -459,6 +571,111 @@ at::Tensor bias_act_grad(const at::Tensor& g_in, const at::Tensor& y, double pos
     }
   });
   return gx;
+}
+
+std::vector<at::Tensor> modulated_weight(const at::Tensor& weight, const at::Tensor& s, double scale,
+                                         bool demodulate, double eps) {
+  TORCH_CHECK(weight.dim() == 3 && weight.is_contiguous(), "modulated_weight: weight must be a contiguous (O, I, KK) "
+              "tensor, got sizes ", weight.sizes());
+  TORCH_CHECK(s.dim() == 2 && s.is_contiguous() && s.size(1) == weight.size(1), "modulated_weight: styles must be a "
+              "contiguous (N, ", weight.size(1), ") tensor, got sizes ", s.sizes());
+  TORCH_CHECK(s.scalar_type() == weight.scalar_type() && s.device() == weight.device(),
+              "modulated_weight: styles must match the weight's dtype and device");
+  TORCH_CHECK(weight.scalar_type() == at::kFloat || weight.scalar_type() == at::kDouble,
+              "modulated_weight: float32 or float64 weights expected, got ", weight.scalar_type());
+  const int64_t int_max = std::numeric_limits<int>::max();
+  TORCH_CHECK(s.size(0) * weight.size(0) < int_max && weight.size(1) * weight.size(2) < int_max,
+              "modulated_weight: sizes beyond 32-bit indices are not supported");
+  at::Tensor out = at::empty({s.size(0), weight.size(0), weight.size(1), weight.size(2)}, weight.options());
+  at::Tensor d = at::empty({s.size(0), weight.size(0)}, weight.options());
+  ModWeightParams p{(int)(s.size(0) * weight.size(0)), (int)weight.size(0), (int)weight.size(1), (int)weight.size(2)};
+  if (out.numel() == 0) return {out, d.fill_(1)};
+
+  AT_DISPATCH_FLOATING_TYPES(weight.scalar_type(), "sg2ops_modulated_weight", [&] {
+    const scalar_t* wp = weight.const_data_ptr<scalar_t>();
+    const scalar_t* sp = s.const_data_ptr<scalar_t>();
+    scalar_t* op = out.mutable_data_ptr<scalar_t>();
+    scalar_t* dp = d.mutable_data_ptr<scalar_t>();
+    const scalar_t sc = static_cast<scalar_t>(scale), ep = static_cast<scalar_t>(eps);
+    if (weight.is_cuda()) {
+      const c10::cuda::CUDAGuard guard(weight.device());
+      const unsigned grid = (unsigned)std::min<int64_t>(p.rows, 65535);
+      modulated_weight_kernel<scalar_t><<<grid, kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+          p, wp, sp, op, dp, sc, demodulate, ep);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    } else {  // test path: the same per-weight code, sums in a loop
+      const int len = p.in_ch * p.kk;
+      for (int row = 0; row < p.rows; ++row) {
+        const int n = row / p.out_ch, o = row % p.out_ch;
+        const scalar_t* w_row = wp + (int64_t)o * len;
+        const scalar_t* s_row = sp + (int64_t)n * p.in_ch;
+        scalar_t dn = 1;
+        if (demodulate) {
+          scalar_t acc = 0;
+          for (int j = 0; j < len; ++j) {
+            const scalar_t v = modulated_value(w_row, s_row, sc, j, p.kk);
+            acc += v * v;
+          }
+          dn = inv_sqrt(acc + ep);
+        }
+        for (int j = 0; j < len; ++j) op[(int64_t)row * len + j] = modulated_value(w_row, s_row, sc, j, p.kk) * dn;
+        dp[row] = dn;
+      }
+    }
+  });
+  return {out, d};
+}
+
+std::vector<at::Tensor> modulated_weight_grad_parts(const at::Tensor& g_in, const at::Tensor& weight, const at::Tensor& s,
+                                                    const at::Tensor& d, double scale, bool demodulate) {
+  TORCH_CHECK(weight.dim() == 3 && weight.is_contiguous() && s.dim() == 2 && s.is_contiguous() &&
+                  s.size(1) == weight.size(1),
+              "modulated_weight_grad_parts: weight (O, I, KK) and styles (N, I) must be contiguous, got ",
+              weight.sizes(), " and ", s.sizes());
+  const int64_t n = s.size(0), o = weight.size(0), i = weight.size(1), kk = weight.size(2);
+  TORCH_CHECK(g_in.sizes() == at::IntArrayRef({n, o, i, kk}), "modulated_weight_grad_parts: gradient of sizes ",
+              g_in.sizes(), " for weights (", n, ", ", o, ", ", i, ", ", kk, ")");
+  TORCH_CHECK(d.sizes() == at::IntArrayRef({n, o}) && d.is_contiguous(), "modulated_weight_grad_parts: d must be (N, O)");
+  for (const at::Tensor* t : {&g_in, &s, &d}) {
+    TORCH_CHECK(t->scalar_type() == weight.scalar_type() && t->device() == weight.device(),
+                "modulated_weight_grad_parts: all tensors must match the weight's dtype and device");
+  }
+  const at::Tensor g = g_in.contiguous();
+  at::Tensor B = at::empty({n, o, i}, weight.options());
+  at::Tensor coef = at::empty({n, o}, weight.options());
+  at::Tensor Q = at::zeros({o, i}, weight.options());
+  ModWeightParams p{(int)(n * o), (int)o, (int)i, (int)kk};
+  if (B.numel() == 0) return {B, coef.zero_(), Q};
+
+  AT_DISPATCH_FLOATING_TYPES(weight.scalar_type(), "sg2ops_modulated_weight_grad", [&] {
+    const scalar_t* gp = g.const_data_ptr<scalar_t>();
+    const scalar_t* wp = weight.const_data_ptr<scalar_t>();
+    const scalar_t* sp = s.const_data_ptr<scalar_t>();
+    const scalar_t* dp = d.const_data_ptr<scalar_t>();
+    scalar_t* bp = B.mutable_data_ptr<scalar_t>();
+    scalar_t* cp = coef.mutable_data_ptr<scalar_t>();
+    scalar_t* qp = Q.mutable_data_ptr<scalar_t>();
+    const scalar_t sc = static_cast<scalar_t>(scale);
+    if (weight.is_cuda()) {
+      const c10::cuda::CUDAGuard guard(weight.device());
+      const unsigned grid = (unsigned)std::min<int64_t>(p.rows, 65535);
+      modulated_weight_grad_kernel<scalar_t><<<grid, kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+          p, gp, wp, sp, dp, bp, cp, qp, sc, demodulate);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    } else {
+      const int len = p.in_ch * p.kk;
+      for (int row = 0; row < p.rows; ++row) {
+        const int nn = row / p.out_ch, oo = row % p.out_ch;
+        scalar_t acc = 0;
+        for (int c = 0; c < p.in_ch; ++c) {
+          acc += modulated_grad_column(p, gp + (int64_t)row * len, wp + (int64_t)oo * len, sp + (int64_t)nn * p.in_ch, sc,
+                                       c, bp + (int64_t)row * p.in_ch, nn == 0 ? qp + (int64_t)oo * p.in_ch : nullptr);
+        }
+        cp[row] = demodulate ? dp[row] * dp[row] * dp[row] * acc : scalar_t(0);
+      }
+    }
+  });
+  return {B, coef, Q};
 }
 
 }  // namespace sg2ops

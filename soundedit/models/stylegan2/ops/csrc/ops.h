@@ -8,6 +8,7 @@
 
 #include <ATen/ATen.h>
 #include <optional>
+#include <vector>
 
 namespace sg2ops {
 
@@ -26,5 +27,20 @@ at::Tensor bias_act(const at::Tensor& x, const std::optional<at::Tensor>& b, dou
 // dL/d(x + b) = g * (y > 0 ? pos_gain : neg_gain), from the forward's output y (valid when
 // pos_gain > 0 and neg_gain >= 0, so that y > 0 exactly where x + b > 0).
 at::Tensor bias_act_grad(const at::Tensor& g, const at::Tensor& y, double pos_gain, double neg_gain);
+
+// StyleGAN2's modulated convolution weights: w[n, o, i, t] = scale * weight[o, i, t] * s[n, i], then
+// (demodulate) each (n, o) row times d[n, o] = rsqrt(sum over (i, t) of w^2 + eps). weight (O, I, KK)
+// and s (N, I) contiguous, float32 or float64, same dtype and device. Returns {w (N, O, I, KK), d (N, O)}
+// (d is 1 without demodulation), d being what the backward needs.
+std::vector<at::Tensor> modulated_weight(const at::Tensor& weight, const at::Tensor& s, double scale,
+                                         bool demodulate, double eps);
+
+// The per-row sums the gradient of modulated_weight w.r.t. s is made of, from g = dL/dw (N, O, I, KK):
+// B[n, o, i] = sum over t of g * scale * weight[o, i, t]; coef[n, o] = d^3 * sum over i of s[n, i] * B[n, o, i]
+// (0 without demodulation); Q[o, i] = sum over t of (scale * weight[o, i, t])^2. Then
+// dL/ds[n, i] = sum over o of (d * B - coef * s[n, i] * Q[o, i]) (two small matrix products, in Python).
+// Returns {B, coef, Q}.
+std::vector<at::Tensor> modulated_weight_grad_parts(const at::Tensor& g, const at::Tensor& weight, const at::Tensor& s,
+                                                    const at::Tensor& d, double scale, bool demodulate);
 
 }  // namespace sg2ops
