@@ -210,13 +210,16 @@ class Generator(nn.Module):
         batch = latent.shape[0]
         noises = self._noise_list(noise, batch, generator)
         out = self.input(batch)
-        out = self.conv1(out, latent[:, 0], noises[0])
-        skip = self.to_rgb1(out, latent[:, 1])
+        # One split into per-layer codes: its backward is one stack, where indexing each layer would
+        # cost a zero-filled (N, n_latent, style_dim) gradient and an add per layer.
+        codes = latent.unbind(1)
+        out = self.conv1(out, codes[0], noises[0])
+        skip = self.to_rgb1(out, codes[1])
         i = 1
         for k, to_rgb in enumerate(self.to_rgbs):
-            out = self.convs[2 * k](out, latent[:, i], noises[2 * k + 1])
-            out = self.convs[2 * k + 1](out, latent[:, i + 1], noises[2 * k + 2])
-            skip = to_rgb(out, latent[:, i + 2], skip)
+            out = self.convs[2 * k](out, codes[i], noises[2 * k + 1])
+            out = self.convs[2 * k + 1](out, codes[i + 1], noises[2 * k + 2])
+            skip = to_rgb(out, codes[i + 2], skip)
             i += 2
         return skip
 

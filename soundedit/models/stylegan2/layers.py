@@ -63,10 +63,11 @@ class EqualLinear(nn.Module):
         self.activation = activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # lr_mul is 1 in every modulation layer (26 per 1024-px step): skip that multiply (x * 1 == x)
+        bias = self.bias if self.lr_mul == 1 else self.bias * self.lr_mul
         if self.activation:
-            return ops.fused_leaky_relu(F.linear(x, self.weight * self.scale), self.bias * self.lr_mul,
-                                        LRELU_SLOPE, LRELU_GAIN)
-        return F.linear(x, self.weight * self.scale, bias=self.bias * self.lr_mul)
+            return ops.fused_leaky_relu(F.linear(x, self.weight * self.scale), bias, LRELU_SLOPE, LRELU_GAIN)
+        return F.linear(x, self.weight * self.scale, bias=bias)
 
 
 class FusedLeakyReLU(nn.Module):
