@@ -20,7 +20,9 @@ before (for the graphed paths: over warm-up, capture and replays). "fp32" keeps 
 (cuDNN convolutions may use TF32, matmuls do not). The compiled steps run last, so that a time
 limit cuts them first; every row is written to ``--json`` as soon as it is measured, and a case
 that fails is recorded with its error.
-``--profile DIR`` also writes the top CUDA kernels of one fp32 batch-1 step per path.
+``--profile DIR`` also writes the top CUDA kernels of one fp32 batch-1 step per path. The kernel
+launches of one batch-1 step per path are counted first (on a CPU-only machine too, when the
+extension builds): at batch 1 the host time per launch, not the GPU, sets the step time.
 Target (issue 10): kernels >= 1.3x eager for the 1024 px step and not slower than compile.
 (``--paths`` picks paths; ``--no-compile`` drops the compiled ones.)
 
@@ -52,6 +54,8 @@ from soundedit.models.stylegan2.generator import Generator, GeneratorConfig, def
 from soundedit.models.stylegan2.layers import make_kernel
 from soundedit.models.stylegan2.ops import reference
 from soundedit.steps import StepGraph
+from soundedit.testing.generators import seeded_generator
+from soundedit.testing.upfirdn import CountingExtension, LaunchCounter
 
 PATHS = ("kernels", "eager", "kernels+graph", "eager+graph", "compile", "compile+kernels")
 COMPILED = ("compile", "compile+kernels")
@@ -264,6 +268,36 @@ def profile_step(args, device: str, out_dir: str) -> None:
         print("\n".join(table.splitlines()[:14]))
 
 
+def count_launches(resolution: int, device: str) -> dict[str, int]:
+    """Kernels launched by one batch-1 step (forward + backward) per path: the host overhead's measure.
+
+    The count does not depend on the feature widths, so a narrow generator is used (on the CPU the
+    kernels path runs the extension's test loop, which needs the widths small). Needs the extension.
+    """
+    G = seeded_generator(size=resolution, style_dim=512, n_mlp=8, max_channels=4).to(device)
+    w = G.map(torch.randn(1, 512, generator=torch.Generator().manual_seed(0)).to(device)).detach()
+    ext = ops.load_extension(required=True)
+    out = {}
+    saved = ops._extension_for
+    try:
+        for path in ("eager", "kernels"):
+            counting = CountingExtension(ext)
+            ops._extension_for = (lambda x: counting) if path == "kernels" else (lambda x: None)
+            code = w.clone().requires_grad_(True)
+            with LaunchCounter() as launches:
+                G.synthesize(code).sum().backward()
+            out[path] = launches.total + sum(counting.calls.values())
+    finally:
+        ops._extension_for = saved
+    return out
+
+
+def _print_launches(resolution: int, device: str) -> None:
+    counts = count_launches(resolution, device)
+    print(f"kernel launches per G{resolution} batch-1 step (forward + backward): eager {counts['eager']}, "
+          f"kernels {counts['kernels']} ({counts['kernels'] / counts['eager']:.2f}x)", flush=True)
+
+
 def _progress(row: dict) -> None:
     head = f"  {row['kind']:4s} {row['case']:18s} {row['dtype']:4s} b{row['batch']} {row['path']:8s} "
     if row.get("error"):
@@ -312,6 +346,10 @@ def cpu_only(args) -> int:
     for name, case in cases.items():
         ms = _time_cpu(lambda: case(_op_fns("eager")), 1, args.repeats)
         print(f"  {name:10s} {ms:9.2f} ms")
+    try:  # the host-overhead figure needs only a build (the kernels' CPU test loop), not a GPU
+        _print_launches(args.resolution, "cpu")
+    except ops.CudaOpsUnavailableError as exc:
+        print(f"(kernel launch count skipped: {exc})")
     return 0
 
 
@@ -347,6 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     built = info["build_seconds"]
     print(f"extension: {info['build_dir']} ({'built in %.0f s' % built if built else 'cached'}; "
           f"load {time.perf_counter() - start:.1f} s)")
+    _print_launches(args.resolution, device)
     rec = Recorder(args.json)
     saved = os.environ.get(ops.ENV_VAR)
     try:

@@ -1,5 +1,6 @@
 """The cases and tolerances every implementation of the StyleGAN2 ops is checked with
-(reference, compiled on the CPU, GPU).
+(reference, compiled on the CPU, GPU), and the counters that show which path ran and how many
+kernels a step launches.
 
 Each case is ``(up, down, pad, kernel shape)``: StyleGAN2's blur / upsampling /
 downsampling, then odd and non-square kernels, negative (cropping) pads and factors
@@ -7,6 +8,7 @@ above 2.
 """
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 UPFIRDN2D_CASES = [
     (1, 1, (1, 1), (4, 4)),  # StyleGAN2 blur after the transposed conv
@@ -59,3 +61,29 @@ class CountingExtension:
     def __getattr__(self, name: str):
         self.calls[name] = self.calls.get(name, 0) + 1
         return getattr(self._ext, name)
+
+
+class LaunchCounter(TorchDispatchMode):
+    """Counts the ATen operations dispatched while active that run a kernel (not views, not bare
+    allocations), by name in ``ops``: a stand-in for a step's kernel launches, hence its host overhead,
+    that can be counted on any machine. Calls into the compiled extension bypass the dispatcher:
+    count those with :class:`CountingExtension` and add them."""
+
+    NO_KERNEL = frozenset({
+        "view", "reshape", "_reshape_alias", "_unsafe_view", "expand", "select", "slice", "transpose", "t",
+        "unsqueeze", "squeeze", "as_strided", "alias", "detach", "permute", "split", "unbind",
+        "empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: dict[str, int] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.__name__.split(".")[0]
+        if name not in self.NO_KERNEL:
+            self.ops[name] = self.ops.get(name, 0) + 1
+        return func(*args, **(kwargs or {}))
+
+    @property
+    def total(self) -> int:
+        return sum(self.ops.values())
