@@ -144,6 +144,49 @@ def test_fused_leaky_relu_matches_reference_and_gradcheck(compiled, shape, chann
     assert torch.autograd.gradcheck(lambda t: kernels.fused_leaky_relu(ext, t, None, slope, scale), (x,))
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("noise_batch", [1, 3])
+def test_fused_leaky_relu_with_noise_injection(compiled, channels_last, noise_batch):
+    """x + strength * noise (one map per item or one for the batch) inside the kernel: values, gradients
+    for x, bias and the noise map (projection fits the maps), gradcheck."""
+    ext = compiled[0]
+    g = torch.Generator().manual_seed(19)
+    x = torch.randn(3, 4, 5, 6, generator=g, dtype=torch.float64)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    b = torch.randn(4, generator=g, dtype=torch.float64, requires_grad=True)
+    noise = torch.randn(noise_batch, 1, 5, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    strength = torch.tensor([0.7], dtype=torch.float64)
+    probe = torch.randn(3, 4, 5, 6, generator=g, dtype=torch.float64)
+    got = kernels.fused_leaky_relu(ext, x, b, noise=noise, noise_strength=strength)
+    want = reference.fused_leaky_relu(x, b, noise=noise, noise_strength=strength)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    grads_k = torch.autograd.grad((got * probe).sum(), (x, b, noise))
+    grads_r = torch.autograd.grad((want * probe).sum(), (x, b, noise))
+    for gk, gr in zip(grads_k, grads_r):
+        torch.testing.assert_close(gk, gr, rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(
+        lambda t, c, n: kernels.fused_leaky_relu(ext, t, c, noise=n, noise_strength=strength), (x, b, noise))
+
+
+def test_noise_that_cannot_be_fused_is_added_first(compiled, monkeypatch):
+    """A strength that requires grad (training) or noise of another dtype (float32 maps under bfloat16
+    autocast) is added by PyTorch before the kernel, with the reference's result and dtype."""
+    counting = CountingExtension(compiled[0])
+    monkeypatch.setattr(ops, "_extension_for", lambda x: counting)
+    g = torch.Generator().manual_seed(24)
+    x = torch.randn(2, 3, 4, 4, generator=g)
+    b = torch.randn(3, generator=g)
+    noise = torch.randn(1, 1, 4, 4, generator=g)
+    for xi, strength in ((x, torch.tensor([0.5], requires_grad=True)), (x.bfloat16(), torch.tensor([0.5]))):
+        got = ops.fused_leaky_relu(xi, b, noise=noise, noise_strength=strength)
+        want = reference.fused_leaky_relu(xi, b, noise=noise, noise_strength=strength)
+        assert got.dtype == want.dtype
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+    assert counting.calls == {"bias_act": 2}  # the kernel still did the bias and activation
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 def test_fused_leaky_relu_dtypes_and_bias_grad(compiled, dtype):
     ext = compiled[0]
@@ -278,8 +321,12 @@ def test_custom_operators_pass_opcheck(bound, up, down, pad, kshape, channels_la
     k = torch.randn(*kshape, generator=g, dtype=torch.float64)
     torch.library.opcheck(kernels._upfirdn2d_op, (x, k, up, down, *reference._pad4(pad)))
     b = torch.randn(3, generator=g, dtype=torch.float64, requires_grad=True)
-    torch.library.opcheck(kernels._bias_act_op, (x, b, math.sqrt(2), 0.2 * math.sqrt(2)))
-    torch.library.opcheck(kernels._bias_act_op, (x, None, 1.0, 1.0))
+    torch.library.opcheck(kernels._bias_act_op, (x, b, None, None, math.sqrt(2), 0.2 * math.sqrt(2)))
+    torch.library.opcheck(kernels._bias_act_op, (x, None, None, None, 1.0, 1.0))
+    for noise_batch in (1, 2):  # noise injection, broadcast over the batch or one map per item
+        noise = torch.randn(noise_batch, 1, 7, 9, generator=g, dtype=torch.float64, requires_grad=True)
+        strength = torch.tensor([0.3], dtype=torch.float64)
+        torch.library.opcheck(kernels._bias_act_op, (x, b, noise, strength, math.sqrt(2), 0.2 * math.sqrt(2)))
 
 
 @pytest.mark.parametrize("demodulate", [True, False])

@@ -117,6 +117,32 @@ def test_fused_leaky_relu_forward_backward(built_extension, dtype, layout, slope
                                rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("noise_batch", [1, 3])
+def test_fused_leaky_relu_with_noise_injection(built_extension, dtype, channels_last, noise_batch):
+    """Noise added inside the kernel, as StyledConv does: against the reference on the same values.
+    float32/float64: the sum is rounded like the separate add (no fused multiply-add), so 1 ulp at most;
+    bfloat16: the product and the sum rounded to bfloat16, as the separate bfloat16 ops round them."""
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(3, 16, 9, 12, generator=g).to(dtype).to(DEVICE)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    b = torch.randn(16, generator=g).to(DEVICE)
+    noise = torch.randn(noise_batch, 1, 9, 12, generator=g).to(dtype).to(DEVICE)
+    strength = torch.tensor([0.37]).to(dtype).to(DEVICE)
+    probe = torch.randn(x.shape, generator=g).to(dtype).to(DEVICE)
+    results = []
+    for fn in (ops.fused_leaky_relu, reference.fused_leaky_relu):
+        xi, ni = x.clone().requires_grad_(True), noise.clone().requires_grad_(True)
+        y = fn(xi, b, noise=ni, noise_strength=strength)
+        (y * probe).sum().backward()
+        results.append((y.detach().float(), xi.grad.float(), ni.grad.float()))
+    tol = KERNEL_TOLERANCE[dtype] if dtype != torch.float32 else dict(rtol=1e-6, atol=1e-6)
+    for got, want in zip(*results):
+        torch.testing.assert_close(got, want, rtol=tol["rtol"] * 10, atol=tol["atol"] * 10 * want.abs().max().item())
+
+
 def test_gradcheck_float64(built_extension):
     ext = built_extension
     g = torch.Generator().manual_seed(8)

@@ -71,14 +71,16 @@ class EqualLinear(nn.Module):
 
 
 class FusedLeakyReLU(nn.Module):
-    """Per-channel bias then leaky ReLU scaled by sqrt 2 (``activate`` in StyledConv)."""
+    """Per-channel bias then leaky ReLU scaled by sqrt 2 (``activate`` in StyledConv); with ``noise``,
+    StyleGAN2's noise injection ``noise_strength * noise`` is added first, in the same kernel."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.bias = nn.Parameter(torch.zeros(channels))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return ops.fused_leaky_relu(x, self.bias, LRELU_SLOPE, LRELU_GAIN)
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None,
+                noise_strength: torch.Tensor | None = None) -> torch.Tensor:
+        return ops.fused_leaky_relu(x, self.bias, LRELU_SLOPE, LRELU_GAIN, noise=noise, noise_strength=noise_strength)
 
 
 class Blur(nn.Module):
@@ -152,16 +154,12 @@ class ModulatedConv2d(nn.Module):
 
 
 class NoiseInjection(nn.Module):
-    """Adds per-pixel noise (N or 1, 1, H, W) scaled by a learned strength."""
+    """The learned strength (``weight``, one element) of the per-pixel noise (N or 1, 1, H, W) a StyledConv
+    adds; the addition itself happens in the activation's kernel (:class:`FusedLeakyReLU`)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(1))
-
-    def forward(self, x: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
-        if noise is None:
-            return x
-        return x + self.weight * noise
 
 
 class ConstantInput(nn.Module):
@@ -188,7 +186,7 @@ class StyledConv(nn.Module):
         self.conv_clamp = conv_clamp
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
-        out = self.activate(self.noise(self.conv(x, style), noise))
+        out = self.activate(self.conv(x, style), noise, None if noise is None else self.noise.weight)
         if self.conv_clamp is not None:
             out = out.clamp(-self.conv_clamp, self.conv_clamp)
         return out

@@ -178,17 +178,24 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
 
 
 def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor | None, negative_slope: float = 0.2,
-                     scale: float = math.sqrt(2)) -> torch.Tensor:
-    """``leaky_relu(x + bias) * scale`` with ``bias`` (C,) broadcast along dim 1 of x (N, C, ...).
+                     scale: float = math.sqrt(2), *, noise: torch.Tensor | None = None,
+                     noise_strength: torch.Tensor | None = None) -> torch.Tensor:
+    """``leaky_relu(x + noise_strength * noise + bias) * scale`` with ``bias`` (C,) broadcast along dim 1
+    of x (N, C, ...).
 
-    ``negative_slope=1, scale=1`` is the linear activation (bias add only).
+    ``negative_slope=1, scale=1`` is the linear activation (bias add only). ``noise`` (N or 1, 1, H, W)
+    and the one-element ``noise_strength`` are StyleGAN2's noise injection, added inside the kernel
+    when they have x's dtype and the strength needs no gradient, else added first.
     """
+    if noise is not None and not _kernels.fusable_noise(x, noise, noise_strength):
+        x, noise, noise_strength = x + noise_strength * noise, None, None
     if (x.ndim < 2 or not (scale > 0 and negative_slope >= 0)
             or (bias is not None and tuple(bias.shape) != (x.shape[1],))):
-        return reference.fused_leaky_relu(x, bias, negative_slope, scale)
-    return _dispatch(x, lambda ext: _kernels.fused_leaky_relu(ext, x, bias, negative_slope, scale),
-                     lambda: _kernels.fused_leaky_relu_for_compile(x, bias, negative_slope, scale),
-                     lambda: reference.fused_leaky_relu(x, bias, negative_slope, scale))
+        return reference.fused_leaky_relu(x, bias, negative_slope, scale, noise=noise, noise_strength=noise_strength)
+    kw = dict(noise=noise, noise_strength=noise_strength)
+    return _dispatch(x, lambda ext: _kernels.fused_leaky_relu(ext, x, bias, negative_slope, scale, **kw),
+                     lambda: _kernels.fused_leaky_relu_for_compile(x, bias, negative_slope, scale, **kw),
+                     lambda: reference.fused_leaky_relu(x, bias, negative_slope, scale, **kw))
 
 
 def modulated_weight(weight: torch.Tensor, styles: torch.Tensor, scale: float, demodulate: bool = True) -> torch.Tensor:

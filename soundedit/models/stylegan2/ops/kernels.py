@@ -120,26 +120,28 @@ class _UpFirDn2dGrad(torch.autograd.Function):
 
 class _BiasAct(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, ext: ModuleType, x: torch.Tensor, bias: torch.Tensor | None, pos_gain: float,
-                neg_gain: float) -> torch.Tensor:
+    def forward(ctx, ext: ModuleType, x: torch.Tensor, bias: torch.Tensor | None, noise: torch.Tensor | None,
+                strength: torch.Tensor | None, pos_gain: float, neg_gain: float) -> torch.Tensor:
         b = None if bias is None else bias.detach().to(x.dtype).contiguous()
-        y = ext.bias_act(x, b, pos_gain, neg_gain)
+        y = ext.bias_act(x, b, noise, strength, pos_gain, neg_gain)
         # y > 0 exactly where x + b > 0 (pos_gain > 0, neg_gain >= 0: checked by the caller), so the
         # output, which the next layer keeps anyway, is all the backward needs.
-        ctx.save_for_backward(y)
+        ctx.save_for_backward(y, strength)
         ctx.ext, ctx.gains = ext, (pos_gain, neg_gain)
         ctx.bias_dtype = None if bias is None else bias.dtype
+        ctx.noise_batch = None if noise is None else noise.shape[0]
         return y
 
     @staticmethod
     def backward(ctx, grad_y: torch.Tensor):
-        (y,) = ctx.saved_tensors
-        need_x, need_b = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
-        if not (need_x or need_b):
-            return None, None, None, None, None
+        y, strength = ctx.saved_tensors
+        need_x, need_b, need_noise = ctx.needs_input_grad[1:4]
+        if not (need_x or need_b or need_noise):
+            return None, None, None, None, None, None, None
         grad_xb = _BiasActGrad.apply(ctx.ext, grad_y, y, *ctx.gains)
         grad_b = _bias_grad(grad_xb, ctx.bias_dtype) if need_b else None
-        return None, grad_xb if need_x else None, grad_b, None, None
+        grad_noise = _noise_grad(grad_xb, strength, ctx.noise_batch) if need_noise else None
+        return None, grad_xb if need_x else None, grad_b, grad_noise, None, None, None
 
 
 class _BiasActGrad(torch.autograd.Function):
@@ -230,7 +232,8 @@ def _check_upfirdn2d_args(x: torch.Tensor, kernel: torch.Tensor) -> None:
         raise ValueError(f"upfirdn2d: x must be (N, C, H, W), got shape {tuple(x.shape)}")
 
 
-def _check_bias_act_args(x: torch.Tensor, bias: torch.Tensor | None, negative_slope: float, scale: float) -> None:
+def _check_bias_act_args(x: torch.Tensor, bias: torch.Tensor | None, negative_slope: float, scale: float,
+                         noise: torch.Tensor | None = None, noise_strength: torch.Tensor | None = None) -> None:
     if x.ndim < 2:
         raise ValueError(f"fused_leaky_relu: x must be (N, C, ...), got shape {tuple(x.shape)}")
     if not (scale > 0 and negative_slope >= 0):
@@ -238,6 +241,26 @@ def _check_bias_act_args(x: torch.Tensor, bias: torch.Tensor | None, negative_sl
                          f"got scale={scale}, negative_slope={negative_slope}")
     if bias is not None and tuple(bias.shape) != (x.shape[1],):
         raise ValueError(f"fused_leaky_relu: bias must have shape ({x.shape[1]},), got {tuple(bias.shape)}")
+    if (noise is None) != (noise_strength is None):
+        raise ValueError("fused_leaky_relu: noise and noise_strength go together")
+    if noise is not None and not fusable_noise(x, noise, noise_strength):
+        raise ValueError(f"fused_leaky_relu: the compiled op takes noise (1 or N, 1, H, W) of x's dtype and a "
+                         f"one-element strength without gradient, got noise {tuple(noise.shape)} {noise.dtype} "
+                         f"for x {tuple(x.shape)} {x.dtype}")
+
+
+def fusable_noise(x: torch.Tensor, noise: torch.Tensor, strength: torch.Tensor) -> bool:
+    """Whether the compiled op can add ``strength * noise`` itself (else the caller adds it first)."""
+    return (x.ndim == 4 and noise.ndim == 4 and noise.shape[1] == 1 and noise.shape[0] in (1, x.shape[0])
+            and noise.shape[2:] == x.shape[2:] and noise.dtype == x.dtype == strength.dtype
+            and strength.numel() == 1 and not strength.requires_grad)
+
+
+def _noise_grad(grad_xb: torch.Tensor, strength: torch.Tensor, noise_batch: int) -> torch.Tensor:
+    """d/d(noise) of ``x + strength * noise`` (noise (Nn, 1, H, W) broadcast over channels, and over the
+    batch when Nn = 1): the gradient summed over those axes, times the strength."""
+    grad = grad_xb.sum(dim=1, keepdim=True) * strength
+    return grad.sum(dim=0, keepdim=True) if noise_batch == 1 and grad.shape[0] != 1 else grad
 
 
 def _bias_grad(grad_xb: torch.Tensor, bias_dtype: torch.dtype) -> torch.Tensor:
@@ -267,8 +290,10 @@ def upfirdn2d(ext: ModuleType, x: torch.Tensor, kernel: torch.Tensor, up: int = 
 
 
 def fused_leaky_relu(ext: ModuleType, x: torch.Tensor, bias: torch.Tensor | None, negative_slope: float = 0.2,
-                     scale: float = math.sqrt(2)) -> torch.Tensor:
-    """The compiled ``leaky_relu(x + bias, negative_slope) * scale``; same as :func:`reference.fused_leaky_relu`.
+                     scale: float = math.sqrt(2), *, noise: torch.Tensor | None = None,
+                     noise_strength: torch.Tensor | None = None) -> torch.Tensor:
+    """The compiled ``leaky_relu(x + noise_strength * noise + bias, negative_slope) * scale``; same as
+    :func:`reference.fused_leaky_relu`.
 
     ``negative_slope=1, scale=1`` is the linear activation (bias add only).
 
@@ -277,12 +302,24 @@ def fused_leaky_relu(ext: ModuleType, x: torch.Tensor, bias: torch.Tensor | None
         x: (N, C, ...) tensor.
         bias: (C,) or None.
         negative_slope: must be >= 0; scale: must be > 0 (so the output's sign gives the gradient).
+        noise, noise_strength: StyleGAN2's noise injection, or None: noise (1 or N, 1, H, W) and a
+            one-element strength that needs no gradient, both of x's dtype (:func:`fusable_noise`);
+            the noise may require grad (projection fits the noise maps).
 
     Returns:
         Tensor of x's shape and dtype (channels-last input gives channels-last output).
     """
-    _check_bias_act_args(x, bias, negative_slope, scale)
-    return _BiasAct.apply(ext, x, bias, float(scale), float(negative_slope * scale))
+    _check_bias_act_args(x, bias, negative_slope, scale, noise, noise_strength)
+    return _BiasAct.apply(ext, x, bias, _contiguous(noise), _detached(noise_strength), float(scale),
+                          float(negative_slope * scale))
+
+
+def _contiguous(t: torch.Tensor | None) -> torch.Tensor | None:
+    return None if t is None else t.contiguous()
+
+
+def _detached(t: torch.Tensor | None) -> torch.Tensor | None:
+    return None if t is None else t.detach()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -352,13 +389,14 @@ _upfirdn2d_input_grad_op.register_autograd(_upfirdn2d_second_order, setup_contex
 
 
 @torch.library.custom_op("soundedit::bias_act", mutates_args=())
-def _bias_act_op(x: torch.Tensor, bias: torch.Tensor | None, pos_gain: float, neg_gain: float) -> torch.Tensor:
+def _bias_act_op(x: torch.Tensor, bias: torch.Tensor | None, noise: torch.Tensor | None,
+                 strength: torch.Tensor | None, pos_gain: float, neg_gain: float) -> torch.Tensor:
     b = None if bias is None else bias.to(x.dtype).contiguous()
-    return _ext().bias_act(x, b, pos_gain, neg_gain)
+    return _ext().bias_act(x, b, noise, strength, pos_gain, neg_gain)
 
 
 @_bias_act_op.register_fake
-def _bias_act_fake(x, bias, pos_gain, neg_gain):
+def _bias_act_fake(x, bias, noise, strength, pos_gain, neg_gain):
     return torch.empty_like(x, memory_format=_layout(x))
 
 
@@ -373,17 +411,19 @@ def _bias_act_grad_fake(grad_y, y, pos_gain, neg_gain):
 
 
 def _bias_act_setup(ctx, inputs, output) -> None:
-    _, bias, pos_gain, neg_gain = inputs
-    ctx.save_for_backward(output)  # its sign is the gradient's mask, as in _BiasAct
+    _, bias, noise, strength, pos_gain, neg_gain = inputs
+    ctx.save_for_backward(output, strength)  # the output's sign is the gradient's mask, as in _BiasAct
     ctx.gains = (pos_gain, neg_gain)
     ctx.bias_dtype = None if bias is None else bias.dtype
+    ctx.noise_batch = None if noise is None else noise.shape[0]
 
 
 def _bias_act_backward(ctx, grad_y: torch.Tensor):
-    (y,) = ctx.saved_tensors
+    y, strength = ctx.saved_tensors
     grad_xb = _bias_act_grad_op(grad_y, y, *ctx.gains)
     grad_b = _bias_grad(grad_xb, ctx.bias_dtype) if ctx.needs_input_grad[1] else None
-    return grad_xb, grad_b, None, None
+    grad_noise = _noise_grad(grad_xb, strength, ctx.noise_batch) if ctx.needs_input_grad[2] else None
+    return grad_xb, grad_b, grad_noise, None, None, None
 
 
 def _bias_act_second_order(ctx, grad):
@@ -450,10 +490,12 @@ def upfirdn2d_for_compile(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, do
 
 
 def fused_leaky_relu_for_compile(x: torch.Tensor, bias: torch.Tensor | None, negative_slope: float = 0.2,
-                                 scale: float = math.sqrt(2)) -> torch.Tensor:
+                                 scale: float = math.sqrt(2), *, noise: torch.Tensor | None = None,
+                                 noise_strength: torch.Tensor | None = None) -> torch.Tensor:
     """:func:`fused_leaky_relu` through the custom operator (traceable by ``torch.compile``); needs :func:`bind`."""
-    _check_bias_act_args(x, bias, negative_slope, scale)
-    return _bias_act_op(x, bias, float(scale), float(negative_slope * scale))
+    _check_bias_act_args(x, bias, negative_slope, scale, noise, noise_strength)
+    return _bias_act_op(x, bias, _contiguous(noise), _detached(noise_strength), float(scale),
+                        float(negative_slope * scale))
 
 
 def modulated_weight_for_compile(weight: torch.Tensor, styles: torch.Tensor, scale: float, demodulate: bool = True,

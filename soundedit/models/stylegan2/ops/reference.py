@@ -53,8 +53,13 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
 
 
 def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor | None, negative_slope: float = 0.2,
-                     scale: float = math.sqrt(2)) -> torch.Tensor:
-    """``leaky_relu(x + bias) * scale`` with ``bias`` (C,) broadcast along dim 1 of x (N, C, ...)."""
+                     scale: float = math.sqrt(2), *, noise: torch.Tensor | None = None,
+                     noise_strength: torch.Tensor | None = None) -> torch.Tensor:
+    """``leaky_relu(x + noise_strength * noise + bias) * scale`` with ``bias`` (C,) broadcast along dim 1 of
+    x (N, C, ...), and StyleGAN2's noise injection (``noise`` (N or 1, 1, H, W) times the learned
+    one-element ``noise_strength``) when ``noise`` is given."""
+    if noise is not None:
+        x = x + noise_strength * noise
     if bias is not None:
         x = x + bias.reshape((1, -1) + (1,) * (x.ndim - 2)).to(x.dtype)
     return F.leaky_relu(x, negative_slope) * scale

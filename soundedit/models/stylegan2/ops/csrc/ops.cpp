@@ -8,8 +8,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("upfirdn2d", &sg2ops::upfirdn2d, "upsample, FIR-filter, downsample (N, C, H, W)", py::arg("x"),
         py::arg("kernel"), py::arg("up"), py::arg("down"), py::arg("px0"), py::arg("px1"), py::arg("py0"),
         py::arg("py1"));
-  m.def("bias_act", &sg2ops::bias_act, "(x + b) * (x + b > 0 ? pos_gain : neg_gain)", py::arg("x"),
-        py::arg("bias"), py::arg("pos_gain"), py::arg("neg_gain"));
+  m.def("bias_act", &sg2ops::bias_act, "(x [+ strength * noise] + b) * (... > 0 ? pos_gain : neg_gain)", py::arg("x"),
+        py::arg("bias"), py::arg("noise"), py::arg("strength"), py::arg("pos_gain"), py::arg("neg_gain"));
   m.def("bias_act_grad", &sg2ops::bias_act_grad, "gradient of bias_act w.r.t. x + b, from its output",
         py::arg("grad"), py::arg("y"), py::arg("pos_gain"), py::arg("neg_gain"));
   m.def("modulated_weight", &sg2ops::modulated_weight, "per-sample modulated (and demodulated) conv weights",

@@ -260,13 +260,56 @@ void upfirdn2d_tiled_run(const UpFirDnParams& p, const scalar_t* x, const acc_t*
 // rows = N*C planes of cols = prod(dims after C), channel = row % C; channels-last (N, H, W, C)
 // and 2-D (N, C) are rows = the rest, cols = C, channel = col.
 
+// A product rounded like a separate multiply: the noise term is added as the unfused
+// `x + strength * noise` adds it (no fused multiply-add on the device).
+__host__ __device__ inline float mul_rn(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+__host__ __device__ inline double mul_rn(double a, double b) {
+#ifdef __CUDA_ARCH__
+  return __dmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+
+// Optional per-pixel noise added before the bias: noise (Nn, 1, H, W) contiguous, Nn = 1 or N, times a
+// one-element strength, both in x's dtype. `offset` is the noise map's offset for the row (see
+// noise_offset); channels-last rows are single pixels (one noise value for all their columns).
+template <typename scalar_t>
+struct BiasActNoise {
+  const scalar_t* noise = nullptr;
+  const scalar_t* strength = nullptr;
+  int64_t plane = 0;     // H * W
+  bool batched = false;  // Nn == N
+};
+
+template <typename scalar_t>
+__host__ __device__ inline int64_t noise_offset(const BiasActNoise<scalar_t>& nz, int64_t row, int64_t channels,
+                                                bool channel_is_col) {
+  if (channel_is_col) {  // rows are (n, pixel)
+    return (nz.batched ? row : row % nz.plane);
+  }
+  return (nz.batched ? row / channels : 0) * nz.plane;  // rows are (n, c) planes; the column is the pixel
+}
+
 template <typename scalar_t, typename acc_t>
 __host__ __device__ inline void bias_act_element(const scalar_t* __restrict__ x, const scalar_t* __restrict__ b,
-                                                 scalar_t* __restrict__ y, int64_t row, int64_t col, int64_t cols,
-                                                 int64_t row_channel, bool channel_is_col, acc_t pos_gain,
+                                                 const BiasActNoise<scalar_t>& nz, scalar_t* __restrict__ y,
+                                                 int64_t row, int64_t col, int64_t cols, int64_t row_channel,
+                                                 int64_t noise_off, bool channel_is_col, acc_t pos_gain,
                                                  acc_t neg_gain) {
   const int64_t idx = row * cols + col;
   acc_t v = static_cast<acc_t>(x[idx]);
+  if (nz.noise != nullptr) {  // product and sum rounded to x's dtype, as the separate multiply and add store them
+    const acc_t n = static_cast<acc_t>(nz.noise[channel_is_col ? noise_off : noise_off + col]);
+    const acc_t term = static_cast<acc_t>(static_cast<scalar_t>(mul_rn(static_cast<acc_t>(nz.strength[0]), n)));
+    v = static_cast<acc_t>(static_cast<scalar_t>(v + term));
+  }
   if (b != nullptr) v += static_cast<acc_t>(b[channel_is_col ? col : row_channel]);
   y[idx] = static_cast<scalar_t>(v * (v > acc_t(0) ? pos_gain : neg_gain));
 }
@@ -281,14 +324,16 @@ __host__ __device__ inline void bias_act_grad_element(const scalar_t* __restrict
 
 template <typename scalar_t, typename acc_t>
 __global__ void bias_act_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ b,
-                                scalar_t* __restrict__ y, int64_t rows, int64_t cols, int64_t channels,
-                                bool channel_is_col, acc_t pos_gain, acc_t neg_gain) {
+                                const BiasActNoise<scalar_t> nz, scalar_t* __restrict__ y, int64_t rows, int64_t cols,
+                                int64_t channels, bool channel_is_col, acc_t pos_gain, acc_t neg_gain) {
   for (int64_t row = (int64_t)blockIdx.y * blockDim.y + threadIdx.y; row < rows;
        row += (int64_t)blockDim.y * gridDim.y) {
     const int64_t row_channel = channel_is_col ? 0 : row % channels;  // once per row, not per element
+    const int64_t noise_off = nz.noise != nullptr ? noise_offset(nz, row, channels, channel_is_col) : 0;
     for (int64_t col = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; col < cols;
          col += (int64_t)blockDim.x * gridDim.x) {
-      bias_act_element<scalar_t, acc_t>(x, b, y, row, col, cols, row_channel, channel_is_col, pos_gain, neg_gain);
+      bias_act_element<scalar_t, acc_t>(x, b, nz, y, row, col, cols, row_channel, noise_off, channel_is_col, pos_gain,
+                                        neg_gain);
     }
   }
 }
@@ -494,8 +539,8 @@ at::Tensor upfirdn2d(const at::Tensor& x, const at::Tensor& k, int64_t up, int64
   return y;
 }
 
-at::Tensor bias_act(const at::Tensor& x_in, const std::optional<at::Tensor>& b, double pos_gain,
-                    double neg_gain) {
+at::Tensor bias_act(const at::Tensor& x_in, const std::optional<at::Tensor>& b, const std::optional<at::Tensor>& noise,
+                    const std::optional<at::Tensor>& strength, double pos_gain, double neg_gain) {
   TORCH_CHECK(x_in.dim() >= 2, "bias_act: x must be (N, C, ...), got ", x_in.dim(), " dims");
   const bool channels_last = is_channels_last_dense(x_in);
   const at::Tensor x = channels_last ? x_in : x_in.contiguous();
@@ -505,6 +550,20 @@ at::Tensor bias_act(const at::Tensor& x_in, const std::optional<at::Tensor>& b, 
                 x.size(1), ",) tensor, got ", b->sizes());
     TORCH_CHECK(b->scalar_type() == x.scalar_type() && b->device() == x.device(),
                 "bias_act: bias must match x's dtype and device");
+  }
+  const bool has_noise = noise.has_value() && noise->defined();
+  TORCH_CHECK(has_noise == (strength.has_value() && strength->defined()), "bias_act: noise and strength go together");
+  if (has_noise) {
+    TORCH_CHECK(x.dim() == 4 && noise->dim() == 4 && noise->size(1) == 1 && noise->size(2) == x.size(2) &&
+                    noise->size(3) == x.size(3) && (noise->size(0) == 1 || noise->size(0) == x.size(0)) &&
+                    noise->is_contiguous(),
+                "bias_act: noise must be a contiguous (1 or N, 1, H, W) tensor for x of sizes ", x.sizes(), ", got ",
+                noise->sizes());
+    TORCH_CHECK(strength->numel() == 1, "bias_act: strength must have one element, got ", strength->numel());
+    for (const at::Tensor* t : {&*noise, &*strength}) {
+      TORCH_CHECK(t->scalar_type() == x.scalar_type() && t->device() == x.device(),
+                  "bias_act: noise and strength must match x's dtype and device");
+    }
   }
   at::Tensor y = at::empty_like(x);  // preserves the (dense) layout, so linear indices match
   const int64_t total = x.numel();
@@ -520,6 +579,13 @@ at::Tensor bias_act(const at::Tensor& x_in, const std::optional<at::Tensor>& b, 
     using acc_t = at::acc_type<scalar_t, true>;
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     const scalar_t* bp = has_bias ? b->const_data_ptr<scalar_t>() : nullptr;
+    BiasActNoise<scalar_t> nz;
+    if (has_noise) {
+      nz.noise = noise->const_data_ptr<scalar_t>();
+      nz.strength = strength->const_data_ptr<scalar_t>();
+      nz.plane = x.size(2) * x.size(3);
+      nz.batched = noise->size(0) == x.size(0) && x.size(0) > 1;
+    }
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
     const acc_t pg = static_cast<acc_t>(pos_gain), ng = static_cast<acc_t>(neg_gain);
     if (x.is_cuda()) {
@@ -531,13 +597,15 @@ at::Tensor bias_act(const at::Tensor& x_in, const std::optional<at::Tensor>& b, 
       const int64_t gx = std::min<int64_t>((cols + bx - 1) / bx, wanted);
       const int64_t gy = std::min<int64_t>({(rows + block.y - 1) / block.y, std::max<int64_t>(1, wanted / gx), 65535});
       bias_act_kernel<scalar_t, acc_t><<<dim3((unsigned)gx, (unsigned)gy), block, 0, c10::cuda::getCurrentCUDAStream()>>>(
-          xp, bp, yp, rows, cols, channels, channel_is_col, pg, ng);
+          xp, bp, nz, yp, rows, cols, channels, channel_is_col, pg, ng);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     } else {  // test path: the same element code, in a loop
-      for (int64_t row = 0; row < rows; ++row)
+      for (int64_t row = 0; row < rows; ++row) {
+        const int64_t noise_off = has_noise ? noise_offset(nz, row, channels, channel_is_col) : 0;
         for (int64_t col = 0; col < cols; ++col)
-          bias_act_element<scalar_t, acc_t>(xp, bp, yp, row, col, cols, channel_is_col ? 0 : row % channels,
-                                            channel_is_col, pg, ng);
+          bias_act_element<scalar_t, acc_t>(xp, bp, nz, yp, row, col, cols, channel_is_col ? 0 : row % channels,
+                                            noise_off, channel_is_col, pg, ng);
+      }
     }
   });
   return y;

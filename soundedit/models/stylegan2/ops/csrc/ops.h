@@ -19,10 +19,13 @@ namespace sg2ops {
 at::Tensor upfirdn2d(const at::Tensor& x, const at::Tensor& k, int64_t up, int64_t down,
                      int64_t px0, int64_t px1, int64_t py0, int64_t py1);
 
-// y = (x + b) * (x + b > 0 ? pos_gain : neg_gain), b (C,) broadcast along dim 1 of x (N, C, ...).
-// Leaky ReLU 0.2 with gain sqrt(2): pos_gain = sqrt(2), neg_gain = 0.2 * sqrt(2); linear: both 1.
-at::Tensor bias_act(const at::Tensor& x, const std::optional<at::Tensor>& b, double pos_gain,
-                    double neg_gain);
+// y = (v + b) * (v + b > 0 ? pos_gain : neg_gain), b (C,) broadcast along dim 1 of x (N, C, ...), and
+// v = x, or with noise v = x + strength * noise (StyleGAN2's noise injection, rounded to x's dtype as
+// the separate add would be): noise (1 or N, 1, H, W) contiguous and strength (one element), both of
+// x's dtype, x 4-D. Leaky ReLU 0.2 with gain sqrt(2): pos_gain = sqrt(2), neg_gain = 0.2 * sqrt(2);
+// linear: both 1.
+at::Tensor bias_act(const at::Tensor& x, const std::optional<at::Tensor>& b, const std::optional<at::Tensor>& noise,
+                    const std::optional<at::Tensor>& strength, double pos_gain, double neg_gain);
 
 // dL/d(x + b) = g * (y > 0 ? pos_gain : neg_gain), from the forward's output y (valid when
 // pos_gain > 0 and neg_gain >= 0, so that y > 0 exactly where x + b > 0).
