@@ -76,6 +76,22 @@ def test_upfirdn2d_matches_reference(compiled, up, down, pad, kshape):
     torch.testing.assert_close(got32, want.float(), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("up,down,pad,kshape", CASES)
+def test_upfirdn2d_reads_the_kernel_flipped_on_request(compiled, up, down, pad, kshape):
+    """flip_kernel (the input gradient's filter) equals filtering with the flipped copy, in the general
+    and (4 x 4 cases, over several tiles) the tiled kernel."""
+    ext = compiled[0]
+    g = torch.Generator().manual_seed(25)
+    x = torch.randn(2, 3, 21, 70, generator=g, dtype=torch.float64)
+    k = torch.randn(*kshape, generator=g, dtype=torch.float64)
+    px0, px1, py0, py1 = reference._pad4(pad)
+    got = ext.upfirdn2d(x, k, up, down, px0, px1, py0, py1, True)
+    want = ext.upfirdn2d(x, torch.flip(k, [0, 1]).contiguous(), up, down, px0, px1, py0, py1, False)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    torch.testing.assert_close(got, reference.upfirdn2d(x, torch.flip(k, [0, 1]), up, down, pad), rtol=1e-12,
+                               atol=1e-12)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_upfirdn2d_low_precision(compiled, dtype):
     ext = compiled[0]
@@ -441,7 +457,7 @@ def test_generator_compiles_with_the_kernels_in_one_graph(kernels_on_cpu, seeded
 def test_generator_step_launches_far_fewer_kernels_with_the_ops(compiled, seeded_checkpoint, tmp_path, monkeypatch):
     """Host overhead, counted: at batch 1 a GPU step costs about as much host time per launched kernel
     as the GPU spends computing, so the launches of one forward + backward are the figure to keep low
-    (measured: 64 px 219 with the ops vs 397 reference; 1024 px 402 vs 740)."""
+    (measured at batch 2: 64 px 193 with the ops vs 397 reference; 1024 px 361 vs 749)."""
     from soundedit.models import load_generator
 
     path, exp = seeded_checkpoint("stylegan2_64", tmp_path / "stylegan2_64.pt")
@@ -455,7 +471,7 @@ def test_generator_step_launches_far_fewer_kernels_with_the_ops(compiled, seeded
         totals[name] = launches.total + sum(counting.calls.values())
         if name == "kernels":  # the modulation chain and the per-layer code gradients are gone
             assert not {"pow", "rsqrt", "select_backward"} & set(launches.ops), launches.ops
-    assert totals["kernels"] < 0.6 * totals["reference"], totals
+    assert totals["kernels"] < 0.55 * totals["reference"], totals
 
 
 @pytest.mark.parametrize("up,down,pad", [(1, 1, (1, 1)), (2, 1, (2, 1)), (1, 2, (1, 1)), (1, 2, (-1, 3)),

@@ -8,7 +8,8 @@ backward, as R1 or path-length regularisers do) raises :class:`SecondOrderGradie
 upfirdn2d backward, derived (per axis; the same holds for x with kw, px0, px1). The forward is
 ``y[o] = sum_i x[i] * k[kh - 1 + o*down - py0 - i*up]`` (see ``csrc/ops.cu``), so
 ``dL/dx[i] = sum_o g[o] * k[kh - 1 + o*down - py0 - i*up]``. An upfirdn2d of ``g`` with factors
-swapped (up' = down, down' = up), the flipped kernel ``k'[j] = k[kh - 1 - j]`` and pads ``(q0, q1)``
+swapped (up' = down, down' = up), the flipped kernel ``k'[j] = k[kh - 1 - j]`` (the extension reads k
+flipped, ``flip_kernel=True``: no flipped copy is made) and pads ``(q0, q1)``
 computes ``sum_o g[o] * k'[kh - 1 + i*up - q0 - o*down] = sum_o g[o] * k[q0 + o*down - i*up]``,
 which is the gradient when ``q0 = kh - 1 - py0``. ``q1`` is chosen so that its output has exactly H
 rows: ``(OH*down + q0 + q1 - kh) // up + 1 = H`` gives ``q1 = H*up - OH*down + py0 - up + 1``
@@ -79,20 +80,15 @@ def _kernel_for(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return kernel.detach().to(device=x.device, dtype=dtype).contiguous()
 
 
-def _flipped(kernel: torch.Tensor) -> torch.Tensor:
-    """The kernel the input gradient's upfirdn2d uses (module docstring)."""
-    return torch.flip(kernel, [0, 1]).contiguous()
-
-
 class _UpFirDn2d(torch.autograd.Function):
     @staticmethod
     def forward(ctx, ext: ModuleType, x: torch.Tensor, kernel: torch.Tensor, up: int, down: int,
                 pad: tuple[int, int, int, int]) -> torch.Tensor:
         px0, px1, py0, py1 = pad
-        y = ext.upfirdn2d(x, kernel, up, down, px0, px1, py0, py1)
+        y = ext.upfirdn2d(x, kernel, up, down, px0, px1, py0, py1, False)
         ctx.grad_pad = grad_pad(tuple(x.shape[2:]), tuple(y.shape[2:]), tuple(kernel.shape), up, down, pad)
         ctx.ext, ctx.up, ctx.down = ext, up, down
-        ctx.save_for_backward(kernel)  # flipped in backward: no extra launch for forward-only calls
+        ctx.save_for_backward(kernel)  # read flipped by the backward's kernel (flip_kernel): no flipped copy
         return y
 
     @staticmethod
@@ -100,7 +96,7 @@ class _UpFirDn2d(torch.autograd.Function):
         (kernel,) = ctx.saved_tensors
         grad_x = None
         if ctx.needs_input_grad[1]:
-            grad_x = _UpFirDn2dGrad.apply(ctx.ext, grad_y, _flipped(kernel), ctx.down, ctx.up, ctx.grad_pad)
+            grad_x = _UpFirDn2dGrad.apply(ctx.ext, grad_y, kernel, ctx.down, ctx.up, ctx.grad_pad)
         return None, grad_x, None, None, None, None
 
 
@@ -108,10 +104,10 @@ class _UpFirDn2dGrad(torch.autograd.Function):
     """The gradient of :class:`_UpFirDn2d`, itself an upfirdn2d; differentiating it again raises."""
 
     @staticmethod
-    def forward(ctx, ext: ModuleType, grad_y: torch.Tensor, flipped: torch.Tensor, up: int, down: int,
+    def forward(ctx, ext: ModuleType, grad_y: torch.Tensor, kernel: torch.Tensor, up: int, down: int,
                 pad: tuple[int, int, int, int]) -> torch.Tensor:
         px0, px1, py0, py1 = pad
-        return ext.upfirdn2d(grad_y, flipped, up, down, px0, px1, py0, py1)
+        return ext.upfirdn2d(grad_y, kernel, up, down, px0, px1, py0, py1, True)
 
     @staticmethod
     def backward(ctx, *grads):
@@ -349,7 +345,13 @@ def _layout(x: torch.Tensor) -> torch.memory_format:
 
 def _upfirdn2d_impl(x: torch.Tensor, kernel: torch.Tensor, up: int, down: int, px0: int, px1: int, py0: int,
                     py1: int) -> torch.Tensor:
-    return _ext().upfirdn2d(x, kernel, up, down, px0, px1, py0, py1)
+    return _ext().upfirdn2d(x, kernel, up, down, px0, px1, py0, py1, False)
+
+
+def _upfirdn2d_input_grad_impl(grad_y: torch.Tensor, kernel: torch.Tensor, up: int, down: int, px0: int, px1: int,
+                               py0: int, py1: int) -> torch.Tensor:
+    """The input gradient: an upfirdn2d with the forward's kernel read flipped (module docstring)."""
+    return _ext().upfirdn2d(grad_y, kernel, up, down, px0, px1, py0, py1, True)
 
 
 def _upfirdn2d_fake(x: torch.Tensor, kernel: torch.Tensor, up: int, down: int, px0: int, px1: int, py0: int,
@@ -361,7 +363,7 @@ def _upfirdn2d_fake(x: torch.Tensor, kernel: torch.Tensor, up: int, down: int, p
 
 _UPFIRDN2D_SCHEMA = dict(mutates_args=(), device_types=None)
 _upfirdn2d_op = torch.library.custom_op("soundedit::upfirdn2d", _upfirdn2d_impl, **_UPFIRDN2D_SCHEMA)
-_upfirdn2d_input_grad_op = torch.library.custom_op("soundedit::upfirdn2d_input_grad", _upfirdn2d_impl,
+_upfirdn2d_input_grad_op = torch.library.custom_op("soundedit::upfirdn2d_input_grad", _upfirdn2d_input_grad_impl,
                                                    **_UPFIRDN2D_SCHEMA)
 _upfirdn2d_op.register_fake(_upfirdn2d_fake)
 _upfirdn2d_input_grad_op.register_fake(_upfirdn2d_fake)
@@ -376,7 +378,7 @@ def _upfirdn2d_setup(ctx, inputs, output) -> None:
 
 def _upfirdn2d_backward(ctx, grad_y: torch.Tensor):
     (kernel,) = ctx.saved_tensors
-    grad_x = _upfirdn2d_input_grad_op(grad_y, _flipped(kernel), ctx.down, ctx.up, *ctx.grad_pad)
+    grad_x = _upfirdn2d_input_grad_op(grad_y, kernel, ctx.down, ctx.up, *ctx.grad_pad)
     return grad_x, None, None, None, None, None, None, None
 
 

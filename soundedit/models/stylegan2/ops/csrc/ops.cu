@@ -58,6 +58,7 @@ struct UpFirDnParams {
   int64_t sn, sc, sh, sw;      // input strides, in elements (any layout, even overlapping)
   int64_t on, oc, oh, ow;      // output strides (NCHW- or channels-last-contiguous)
   int up, down, kh, kw, px0, py0;
+  bool flip;                   // read the filter flipped (the input gradient's filter; no flipped copy needed)
 };
 
 // One output sample. UP/DOWN > 0 are compile-time factors (StyleGAN2's 1 and 2, so the divisions
@@ -80,10 +81,13 @@ __host__ __device__ inline void upfirdn2d_element(const UpFirDnParams& p, const 
   const scalar_t* plane = x + n * p.sn + c * p.sc;
   acc_t acc = 0;
   for (int iy = iy0; iy <= iy1; ++iy) {
-    const acc_t* krow = k + (p.kh - 1 - (iy * up - sy)) * p.kw;  // true convolution: flipped index
+    // true convolution: tap (kh - 1 - dy, kw - 1 - dx) for offset (dy, dx) in the window; flipped: (dy, dx)
+    const int dy = iy * up - sy;
+    const acc_t* krow = k + (p.flip ? dy : p.kh - 1 - dy) * p.kw;
     const scalar_t* xrow = plane + iy * p.sh;
     for (int ix = ix0; ix <= ix1; ++ix) {
-      acc += static_cast<acc_t>(xrow[ix * p.sw]) * krow[p.kw - 1 - (ix * up - sx)];
+      const int dx = ix * up - sx;
+      acc += static_cast<acc_t>(xrow[ix * p.sw]) * krow[p.flip ? dx : p.kw - 1 - dx];
     }
   }
   y[n * p.on + c * p.oc + oy * p.oh + ox * p.ow] = static_cast<scalar_t>(acc);
@@ -203,7 +207,7 @@ __global__ void __launch_bounds__(kThreads) upfirdn2d_tiled_kernel(const UpFirDn
   __shared__ acc_t tile[S::IH * S::IW];
   __shared__ acc_t taps[K * K];
   const int tid = threadIdx.x;
-  if (tid < K * K) taps[tid] = k[tid];
+  if (tid < K * K) taps[tid] = k[p.flip ? K * K - 1 - tid : tid];  // a 2-D flip reverses the row-major taps
   const int oy0 = blockIdx.y * S::TH, ox0 = blockIdx.x * S::TW;
   const int iy0 = tile_input_start<UP, DOWN>(oy0, p.py0), ix0 = tile_input_start<UP, DOWN>(ox0, p.px0);
   for (int plane = blockIdx.z; plane < p.n * p.c; plane += gridDim.z) {
@@ -229,7 +233,8 @@ void upfirdn2d_tiled_run(const UpFirDnParams& p, const scalar_t* x, const acc_t*
   using S = TileShape<UP, DOWN, K>;
   const int tiles_x = (p.out_w + S::TW - 1) / S::TW, tiles_y = (p.out_h + S::TH - 1) / S::TH;
   if (!on_cuda) {
-    std::vector<acc_t> tile(S::IH * S::IW);
+    std::vector<acc_t> tile(S::IH * S::IW), taps(K * K);
+    for (int t = 0; t < K * K; ++t) taps[t] = k[p.flip ? K * K - 1 - t : t];  // as the block loads them
     for (int plane = 0; plane < p.n * p.c; ++plane) {
       const int n = plane / p.c, c = plane % p.c;
       for (int by = 0; by < tiles_y; ++by) {
@@ -241,7 +246,7 @@ void upfirdn2d_tiled_run(const UpFirDnParams& p, const scalar_t* x, const acc_t*
           for (int oy = oy0; oy < std::min(oy0 + S::TH, p.out_h); ++oy)
             for (int ox = ox0; ox < std::min(ox0 + S::TW, p.out_w); ++ox)
               y[n * p.on + c * p.oc + oy * p.oh + ox * p.ow] =
-                  static_cast<scalar_t>(tile_output<acc_t, UP, DOWN, K>(p, tile.data(), k, iy0, ix0, oy, ox));
+                  static_cast<scalar_t>(tile_output<acc_t, UP, DOWN, K>(p, tile.data(), taps.data(), iy0, ix0, oy, ox));
         }
       }
     }
@@ -487,7 +492,7 @@ bool is_channels_last_dense(const at::Tensor& t) {
 }  // namespace
 
 at::Tensor upfirdn2d(const at::Tensor& x, const at::Tensor& k, int64_t up, int64_t down, int64_t px0,
-                     int64_t px1, int64_t py0, int64_t py1) {
+                     int64_t px1, int64_t py0, int64_t py1, bool flip_kernel) {
   TORCH_CHECK(x.dim() == 4, "upfirdn2d: x must be (N, C, H, W), got ", x.dim(), " dims");
   TORCH_CHECK(k.dim() == 2 && k.is_contiguous(), "upfirdn2d: kernel must be a contiguous (kh, kw) tensor");
   TORCH_CHECK(k.device() == x.device(), "upfirdn2d: kernel is on ", k.device(), ", x on ", x.device());
@@ -517,7 +522,7 @@ at::Tensor upfirdn2d(const at::Tensor& x, const at::Tensor& k, int64_t up, int64
   p.sn = x.stride(0); p.sc = x.stride(1); p.sh = x.stride(2); p.sw = x.stride(3);
   p.on = y.stride(0); p.oc = y.stride(1); p.oh = y.stride(2); p.ow = y.stride(3);
   p.up = (int)up; p.down = (int)down; p.kh = (int)k.size(0); p.kw = (int)k.size(1);
-  p.px0 = (int)px0; p.py0 = (int)py0;
+  p.px0 = (int)px0; p.py0 = (int)py0; p.flip = flip_kernel;
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "sg2ops_upfirdn2d", [&] {
     using acc_t = at::acc_type<scalar_t, true>;

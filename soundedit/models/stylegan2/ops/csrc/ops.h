@@ -16,8 +16,9 @@ namespace sg2ops {
 // convolution with the 2-D FIR filter k (kh, kw), then keeping every `down`-th sample; same factors
 // on both axes. x: (N, C, H, W) of any strides; k: (kh, kw) contiguous, float32 (float64 when x is
 // float64). The output has x's memory format when x is channels-last, NCHW-contiguous otherwise.
+// flip_kernel: filter with k flipped on both axes (the input gradient's filter) without a copy.
 at::Tensor upfirdn2d(const at::Tensor& x, const at::Tensor& k, int64_t up, int64_t down,
-                     int64_t px0, int64_t px1, int64_t py0, int64_t py1);
+                     int64_t px0, int64_t px1, int64_t py0, int64_t py1, bool flip_kernel);
 
 // y = (v + b) * (v + b > 0 ? pos_gain : neg_gain), b (C,) broadcast along dim 1 of x (N, C, ...), and
 // v = x, or with noise v = x + strength * noise (StyleGAN2's noise injection, rounded to x's dtype as
