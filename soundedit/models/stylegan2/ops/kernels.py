@@ -36,7 +36,7 @@ Modulated weights: the forward ``w = (scale * W) * s``, ``out = w * d`` with
 ``d = rsqrt(sum w^2 + eps)`` per (n, o) filter has, w.r.t. the styles,
 ``dL/ds[n, i] = sum_o (d * B[n, o, i] - d^3 * A[n, o] * s[n, i] * Q[o, i])`` where
 ``B = sum_t g * scale * W``, ``A = sum_i s * B`` and ``Q = sum_t (scale * W)^2`` (t runs over the
-k x k taps): one kernel computes B, d^3 * A and Q row by row, two matrix products finish it. No
+k x k taps): one kernel computes B, d^3 * A and Q row by row, a second sums over o. No
 gradient for W itself (a frozen generator's weight; the dispatcher sends training to the reference).
 """
 
@@ -186,12 +186,8 @@ class _ModulatedWeightGrad(torch.autograd.Function):
 
 def _styles_grad(ext: ModuleType, grad: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, d: torch.Tensor,
                  scale: float, demodulate: bool) -> torch.Tensor:
-    """dL/d(styles) (N, I) from dL/d(weights) (N, O, I, KK): the kernel's row sums B (N, O, I), coef (N, O) and
-    Q (O, I) (see ``ops.h``), then ``sum_o d * B - styles * (coef @ Q)``: two small matrix products."""
-    B, coef, Q = ext.modulated_weight_grad_parts(grad.contiguous(), weight, styles, d, scale, demodulate)
-    if not demodulate:
-        return B.sum(1)
-    return torch.addcmul(torch.bmm(d.unsqueeze(1), B).squeeze(1), styles, coef @ Q, value=-1)
+    """dL/d(styles) (N, I) from dL/d(weights) (N, O, I, KK, read with its strides: module docstring)."""
+    return ext.modulated_weight_grad(grad, weight, styles, d, scale, demodulate)
 
 
 def _modulation_args(weight: torch.Tensor, styles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:

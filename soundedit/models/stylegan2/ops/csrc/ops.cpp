@@ -14,7 +14,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("grad"), py::arg("y"), py::arg("pos_gain"), py::arg("neg_gain"));
   m.def("modulated_weight", &sg2ops::modulated_weight, "per-sample modulated (and demodulated) conv weights",
         py::arg("weight"), py::arg("styles"), py::arg("scale"), py::arg("demodulate"), py::arg("eps"));
-  m.def("modulated_weight_grad_parts", &sg2ops::modulated_weight_grad_parts,
-        "row sums of the gradient of modulated_weight w.r.t. the styles", py::arg("grad"), py::arg("weight"),
-        py::arg("styles"), py::arg("d"), py::arg("scale"), py::arg("demodulate"));
+  m.def("modulated_weight_grad", &sg2ops::modulated_weight_grad, "gradient of modulated_weight w.r.t. the styles",
+        py::arg("grad"), py::arg("weight"), py::arg("styles"), py::arg("d"), py::arg("scale"), py::arg("demodulate"));
 }

@@ -358,9 +358,9 @@ __global__ void bias_act_grad_kernel(const scalar_t* __restrict__ g, const scala
 // Eager PyTorch builds a modulated convolution's per-sample weights with about seven operations
 // (scale, modulate, square, sum, add eps, rsqrt, demodulate) and differentiates them with about a
 // dozen more, each a kernel launch and a pass over the (N, O, I, k, k) tensor: 26 times per 1024-px
-// generator step. Here the forward is one kernel and the backward one kernel plus two small matrix
-// products (kernels.py). One block per (n, o) row of I * KK weights; arithmetic in the weights' dtype
-// (float32 or float64), in the reference's order: (scale * weight) * s, then times d.
+// generator step. Here the forward is one kernel and the backward two (rows, then a sum over the
+// output channels; the formula is in ops.h). One block per (n, o) row of I * KK weights; arithmetic in
+// the weights' dtype (float32 or float64), in the reference's order: (scale * weight) * s, then times d.
 
 template <typename T>
 __host__ __device__ inline T inv_sqrt(T x);
@@ -420,14 +420,21 @@ __global__ void __launch_bounds__(kThreads) modulated_weight_kernel(const ModWei
   }
 }
 
+// Strides (in elements) of the incoming gradient (N, O, I, KK): the upsampling convolutions hand it
+// over transposed, and reading it strided spares a copy.
+struct GradStrides {
+  int64_t n, o, i, t;
+};
+
 // B[row, i] (and Q[o, i] from the n = 0 rows) for input channel i of a row; returns s[n, i] * B[row, i].
 template <typename T>
-__host__ __device__ inline T modulated_grad_column(const ModWeightParams& p, const T* g_row, const T* w_row,
-                                                   const T* s_row, T scale, int i, T* b_row, T* q_row) {
+__host__ __device__ inline T modulated_grad_column(const ModWeightParams& p, const GradStrides& gs, const T* g_row,
+                                                   const T* w_row, const T* s_row, T scale, int i, T* b_row,
+                                                   T* q_row) {
   T b = 0, q = 0;
   for (int t = 0; t < p.kk; ++t) {
     const T sw = scale * w_row[i * p.kk + t];
-    b += g_row[i * p.kk + t] * sw;
+    b += g_row[i * gs.i + t * gs.t] * sw;
     q += sw * sw;
   }
   b_row[i] = b;
@@ -435,24 +442,31 @@ __host__ __device__ inline T modulated_grad_column(const ModWeightParams& p, con
   return s_row[i] * b;
 }
 
+// One output channel's share of dL/ds[n, i]: d[n, o] * B[n, o, i] - coef[n, o] * s[n, i] * Q[o, i].
 template <typename T>
-__global__ void __launch_bounds__(kThreads) modulated_weight_grad_kernel(const ModWeightParams p, const T* __restrict__ g,
-                                                                         const T* __restrict__ weight,
-                                                                         const T* __restrict__ s,
-                                                                         const T* __restrict__ d, T* __restrict__ B,
-                                                                         T* __restrict__ coef, T* __restrict__ Q,
-                                                                         T scale, bool demodulate) {
+__host__ __device__ inline T modulated_grad_term(const ModWeightParams& p, const T* d, const T* B, const T* coef,
+                                                 const T* Q, T s_ni, int n, int o, int i) {
+  const int64_t row = (int64_t)n * p.out_ch + o;
+  return d[row] * B[row * p.in_ch + i] - coef[row] * s_ni * Q[(int64_t)o * p.in_ch + i];
+}
+
+// Pass 1, one block per (n, o) row: B, coef = d^3 * A and Q (see ops.h).
+template <typename T>
+__global__ void __launch_bounds__(kThreads) modulated_weight_grad_rows_kernel(
+    const ModWeightParams p, const GradStrides gs, const T* __restrict__ g, const T* __restrict__ weight,
+    const T* __restrict__ s, const T* __restrict__ d, T* __restrict__ B, T* __restrict__ coef, T* __restrict__ Q,
+    T scale, bool demodulate) {
   __shared__ T scratch[kThreads];
   const int len = p.in_ch * p.kk;
   for (int row = blockIdx.x; row < p.rows; row += gridDim.x) {
     const int n = row / p.out_ch, o = row - n * p.out_ch;
-    const T* g_row = g + (int64_t)row * len;
+    const T* g_row = g + n * gs.n + o * gs.o;
     const T* w_row = weight + (int64_t)o * len;
     const T* s_row = s + (int64_t)n * p.in_ch;
     T* q_row = n == 0 ? Q + (int64_t)o * p.in_ch : nullptr;
     T acc = 0;
     for (int i = threadIdx.x; i < p.in_ch; i += blockDim.x) {
-      acc += modulated_grad_column(p, g_row, w_row, s_row, scale, i, B + (int64_t)row * p.in_ch, q_row);
+      acc += modulated_grad_column(p, gs, g_row, w_row, s_row, scale, i, B + (int64_t)row * p.in_ch, q_row);
     }
     if (demodulate) {
       const T a = block_sum(acc, scratch);
@@ -460,6 +474,30 @@ __global__ void __launch_bounds__(kThreads) modulated_weight_grad_kernel(const M
     } else if (threadIdx.x == 0) {
       coef[row] = T(0);
     }
+  }
+}
+
+// Pass 2: dL/ds[n, i], summed over the output channels. Block (32, 8): 32 consecutive input channels
+// (coalesced reads of B and Q) by 8 lanes that split the output channels, then add up in shared memory.
+constexpr int kGradCols = 32, kGradLanes = 8;
+
+template <typename T>
+__global__ void __launch_bounds__(kGradCols * kGradLanes) modulated_weight_grad_finish_kernel(
+    const ModWeightParams p, const T* __restrict__ s, const T* __restrict__ d, const T* __restrict__ B,
+    const T* __restrict__ coef, const T* __restrict__ Q, T* __restrict__ grad_s) {
+  __shared__ T partial[kGradLanes][kGradCols];
+  const int n = blockIdx.x, i = blockIdx.y * kGradCols + threadIdx.x;
+  T acc = 0;
+  if (i < p.in_ch) {
+    const T s_ni = s[(int64_t)n * p.in_ch + i];
+    for (int o = threadIdx.y; o < p.out_ch; o += kGradLanes) acc += modulated_grad_term(p, d, B, coef, Q, s_ni, n, o, i);
+  }
+  partial[threadIdx.y][threadIdx.x] = acc;
+  __syncthreads();
+  if (threadIdx.y == 0 && i < p.in_ch) {
+    T total = 0;
+    for (int lane = 0; lane < kGradLanes; ++lane) total += partial[lane][threadIdx.x];
+    grad_s[(int64_t)n * p.in_ch + i] = total;
   }
 }
 
@@ -699,26 +737,29 @@ std::vector<at::Tensor> modulated_weight(const at::Tensor& weight, const at::Ten
   return {out, d};
 }
 
-std::vector<at::Tensor> modulated_weight_grad_parts(const at::Tensor& g_in, const at::Tensor& weight, const at::Tensor& s,
-                                                    const at::Tensor& d, double scale, bool demodulate) {
+at::Tensor modulated_weight_grad(const at::Tensor& g, const at::Tensor& weight, const at::Tensor& s, const at::Tensor& d,
+                                 double scale, bool demodulate) {
   TORCH_CHECK(weight.dim() == 3 && weight.is_contiguous() && s.dim() == 2 && s.is_contiguous() &&
                   s.size(1) == weight.size(1),
-              "modulated_weight_grad_parts: weight (O, I, KK) and styles (N, I) must be contiguous, got ",
-              weight.sizes(), " and ", s.sizes());
+              "modulated_weight_grad: weight (O, I, KK) and styles (N, I) must be contiguous, got ", weight.sizes(),
+              " and ", s.sizes());
   const int64_t n = s.size(0), o = weight.size(0), i = weight.size(1), kk = weight.size(2);
-  TORCH_CHECK(g_in.sizes() == at::IntArrayRef({n, o, i, kk}), "modulated_weight_grad_parts: gradient of sizes ",
-              g_in.sizes(), " for weights (", n, ", ", o, ", ", i, ", ", kk, ")");
-  TORCH_CHECK(d.sizes() == at::IntArrayRef({n, o}) && d.is_contiguous(), "modulated_weight_grad_parts: d must be (N, O)");
-  for (const at::Tensor* t : {&g_in, &s, &d}) {
+  TORCH_CHECK(g.sizes() == at::IntArrayRef({n, o, i, kk}), "modulated_weight_grad: gradient of sizes ", g.sizes(),
+              " for weights (", n, ", ", o, ", ", i, ", ", kk, ")");
+  TORCH_CHECK(d.sizes() == at::IntArrayRef({n, o}) && d.is_contiguous(), "modulated_weight_grad: d must be (N, O)");
+  for (const at::Tensor* t : {&g, &s, &d}) {
     TORCH_CHECK(t->scalar_type() == weight.scalar_type() && t->device() == weight.device(),
-                "modulated_weight_grad_parts: all tensors must match the weight's dtype and device");
+                "modulated_weight_grad: all tensors must match the weight's dtype and device");
   }
-  const at::Tensor g = g_in.contiguous();
+  at::Tensor grad_s = at::empty({n, i}, weight.options());
+  if (grad_s.numel() == 0) return grad_s;
+  if (g.numel() == 0) return grad_s.zero_();  // no output channels: nothing flows back
+  // B (N, O, I), coef (N, O), Q (O, I): see ops.h. Q's every entry is written, by the n = 0 rows.
   at::Tensor B = at::empty({n, o, i}, weight.options());
   at::Tensor coef = at::empty({n, o}, weight.options());
-  at::Tensor Q = at::empty({o, i}, weight.options());  // every entry is written, by the n = 0 rows
-  ModWeightParams p{(int)(n * o), (int)o, (int)i, (int)kk};
-  if (B.numel() == 0) return {B, coef.zero_(), Q};
+  at::Tensor Q = at::empty({o, i}, weight.options());
+  const ModWeightParams p{(int)(n * o), (int)o, (int)i, (int)kk};
+  const GradStrides gs{g.stride(0), g.stride(1), g.stride(2), g.stride(3)};
 
   AT_DISPATCH_FLOATING_TYPES(weight.scalar_type(), "sg2ops_modulated_weight_grad", [&] {
     const scalar_t* gp = g.const_data_ptr<scalar_t>();
@@ -728,27 +769,41 @@ std::vector<at::Tensor> modulated_weight_grad_parts(const at::Tensor& g_in, cons
     scalar_t* bp = B.mutable_data_ptr<scalar_t>();
     scalar_t* cp = coef.mutable_data_ptr<scalar_t>();
     scalar_t* qp = Q.mutable_data_ptr<scalar_t>();
+    scalar_t* out = grad_s.mutable_data_ptr<scalar_t>();
     const scalar_t sc = static_cast<scalar_t>(scale);
     if (weight.is_cuda()) {
       const c10::cuda::CUDAGuard guard(weight.device());
-      const unsigned grid = (unsigned)std::min<int64_t>(p.rows, 65535);
-      modulated_weight_grad_kernel<scalar_t><<<grid, kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
-          p, gp, wp, sp, dp, bp, cp, qp, sc, demodulate);
+      const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+      modulated_weight_grad_rows_kernel<scalar_t><<<(unsigned)std::min<int64_t>(p.rows, 65535), kThreads, 0, stream>>>(
+          p, gs, gp, wp, sp, dp, bp, cp, qp, sc, demodulate);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
-    } else {
-      const int len = p.in_ch * p.kk;
+      TORCH_CHECK(n <= 65535, "modulated_weight_grad: batches beyond 65535 are not supported");
+      const dim3 grid((unsigned)n, (unsigned)((i + kGradCols - 1) / kGradCols));
+      modulated_weight_grad_finish_kernel<scalar_t><<<grid, dim3(kGradCols, kGradLanes), 0, stream>>>(
+          p, sp, dp, bp, cp, qp, out);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    } else {  // test path: the same per-column and per-term code, in loops
       for (int row = 0; row < p.rows; ++row) {
         const int nn = row / p.out_ch, oo = row % p.out_ch;
         scalar_t acc = 0;
         for (int c = 0; c < p.in_ch; ++c) {
-          acc += modulated_grad_column(p, gp + (int64_t)row * len, wp + (int64_t)oo * len, sp + (int64_t)nn * p.in_ch, sc,
-                                       c, bp + (int64_t)row * p.in_ch, nn == 0 ? qp + (int64_t)oo * p.in_ch : nullptr);
+          acc += modulated_grad_column(p, gs, gp + nn * gs.n + oo * gs.o, wp + (int64_t)oo * p.in_ch * p.kk,
+                                       sp + (int64_t)nn * p.in_ch, sc, c, bp + (int64_t)row * p.in_ch,
+                                       nn == 0 ? qp + (int64_t)oo * p.in_ch : nullptr);
         }
         cp[row] = demodulate ? dp[row] * dp[row] * dp[row] * acc : scalar_t(0);
       }
+      for (int nn = 0; nn < n; ++nn) {
+        for (int c = 0; c < p.in_ch; ++c) {
+          scalar_t total = 0;
+          for (int oo = 0; oo < p.out_ch; ++oo)
+            total += modulated_grad_term(p, dp, bp, cp, qp, sp[(int64_t)nn * p.in_ch + c], nn, oo, c);
+          out[(int64_t)nn * p.in_ch + c] = total;
+        }
+      }
     }
   });
-  return {B, coef, Q};
+  return grad_s;
 }
 
 }  // namespace sg2ops

@@ -39,12 +39,11 @@ at::Tensor bias_act_grad(const at::Tensor& g, const at::Tensor& y, double pos_ga
 std::vector<at::Tensor> modulated_weight(const at::Tensor& weight, const at::Tensor& s, double scale,
                                          bool demodulate, double eps);
 
-// The per-row sums the gradient of modulated_weight w.r.t. s is made of, from g = dL/dw (N, O, I, KK):
-// B[n, o, i] = sum over t of g * scale * weight[o, i, t]; coef[n, o] = d^3 * sum over i of s[n, i] * B[n, o, i]
-// (0 without demodulation); Q[o, i] = sum over t of (scale * weight[o, i, t])^2. Then
-// dL/ds[n, i] = sum over o of (d * B - coef * s[n, i] * Q[o, i]) (two small matrix products, in Python).
-// Returns {B, coef, Q}.
-std::vector<at::Tensor> modulated_weight_grad_parts(const at::Tensor& g, const at::Tensor& weight, const at::Tensor& s,
-                                                    const at::Tensor& d, double scale, bool demodulate);
+// dL/ds (N, I) from g = dL/dw (N, O, I, KK, any strides): with B[n, o, i] = sum over t of g * scale *
+// weight[o, i, t], coef[n, o] = d^3 * sum over i of s[n, i] * B[n, o, i] (0 without demodulation) and
+// Q[o, i] = sum over t of (scale * weight[o, i, t])^2, dL/ds[n, i] = sum over o of
+// (d * B - coef * s[n, i] * Q[o, i]). Two passes: rows (n, o), then columns (n, i).
+at::Tensor modulated_weight_grad(const at::Tensor& g, const at::Tensor& weight, const at::Tensor& s, const at::Tensor& d,
+                                 double scale, bool demodulate);
 
 }  // namespace sg2ops
