@@ -129,7 +129,7 @@ def optimize_latent(
 
     noise_rng = torch.Generator().manual_seed(generator_seed) if noise == "random" else None
     # Fresh noise maps are drawn on the CPU (reproducible on every device) and copied into fixed
-    # buffers before each step, which a captured CUDA graph can read.
+    # buffers before each step, which a captured CUDA graph can read (_redraw).
     noise_maps = generator.make_noise(n, generator=noise_rng) if noise_rng is not None else None  # the source's
 
     def synthesize(codes: torch.Tensor) -> torch.Tensor:
@@ -169,7 +169,7 @@ def optimize_latent(
         step_lr = schedule(step_index, steps, lr)
         set_lr(optimizer, step_lr)
         if noise_maps is not None:
-            _refill(noise_maps, generator.make_noise(n, generator=noise_rng))
+            _redraw(noise_maps, noise_rng)
         step_losses, image = run_step()
         losses = history.record(step_index, step_losses)
         lrs.append(step_lr)
@@ -182,7 +182,7 @@ def optimize_latent(
     w_final = w.detach()
     with torch.no_grad():
         if noise_maps is not None:
-            _refill(noise_maps, generator.make_noise(n, generator=noise_rng))
+            _redraw(noise_maps, noise_rng)
         image = synthesize(w_final)
         embedding = clip_space.embed_image(image)
         metrics = {
@@ -209,10 +209,12 @@ def optimize_latent(
     )
 
 
-def _refill(buffers: list[torch.Tensor], values: list[torch.Tensor]) -> None:
-    """Copy ``values`` into ``buffers`` in place (inputs a captured CUDA graph reads)."""
-    for buf, value in zip(buffers, values):
-        buf.copy_(value)
+def _redraw(maps: list[torch.Tensor], rng: torch.Generator) -> None:
+    """Fresh noise in place (maps a captured CUDA graph reads): the values ``Generator.make_noise`` would
+    draw from ``rng`` (same shapes, same order), drawn on the CPU and copied without waiting for the
+    GPU (a plain host-to-device copy would wait for the previous step, once per map)."""
+    for m in maps:
+        m.copy_(torch.randn(m.shape, generator=rng), non_blocking=True)
 
 
 def _frame(image: torch.Tensor, max_side: int = 256) -> torch.Tensor:

@@ -184,8 +184,8 @@ def project(G: torch.nn.Module, target: torch.Tensor, *, steps: int = 500, w_spa
         step_lr = schedule(step_index, steps, lr)
         set_lr(opt, step_lr)
         strength = w_std * latent_noise * max(0.0, 1.0 - step_index / steps / noise_ramp) ** 2
-        if strength > 0:
-            jitter.copy_(torch.randn(latent.shape, generator=generator) * strength)
+        if strength > 0:  # no wait for the GPU: a plain host-to-device copy would wait for the last step
+            jitter.copy_(torch.randn(latent.shape, generator=generator) * strength, non_blocking=True)
         else:
             jitter.zero_()
         losses = history.record(step_index, run_step())
