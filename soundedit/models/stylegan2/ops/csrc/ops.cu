@@ -26,6 +26,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 namespace sg2ops {
@@ -267,16 +268,14 @@ void upfirdn2d_tiled_run(const UpFirDnParams& p, const scalar_t* x, const acc_t*
 
 // A product rounded like a separate multiply: the noise term is added as the unfused
 // `x + strength * noise` adds it (no fused multiply-add on the device).
-__host__ __device__ inline float mul_rn(float a, float b) {
+template <typename T>
+__host__ __device__ inline T mul_rn(T a, T b) {
 #ifdef __CUDA_ARCH__
-  return __fmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-__host__ __device__ inline double mul_rn(double a, double b) {
-#ifdef __CUDA_ARCH__
-  return __dmul_rn(a, b);
+  if constexpr (std::is_same_v<T, double>) {
+    return __dmul_rn(a, b);
+  } else {
+    return __fmul_rn(a, b);
+  }
 #else
   return a * b;
 #endif
