@@ -137,6 +137,12 @@ class StepGraph(Generic[T]):
         self._graph: torch.cuda.CUDAGraph | None = None
         self._outputs: T | None = None
 
+    @property
+    def ran_as(self) -> str:
+        """How the calls so far ran, for reports: ``"graph"`` (replays), ``"fallback"`` (the capture
+        failed) or ``"eager"`` (never captured: not CUDA, ``off``, or no more calls than the warm-up)."""
+        return self.state if self.state in ("graph", "fallback") else "eager"
+
     def __call__(self) -> T:
         if self.state == "graph":
             self._graph.replay()

@@ -79,13 +79,13 @@ def test_warmup_then_one_capture_then_replays(fake_cuda):
         return torch.tensor(float(counter["n"]))
 
     run = StepGraph(step, device="cuda", warmup=2)
-    assert run.may_capture and run.state == "warmup"
+    assert run.may_capture and run.state == "warmup" and run.ran_as == "eager"
     values = [run() for _ in range(5)]
     assert [float(v) for v in values[:2]] == [1.0, 2.0]  # eager warm-up on a side stream
     assert fake_cuda[:2] == ["side stream", "side stream"]
     assert fake_cuda[2] == "capture" and fake_cuda.count("capture") == 1
     graph = fake_cuda[3]
-    assert run.state == "graph" and graph.replays == 3  # the capturing call replays once: it is a step too
+    assert run.state == run.ran_as == "graph" and graph.replays == 3  # the capturing call replays: a step too
     assert counter["n"] == 5  # five calls, five steps: the capture itself ran nothing
     assert values[2] is values[3] is values[4] is graph.outputs  # replays refill the same tensors
     assert float(values[4]) == 5.0
@@ -108,7 +108,7 @@ def test_failed_capture_falls_back_to_eager_in_auto_and_raises_in_on(fake_cuda, 
     run = StepGraph(step, device="cuda", warmup=1)
     with caplog.at_level(logging.WARNING, logger="soundedit"):
         assert [run() for _ in range(4)] == [1, 2, 3, 4]
-    assert run.state == "fallback"
+    assert run.state == run.ran_as == "fallback"
     assert run.reason == "RuntimeError: CUDA error: operation not permitted when stream is capturing"
     assert len(caplog.records) == 1 and "not captured as a CUDA graph" in caplog.records[0].getMessage()
 

@@ -203,7 +203,7 @@ def optimize_latent(
         gates=gates.gates().cpu(), layer_weights=gates.weights().detach().cpu(), frames=frames, metrics=metrics,
         settings={"steps": steps, "lr": lr, "lambda_sim": lambda_sim, "lambda_id": lambda_id,
                   "layer_mask": gates.mode, "max_gate_ratio": max_gate_ratio, "noise": noise,
-                  "generator_seed": generator_seed, "cuda_graph": run_step.state,
+                  "generator_seed": generator_seed, "cuda_graph": run_step.ran_as,
                   "schedule": repr(schedule), "frame_every": frame_every},
         seconds=seconds,
     )

@@ -203,7 +203,7 @@ def project(G: torch.nn.Module, target: torch.Tensor, *, steps: int = 500, w_spa
                 "optimize_noise": optimize_noise, "noise_regularize": noise_regularize if optimize_noise else 0.0,
                 "latent_noise": latent_noise, "noise_ramp": noise_ramp, "lr_rampup": lr_rampup,
                 "lr_rampdown": lr_rampdown, "init": "given" if init is not None else "mean latent",
-                "cuda_graph": run_step.state}
+                "cuda_graph": run_step.ran_as}
     return ProjectionResult(
         w_plus=w_plus.cpu(), image=image.cpu(),
         noise=[m.detach().cpu() for m in noises] if noises is not None else None,

@@ -186,6 +186,7 @@ def test_callback_frames_and_history(gen, clip):
     assert r.frames[0][1].dtype == torch.uint8
     assert r.history["lr"].shape == (6,) and r.history["lr"][0] == 0.0  # StyleCLIP's warm-up starts at 0
     torch.testing.assert_close(r.history["total"], r.history["clip"] + 0.002 * r.history["sim"])
+    assert r.history["total"].shape == (6, 1) and r.settings["cuda_graph"] == "eager"  # CPU: no graph
 
 
 def test_free_generation_has_no_regulariser(gen, clip):
