@@ -132,7 +132,7 @@ def test_a_step_that_reads_back_to_the_host_falls_back_or_fails(caplog):
     with caplog.at_level(logging.WARNING, logger="soundedit"):
         outs = [run() for _ in range(3)]
     assert run.state == "fallback" and "not captured as a CUDA graph" in caplog.text
-    assert "capturing" in run.reason and "previous error" not in run.reason  # the first error, not capture_end's
+    assert "captur" in run.reason.lower() and "previous error" not in run.reason  # the first error, not capture_end's
     assert torch.cuda.current_stream() == stream  # the failed capture left the thread's stream alone
     for out in outs:
         torch.testing.assert_close(out, x * 6)
