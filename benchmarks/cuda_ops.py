@@ -55,7 +55,7 @@ from soundedit.models.stylegan2.layers import make_kernel
 from soundedit.models.stylegan2.ops import reference
 from soundedit.steps import StepGraph
 from soundedit.testing.generators import seeded_generator
-from soundedit.testing.upfirdn import CountingExtension, LaunchCounter
+from soundedit.testing.upfirdn import count_step_launches
 
 PATHS = ("kernels", "eager", "kernels+graph", "eager+graph", "compile", "compile+kernels")
 COMPILED = ("compile", "compile+kernels")
@@ -276,22 +276,14 @@ def count_launches(resolution: int, device: str) -> dict[str, int]:
     """
     G = seeded_generator(size=resolution, style_dim=512, n_mlp=8, max_channels=4).to(device)
     w = G.map(torch.randn(1, 512, generator=torch.Generator().manual_seed(0)).to(device)).detach()
-    ext = ops.load_extension(required=True)
-    out = {}
-    saved = ops._extension_for
-    try:
-        for path in ("eager", "kernels"):
-            counting = CountingExtension(ext)
-            ops._extension_for = (lambda x: counting) if path == "kernels" else (lambda x: None)
-            code = w.clone().requires_grad_(True)
-            G.synthesize(code).sum().backward()  # steady state: the first step computes the scaled weights
-            counting.calls.clear()
-            with LaunchCounter() as launches:
-                G.synthesize(code).sum().backward()
-            out[path] = launches.total + sum(counting.calls.values())
-    finally:
-        ops._extension_for = saved
-    return out
+    code = w.clone().requires_grad_(True)
+
+    def step() -> None:
+        code.grad = None  # each step's gradient is fresh, as in the optimisers (no accumulating add)
+        G.synthesize(code).sum().backward()
+
+    counts = count_step_launches(step, ops.load_extension(required=True))
+    return {"eager": sum(counts["reference"].values()), "kernels": sum(counts["kernels"].values())}
 
 
 def _print_launches(resolution: int, device: str) -> None:

@@ -57,6 +57,22 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return torch.device(name)
 
 
+def switch_setting(env_var: str, value: str | None = None, *, label: str = "",
+                   choices: tuple[str, ...] = ("auto", "on", "off")) -> str:
+    """An ``auto``/``on``/``off`` switch: ``value`` when given (an argument, named ``label`` in errors),
+    else the environment variable ``env_var``, else the first choice. Case and spaces are ignored.
+
+    Raises:
+        InputError: any other value, naming the argument or the variable it came from.
+    """
+    source = label if value is not None else env_var
+    raw = value if value is not None else os.environ.get(env_var, "")
+    setting = str(raw).strip().lower() or choices[0]
+    if setting not in choices:
+        raise InputError(f"{source}: expected one of {', '.join(choices)}, got {raw!r}")
+    return setting
+
+
 def distributed_rank() -> tuple[int, int, int]:
     """``(rank, world_size, local_rank)`` from torchrun's environment; ``(0, 1, 0)`` outside it.
 

@@ -27,13 +27,13 @@ step runs.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterable, Sequence
 from typing import Generic, TypeVar
 
 import torch
 
 from soundedit.errors import InputError, SoundeditError
+from soundedit.runtime import switch_setting
 
 __all__ = ["StepGraph", "StepHistory", "CudaGraphError", "graph_mode", "check_graph_mode", "graph_status",
            "make_adam", "set_lr", "ENV_VAR"]
@@ -41,7 +41,6 @@ __all__ = ["StepGraph", "StepHistory", "CudaGraphError", "graph_mode", "check_gr
 logger = logging.getLogger("soundedit")
 
 ENV_VAR = "SOUNDEDIT_CUDA_GRAPH"
-_MODES = ("auto", "on", "off")
 #: eager calls before capture (the pattern of PyTorch's whole-network capture example).
 DEFAULT_WARMUP = 3
 
@@ -60,12 +59,7 @@ def graph_mode(mode: str | None = None) -> str:
     Raises:
         InputError: a value other than ``auto``, ``on`` or ``off``.
     """
-    source = "cuda_graph" if mode is not None else ENV_VAR
-    raw = mode if mode is not None else os.environ.get(ENV_VAR, "")
-    value = str(raw).strip().lower() or "auto"
-    if value not in _MODES:
-        raise InputError(f"{source}: expected one of {', '.join(_MODES)}, got {raw!r}")
-    return value
+    return switch_setting(ENV_VAR, mode, label="cuda_graph")
 
 
 def check_graph_mode(mode: str | None, device: torch.device | str) -> str:

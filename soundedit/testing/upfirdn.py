@@ -7,6 +7,8 @@ downsampling, then odd and non-square kernels, negative (cropping) pads and fact
 above 2.
 """
 
+from collections.abc import Callable
+
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -87,3 +89,30 @@ class LaunchCounter(TorchDispatchMode):
     @property
     def total(self) -> int:
         return sum(self.ops.values())
+
+
+def count_step_launches(step: Callable[[], object], ext) -> dict[str, dict[str, int]]:
+    """The kernels one ``step()`` launches on each path, by name: ``{"reference": {...}, "kernels": {...}}``
+    (ATen ops from :class:`LaunchCounter`, extension calls from :class:`CountingExtension`). Each path
+    is counted on its second call, so one-time work of a first call is left out.
+
+    Args:
+        step: e.g. a generator forward + backward on tensors the ops accept.
+        ext: the compiled extension (its CPU test loop on a machine without a GPU).
+    """
+    from soundedit.models.stylegan2 import ops
+
+    saved = ops._extension_for
+    counts = {}
+    try:
+        for path in ("reference", "kernels"):
+            counting = CountingExtension(ext)
+            ops._extension_for = (lambda x: counting) if path == "kernels" else (lambda x: None)
+            step()
+            counting.calls.clear()
+            with LaunchCounter() as launches:
+                step()
+            counts[path] = {**launches.ops, **counting.calls}
+    finally:
+        ops._extension_for = saved
+    return counts

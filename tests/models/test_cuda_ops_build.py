@@ -16,8 +16,8 @@ import torch
 
 from soundedit.models.stylegan2 import ops
 from soundedit.models.stylegan2.ops import build, kernels, reference
-from soundedit.testing.upfirdn import (KERNEL_TOLERANCE, CountingExtension, LaunchCounter,
-                                      assert_generator_matches_golden)
+from soundedit.testing.upfirdn import (KERNEL_TOLERANCE, CountingExtension, assert_generator_matches_golden,
+                                      count_step_launches)
 from soundedit.testing.upfirdn import UPFIRDN2D_CASES as CASES
 
 pytestmark = pytest.mark.slow  # compiling takes about 30 s on 2 cores, longer when they are busy
@@ -461,7 +461,7 @@ def test_generator_compiles_with_the_kernels_in_one_graph(kernels_on_cpu, seeded
     assert_generator_matches_golden(img, grad, exp)
 
 
-def test_generator_step_launches_far_fewer_kernels_with_the_ops(compiled, seeded_checkpoint, tmp_path, monkeypatch):
+def test_generator_step_launches_far_fewer_kernels_with_the_ops(compiled, seeded_checkpoint, tmp_path):
     """Host overhead, counted: at batch 1 a GPU step costs about as much host time per launched kernel
     as the GPU spends computing, so the launches of one forward + backward are the figure to keep low
     (measured at batch 2: 64 px 157 with the ops vs 397 reference; 1024 px 293 vs 749)."""
@@ -469,17 +469,10 @@ def test_generator_step_launches_far_fewer_kernels_with_the_ops(compiled, seeded
 
     path, exp = seeded_checkpoint("stylegan2_64", tmp_path / "stylegan2_64.pt")
     G = load_generator(path, device="cpu")
-    totals = {}
-    for name in ("reference", "kernels"):
-        counting = CountingExtension(compiled[0])
-        monkeypatch.setattr(ops, "_extension_for", (lambda x: counting) if name == "kernels" else (lambda x: None))
-        _render(G, exp)  # steady state: what the first step computes once (scaled weights) is not counted
-        counting.calls.clear()
-        with LaunchCounter() as launches:
-            _render(G, exp)
-        totals[name] = launches.total + sum(counting.calls.values())
-        if name == "kernels":  # the modulation chain and the per-layer code gradients are gone
-            assert not {"pow", "rsqrt", "select_backward"} & set(launches.ops), launches.ops
+    counts = count_step_launches(lambda: _render(G, exp), compiled[0])
+    # the modulation chain and the per-layer code gradients are gone
+    assert not {"pow", "rsqrt", "select_backward"} & set(counts["kernels"]), counts["kernels"]
+    totals = {name: sum(ops_by_name.values()) for name, ops_by_name in counts.items()}
     assert totals["kernels"] < 0.45 * totals["reference"], totals
 
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
 import threading
 from types import ModuleType
 from typing import Any
@@ -43,14 +42,14 @@ from soundedit.models.stylegan2.ops import build as _build
 from soundedit.models.stylegan2.ops import kernels as _kernels
 from soundedit.models.stylegan2.ops import reference
 from soundedit.models.stylegan2.ops.kernels import SecondOrderGradientError
+from soundedit.runtime import switch_setting
 
-__all__ = ["upfirdn2d", "fused_leaky_relu", "modulated_weight", "status", "mode", "load_extension", "CudaOpsUnavailableError",
-           "SecondOrderGradientError", "ENV_VAR"]
+__all__ = ["upfirdn2d", "fused_leaky_relu", "modulated_weight", "status", "mode", "load_extension",
+           "CudaOpsUnavailableError", "SecondOrderGradientError", "ENV_VAR"]
 
 logger = logging.getLogger("soundedit")
 
 ENV_VAR = "SOUNDEDIT_CUDA_OPS"
-_MODES = ("auto", "on", "off")
 _KERNEL_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 #: float widths for modulated_weight: weights in float32/float64, styles no wider than the weight
 #: (a plain dict lookup: torch.promote_types is a dispatched call, and this runs 26 times a step)
@@ -84,10 +83,7 @@ def mode() -> str:
     Raises:
         InputError: any other value.
     """
-    raw = os.environ.get(ENV_VAR, "").strip().lower() or "auto"
-    if raw not in _MODES:
-        raise InputError(f"{ENV_VAR}: expected one of {', '.join(_MODES)}, got {os.environ[ENV_VAR]!r}")
-    return raw
+    return switch_setting(ENV_VAR)
 
 
 def load_extension(*, required: bool = False) -> ModuleType | None:

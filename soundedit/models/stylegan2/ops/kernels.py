@@ -177,17 +177,11 @@ class _ModulatedWeightGrad(torch.autograd.Function):
     @staticmethod
     def forward(ctx, ext: ModuleType, grad: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, d: torch.Tensor,
                 scale: float, demodulate: bool) -> torch.Tensor:
-        return _styles_grad(ext, grad, weight, styles, d, scale, demodulate)
+        return ext.modulated_weight_grad(grad, weight, styles, d, scale, demodulate)  # grad read with its strides
 
     @staticmethod
     def backward(ctx, *grads):
         raise SecondOrderGradientError(_SECOND_ORDER.format(op="modulated_weight"))
-
-
-def _styles_grad(ext: ModuleType, grad: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, d: torch.Tensor,
-                 scale: float, demodulate: bool) -> torch.Tensor:
-    """dL/d(styles) (N, I) from dL/d(weights) (N, O, I, KK, read with its strides: module docstring)."""
-    return ext.modulated_weight_grad(grad, weight, styles, d, scale, demodulate)
 
 
 def _modulation_args(weight: torch.Tensor, styles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
@@ -435,7 +429,7 @@ _bias_act_grad_op.register_autograd(_bias_act_second_order, setup_context=lambda
 @torch.library.custom_op("soundedit::modulated_weight", mutates_args=())
 def _modulated_weight_op(weight: torch.Tensor, styles: torch.Tensor, scale: float, demodulate: bool,
                          eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    out, d = _ext().modulated_weight(weight, styles, scale, demodulate, eps)
+    out, d = _ext().modulated_weight(weight, styles, scale, demodulate, eps)  # a list from C++: the schema wants a tuple
     return out, d
 
 
@@ -448,7 +442,7 @@ def _modulated_weight_fake(weight, styles, scale, demodulate, eps):
 @torch.library.custom_op("soundedit::modulated_weight_grad", mutates_args=())
 def _modulated_weight_grad_op(grad: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, d: torch.Tensor,
                               scale: float, demodulate: bool) -> torch.Tensor:
-    return _styles_grad(_ext(), grad, weight, styles, d, scale, demodulate)
+    return _ext().modulated_weight_grad(grad, weight, styles, d, scale, demodulate)
 
 
 @_modulated_weight_grad_op.register_fake
