@@ -169,6 +169,21 @@ def test_named_weights_missing_offline_fail_fast_with_instructions(soundedit_hom
     assert "landscape-256" in err and "soundedit weights import" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("value, code, message", [
+    ("maybe", 2, "SOUNDEDIT_CUDA_GRAPH: expected one of auto, on, off, got 'maybe'"),
+    ("on", 1, "SOUNDEDIT_CUDA_GRAPH=on but the step runs on cpu"),
+])
+def test_bad_cuda_graph_setting_is_a_one_line_error(value, code, message, models, esc50_root, soundedit_home,
+                                                     tmp_path, capfd, monkeypatch):
+    monkeypatch.setenv("SOUNDEDIT_CUDA_GRAPH", value)
+    out = tmp_path / "edit"
+    assert main(["edit", "--seed", "1", "--sound", str(esc50_root / "audio" / SIREN), *models, "--steps", "2",
+                 "--out", str(out)]) == code
+    err = capfd.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+    assert not (out / "report.json").exists()
+
+
 def test_steps_auto_is_fewer_on_a_cpu_and_says_so():
     import torch
 
