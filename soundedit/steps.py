@@ -36,7 +36,7 @@ from soundedit.errors import InputError, SoundeditError
 from soundedit.runtime import switch_setting
 
 __all__ = ["StepGraph", "StepHistory", "CudaGraphError", "graph_mode", "check_graph_mode", "graph_status",
-           "make_adam", "set_lr", "ENV_VAR"]
+           "make_adam", "set_lr", "refill", "ENV_VAR"]
 
 logger = logging.getLogger("soundedit")
 
@@ -224,6 +224,19 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
             group["lr"].fill_(lr)
         else:
             group["lr"] = lr
+
+
+def refill(static: torch.Tensor, values: torch.Tensor) -> None:
+    """Copy host ``values`` into ``static`` (an input buffer a captured step reads) without waiting for the GPU.
+
+    A host-to-device copy from ordinary (pageable) memory may first wait for the stream's earlier
+    work (CUDA stages it through pinned memory after a stream sync), which would stall the loop
+    once per buffer and step; from pinned memory it is queued like a kernel. PyTorch's pinned-memory
+    cache keeps the pinned block until the copy has run, so ``values`` may be dropped at once.
+    """
+    if static.is_cuda:
+        values = values.pin_memory()
+    static.copy_(values, non_blocking=True)
 
 
 class StepHistory:

@@ -8,11 +8,21 @@ import logging
 
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+from torch.utils._python_dispatch import TorchDispatchMode
 
+import soundedit.editing.optimize as editing_loop
+import soundedit.inversion.project as projection_loop
 from soundedit import steps
-from soundedit.editing import optimize_latent
+from soundedit.editing import optimize_latent, resolve_source
 from soundedit.errors import InputError
-from soundedit.steps import CudaGraphError, StepGraph, StepHistory, check_graph_mode, graph_mode, make_adam, set_lr
+from soundedit.inversion.project import project
+from soundedit.models.clip_space import load_clip_space
+from soundedit.models.identity import load_identity_net
+from soundedit.steps import (CudaGraphError, StepGraph, StepHistory, check_graph_mode, graph_mode, make_adam, refill,
+                            set_lr)
+from soundedit.testing.clip import write_tiny_openai_clip
+from soundedit.testing.generators import seeded_generator, write_seeded_identity_net
 
 
 @pytest.mark.parametrize("value, expected", [("", "auto"), ("ON", "on"), (" off ", "off"), ("auto", "auto")])
@@ -138,6 +148,13 @@ def test_set_lr_fills_tensor_rates_in_place_and_assigns_floats():
     assert torch.allclose(p.detach(), torch.full((3,), -0.025))  # Adam's first step moves by lr
 
 
+def test_refill_writes_into_the_same_storage():
+    static = torch.zeros(3)
+    storage = static.data_ptr()
+    refill(static, torch.tensor([1.0, 2.0, 3.0]))
+    assert torch.equal(static, torch.tensor([1.0, 2.0, 3.0])) and static.data_ptr() == storage
+
+
 def test_history_rows_are_copies_kept_per_step():
     history = StepHistory(("a", "b"), steps=3, n=2, device="cpu")
     live = torch.tensor([1.0, 2.0])
@@ -166,3 +183,94 @@ def test_optimize_latent_checks_the_graph_setting_before_any_work(monkeypatch):
     monkeypatch.setenv(steps.ENV_VAR, "maybe")
     with pytest.raises(InputError, match="SOUNDEDIT_CUDA_GRAPH"):
         optimize_latent(Untouchable(), clip, torch.zeros(16), torch.zeros(4, 8), steps=2)
+
+
+class _HostReadSpy(TorchDispatchMode):
+    """Records the operations a CUDA graph cannot capture: reads of a value back to the host
+    (``.item()``, ``bool(t)``, ``float(t)``), results whose size depends on the data (they read
+    it back to size the output) and tensors made from Python data (host-to-device copies from
+    pageable memory). The optimiser's own step is left out: Adam is capturable by PyTorch's
+    contract (``capturable=True``; tested on a GPU in test_steps_gpu.py)."""
+
+    FORBIDDEN = {torch.ops.aten._local_scalar_dense, torch.ops.aten.nonzero, torch.ops.aten.masked_select,
+                 torch.ops.aten._unique2, torch.ops.aten.unique_dim, torch.ops.aten.unique_consecutive,
+                 torch.ops.aten.equal, torch.ops.aten.is_nonzero, torch.ops.aten.lift_fresh,
+                 torch.ops.aten.repeat_interleave}
+
+    def __init__(self):
+        super().__init__()
+        self.found: list[str] = []
+        self.in_optimizer = False
+
+    MASKABLE = {torch.ops.aten.index, torch.ops.aten.index_put, torch.ops.aten.index_put_}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if not self.in_optimizer and (func.overloadpacket in self.FORBIDDEN or self._masked(func, args)):
+            self.found.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+    def _masked(self, func, args) -> bool:
+        """Boolean-mask indexing: the result's size is the mask's count, read back to the host."""
+        return func.overloadpacket in self.MASKABLE and any(
+            i is not None and i.dtype == torch.bool for i in args[1])
+
+
+@pytest.fixture
+def host_read_spy(monkeypatch):
+    """Every optimisation step of the loops run inside the spy (on the CPU, StepGraph calls the step)."""
+    spy = _HostReadSpy()
+    steps_run = []
+
+    class SpiedStepGraph(StepGraph):
+        def __call__(self):
+            steps_run.append(1)
+            with spy:
+                return super().__call__()
+
+    monkeypatch.setattr(editing_loop, "StepGraph", SpiedStepGraph)
+    monkeypatch.setattr(projection_loop, "StepGraph", SpiedStepGraph)
+    pre = register_optimizer_step_pre_hook(lambda *a: setattr(spy, "in_optimizer", True))
+    post = register_optimizer_step_post_hook(lambda *a: setattr(spy, "in_optimizer", False))
+    yield spy, steps_run
+    pre.remove()
+    post.remove()
+
+
+def test_the_spy_sees_a_host_read():
+    spy = _HostReadSpy()
+    x = torch.arange(4.0)
+    with spy:
+        float(x.sum())
+        x[x > 1].sum()
+        torch.tensor([1.0, 2.0])
+    assert any("_local_scalar_dense" in f for f in spy.found) and any("aten.index" in f for f in spy.found)
+    assert any("lift_fresh" in f for f in spy.found)
+
+
+@pytest.mark.parametrize("noise, mask, lambda_id", [("const", "adaptive", 0.0), ("random", "authors", 0.0),
+                                                     ("const", "uniform", 0.5)])
+def test_editing_steps_can_be_captured(host_read_spy, tmp_path, noise, mask, lambda_id):
+    """The whole editing step (generator, CLIP, gates, identity term) stays on the device: nothing in it
+    would make the capture fail on a GPU and send the loop back to eager steps."""
+    spy, steps_run = host_read_spy
+    G = seeded_generator(size=32, style_dim=32, max_channels=16, seed=3)
+    clip = load_clip_space(write_tiny_openai_clip(tmp_path / "clip.pt", image_size=32, patch_size=16, width=64,
+                                                  layers=1), device="cpu")
+    identity = (load_identity_net(write_seeded_identity_net(tmp_path / "model_ir_se50.pth", tiny=True), device="cpu")
+                if lambda_id else None)
+    target = clip.embed_text(["a red car"]).detach()
+    result = optimize_latent(G, clip, target, resolve_source(G, 1).w_plus, steps=3, noise=noise, layer_mask=mask,
+                             lambda_id=lambda_id, identity=identity)
+    assert len(steps_run) == 3 and result.history["total"].shape == (3, 1)
+    assert spy.found == []
+
+
+def test_projection_steps_can_be_captured(host_read_spy):
+    spy, steps_run = host_read_spy
+    G = seeded_generator(size=32, style_dim=32, max_channels=16, seed=3)
+    with torch.no_grad():
+        target = G.synthesize(G.map(torch.randn(2, G.style_dim, generator=torch.Generator().manual_seed(1))))
+    result = project(G, target, steps=3, optimize_noise=True, latent_noise=0.05,
+                     generator=torch.Generator().manual_seed(7))
+    assert len(steps_run) == 3 and result.history["mse"].shape == (3, 2)
+    assert spy.found == []

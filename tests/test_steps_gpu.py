@@ -22,7 +22,7 @@ from soundedit.inversion.project import project
 from soundedit.models.clip_space import load_clip_space
 from soundedit.models.identity import load_identity_net
 from soundedit.models.stylegan2 import ops
-from soundedit.steps import CudaGraphError, StepGraph
+from soundedit.steps import CudaGraphError, StepGraph, refill
 from soundedit.testing.clip import write_tiny_openai_clip
 from soundedit.testing.generators import seeded_generator, write_seeded_identity_net
 
@@ -141,3 +141,16 @@ def test_a_step_that_reads_back_to_the_host_falls_back_or_fails(caplog):
     with pytest.raises(CudaGraphError, match="cannot be captured"):
         strict()
     torch.testing.assert_close(step(), x * 6)  # the device is still usable afterwards
+
+
+def test_refill_queues_the_copy_without_waiting_for_the_gpu():
+    static = torch.zeros(4096, device=DEVICE)
+    values = torch.randn(4096)
+    expected = values.clone()
+    torch.cuda.synchronize()
+    torch.cuda._sleep(1_000_000_000)  # about half a second of GPU work queued before the copy
+    refill(static, values)
+    values.zero_()  # the caller may reuse its tensor at once
+    assert not torch.cuda.current_stream().query()  # the host went on while the GPU still slept
+    torch.cuda.synchronize()
+    torch.testing.assert_close(static.cpu(), expected, rtol=0, atol=0)

@@ -23,7 +23,7 @@ from soundedit.editing.losses import cosine_distance, identity_loss, similarity_
 from soundedit.editing.result import EditResult
 from soundedit.editing.schedules import RampSchedule
 from soundedit.errors import InputError
-from soundedit.steps import StepGraph, StepHistory, check_graph_mode, make_adam, set_lr
+from soundedit.steps import StepGraph, StepHistory, check_graph_mode, make_adam, refill, set_lr
 
 logger = logging.getLogger("soundedit")
 
@@ -211,10 +211,9 @@ def optimize_latent(
 
 def _redraw(maps: list[torch.Tensor], rng: torch.Generator) -> None:
     """Fresh noise in place (maps a captured CUDA graph reads): the values ``Generator.make_noise`` would
-    draw from ``rng`` (same shapes, same order), drawn on the CPU and copied without waiting for the
-    GPU (a plain host-to-device copy would wait for the previous step, once per map)."""
+    draw from ``rng`` (same shapes, same order), drawn on the CPU and queued without waiting for the GPU."""
     for m in maps:
-        m.copy_(torch.randn(m.shape, generator=rng), non_blocking=True)
+        refill(m, torch.randn(m.shape, generator=rng))
 
 
 def _frame(image: torch.Tensor, max_side: int = 256) -> torch.Tensor:

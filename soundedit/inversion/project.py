@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from soundedit.editing.schedules import RampSchedule
 from soundedit.errors import InputError
-from soundedit.steps import StepGraph, StepHistory, check_graph_mode, make_adam, set_lr
+from soundedit.steps import StepGraph, StepHistory, check_graph_mode, make_adam, refill, set_lr
 
 #: per-step callback: ``callback(step, losses)`` with ``losses`` holding ``(N,)`` tensors and ``lr``.
 Callback = Callable[[int, dict[str, torch.Tensor]], None]
@@ -184,8 +184,8 @@ def project(G: torch.nn.Module, target: torch.Tensor, *, steps: int = 500, w_spa
         step_lr = schedule(step_index, steps, lr)
         set_lr(opt, step_lr)
         strength = w_std * latent_noise * max(0.0, 1.0 - step_index / steps / noise_ramp) ** 2
-        if strength > 0:  # no wait for the GPU: a plain host-to-device copy would wait for the last step
-            jitter.copy_(torch.randn(latent.shape, generator=generator) * strength, non_blocking=True)
+        if strength > 0:  # drawn on the CPU (reproducible everywhere), queued without waiting for the GPU
+            refill(jitter, torch.randn(latent.shape, generator=generator) * strength)
         else:
             jitter.zero_()
         losses = history.record(step_index, run_step())
