@@ -119,7 +119,7 @@ def main() -> None:
                 F.normalize(space.model.encode_image(x), dim=-1).sum().backward()
 
             _reset_peak(device)
-            _row(f"  authors' 7x upsample+pool, fwd+bwd", n, _time(authors_fwd_bwd, device, args.repeats), device)
+            _row("  authors' 7x upsample+pool, fwd+bwd", n, _time(authors_fwd_bwd, device, args.repeats), device)
 
     for n in args.batch:
         prompts = [f"the sound of thing number {i}" for i in range(n)]

@@ -55,7 +55,7 @@ from soundedit.models.stylegan2.layers import make_kernel
 from soundedit.models.stylegan2.ops import reference
 from soundedit.steps import StepGraph
 from soundedit.testing.generators import seeded_generator
-from soundedit.testing.upfirdn import count_step_launches
+from soundedit.testing.stylegan2_ops import count_step_launches
 
 PATHS = ("kernels", "eager", "kernels+graph", "eager+graph", "compile", "compile+kernels")
 COMPILED = ("compile", "compile+kernels")

@@ -23,7 +23,7 @@ from scipy.signal import convolve2d
 from soundedit.errors import InputError
 from soundedit.models.stylegan2 import ops
 from soundedit.models.stylegan2.ops import build, kernels, reference
-from soundedit.testing.upfirdn import UPFIRDN2D_CASES as CASES
+from soundedit.testing.stylegan2_ops import UPFIRDN2D_CASES as CASES
 
 
 

@@ -16,9 +16,11 @@ import torch
 
 from soundedit.models.stylegan2 import ops
 from soundedit.models.stylegan2.ops import build, kernels, reference
-from soundedit.testing.upfirdn import (KERNEL_TOLERANCE, CountingExtension, assert_generator_matches_golden,
-                                      count_step_launches)
-from soundedit.testing.upfirdn import UPFIRDN2D_CASES as CASES
+from soundedit.testing.capture import HostReadSpy
+from soundedit.testing.generators import seeded_generator
+from soundedit.testing.stylegan2_ops import (KERNEL_TOLERANCE, CountingExtension, assert_generator_matches_golden,
+                                             count_step_launches)
+from soundedit.testing.stylegan2_ops import UPFIRDN2D_CASES as CASES
 
 pytestmark = pytest.mark.slow  # compiling takes about 30 s on 2 cores, longer when they are busy
 
@@ -459,6 +461,22 @@ def test_generator_compiles_with_the_kernels_in_one_graph(kernels_on_cpu, seeded
     assert counting.calls == {"upfirdn2d": 16, "bias_act": 9, "bias_act_grad": 9, "modulated_weight": 14,
                               "modulated_weight_grad": 14}, counting.calls
     assert_generator_matches_golden(img, grad, exp)
+
+
+def test_generator_step_through_the_kernels_can_be_captured(kernels_on_cpu, monkeypatch):
+    """No host read on the kernels' path (the Python glue and the extension's own ATen calls): a
+    CUDA-graph capture of a step through them cannot fail on one. Random noise maps go through the
+    fused noise injection."""
+    counting = CountingExtension(kernels_on_cpu)
+    monkeypatch.setattr(ops, "_extension_for", lambda x: counting)
+    G = seeded_generator(size=32, style_dim=32, max_channels=16, seed=3)
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(2, G.n_latent, G.style_dim, generator=gen).requires_grad_(True)
+    noise = G.make_noise(2, generator=gen)
+    with HostReadSpy() as spy:
+        G.synthesize(w, noise=noise).square().sum().backward()
+    assert spy.found == []
+    assert {"upfirdn2d", "bias_act", "bias_act_grad", "modulated_weight", "modulated_weight_grad"} <= set(counting.calls)
 
 
 def test_generator_step_launches_far_fewer_kernels_with_the_ops(compiled, seeded_checkpoint, tmp_path):

@@ -23,8 +23,8 @@ import torch
 
 from soundedit.models.stylegan2 import ops
 from soundedit.models.stylegan2.ops import kernels, reference
-from soundedit.testing.upfirdn import KERNEL_TOLERANCE, CountingExtension, assert_generator_matches_golden
-from soundedit.testing.upfirdn import UPFIRDN2D_CASES as CASES
+from soundedit.testing.stylegan2_ops import KERNEL_TOLERANCE, CountingExtension, assert_generator_matches_golden
+from soundedit.testing.stylegan2_ops import UPFIRDN2D_CASES as CASES
 
 pytestmark = [
     pytest.mark.cuda,
