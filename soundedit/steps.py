@@ -121,6 +121,7 @@ class StepGraph(Generic[T]):
         if warmup < 1:
             raise InputError(f"warmup: expected >= 1 eager calls before capture, got {warmup}")
         device = torch.device(device)
+        self._device = device
         self._step = step
         self.warmup = warmup
         self.may_capture = device.type == "cuda" and self.mode != "off"
@@ -139,14 +140,20 @@ class StepGraph(Generic[T]):
 
     def __call__(self) -> T:
         if self.state == "graph":
-            self._graph.replay()
+            self._graph.replay()  # replays on the graph's device
             return self._outputs
         if self.state != "warmup":
             return self._step()
+        # Streams, synchronisation and capture all refer to the current device: make it the step's
+        # (a model on cuda:1 while the thread's current device is cuda:0).
+        with torch.cuda.device(self._device):
+            return self._warm_up_or_capture()
+
+    def _warm_up_or_capture(self) -> T:
         if self._calls < self.warmup:
             self._calls += 1
             if self._side is None:
-                self._side = torch.cuda.Stream()  # one for all warm-up calls, as PyTorch's capture recipe has
+                self._side = torch.cuda.Stream(self._device)  # one for all warm-up calls and the capture
             return _on_side_stream(self._step, self._side)
         try:
             self._graph, self._outputs = self._capture()
@@ -159,7 +166,7 @@ class StepGraph(Generic[T]):
             logger.warning("optimisation step not captured as a CUDA graph (%s); running it eagerly "
                            "(set %s=off to skip the attempt)", summary, ENV_VAR)
             self.state, self.reason = "fallback", summary
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(self._device)
             return self._step()
         self.state = "graph"
         self._graph.replay()  # capturing records the kernels without running them: this is the call's step
@@ -210,11 +217,18 @@ def make_adam(params: Iterable[torch.Tensor], lr: float, *, capturable: bool, de
     """Adam whose learning rate :func:`set_lr` can change under CUDA-graph replay.
 
     With ``capturable`` the learning rate is a one-element tensor on ``device`` (a Python float
-    would be frozen into the captured graph) and the step counter lives on the device.
+    would be frozen into the captured graph), the step counter lives on the device, and the
+    multi-tensor (``foreach``) implementation is used: the single-tensor one divides by the
+    learning rate, so the schedules' first step (learning rate 0) turns every parameter whose
+    gradient is exactly 0 into NaN.
     """
-    if capturable:
-        return torch.optim.Adam(params, lr=torch.tensor(float(lr), device=device), capturable=True, **kwargs)
-    return torch.optim.Adam(params, lr=lr, **kwargs)
+    if not capturable:
+        return torch.optim.Adam(params, lr=lr, **kwargs)
+    kwargs.setdefault("foreach", True)
+    optimizer = torch.optim.Adam(params, lr=torch.tensor(float(lr), device=device), capturable=True, **kwargs)
+    # The warm-up steps run it outside a capture by design; PyTorch would warn about that once.
+    optimizer._warned_capturable_if_run_uncaptured = True
+    return optimizer
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

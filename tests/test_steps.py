@@ -4,6 +4,8 @@ learning rates and the device-side history. The real CUDA graphs are tested in t
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging
 
 import pytest
@@ -67,8 +69,9 @@ def fake_cuda(monkeypatch):
     """StepGraph on a 'cuda' device with the CUDA calls replaced; returns the log of what happened."""
     log = []
     monkeypatch.setattr(steps, "_on_side_stream", lambda fn, side: log.append("side stream") or fn())
-    monkeypatch.setattr(torch.cuda, "Stream", lambda: "a side stream")
+    monkeypatch.setattr(torch.cuda, "Stream", lambda device: log.append(f"stream on {device}") or "a side stream")
     monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: log.append("synchronize"))
+    monkeypatch.setattr(torch.cuda, "device", lambda device: contextlib.nullcontext(log.append(f"device {device}")))
 
     def capture(self):
         log.append("capture")  # capturing records the kernels and runs nothing
@@ -87,13 +90,14 @@ def test_warmup_then_one_capture_then_replays(fake_cuda):
         counter["n"] += 1
         return torch.tensor(float(counter["n"]))
 
-    run = StepGraph(step, device="cuda", warmup=2)
+    run = StepGraph(step, device="cuda:1", warmup=2)
     assert run.may_capture and run.state == "warmup" and run.ran_as == "eager"
     values = [run() for _ in range(5)]
     assert [float(v) for v in values[:2]] == [1.0, 2.0]  # eager warm-up on a side stream
-    assert fake_cuda[:2] == ["side stream", "side stream"]
-    assert fake_cuda[2] == "capture" and fake_cuda.count("capture") == 1
-    graph = fake_cuda[3]
+    # on the step's device (not the thread's current one), with one side stream for all
+    assert fake_cuda[:5] == ["device cuda:1", "stream on cuda:1", "side stream", "device cuda:1", "side stream"]
+    assert fake_cuda[5:7] == ["device cuda:1", "capture"] and fake_cuda.count("capture") == 1
+    graph = fake_cuda[7]
     assert run.state == run.ran_as == "graph" and graph.replays == 3  # the capturing call replays: a step too
     assert counter["n"] == 5  # five calls, five steps: the capture itself ran nothing
     assert values[2] is values[3] is values[4] is graph.outputs  # replays refill the same tensors
@@ -145,6 +149,23 @@ def test_set_lr_fills_tensor_rates_in_place_and_assigns_floats():
     p.grad = torch.ones(3)
     tensor_lr.step()
     assert torch.allclose(p.detach(), torch.full((3,), -0.025))  # Adam's first step moves by lr
+
+
+def test_capturable_adam_survives_the_first_step_at_learning_rate_0(monkeypatch):
+    """The schedules start at lr 0; torch's single-tensor capturable Adam divides by it and turns a
+    parameter with a zero gradient into NaN (CPU stands in for CUDA: the arithmetic is the same)."""
+    adam_module = importlib.import_module("torch.optim.adam")
+    supported = adam_module._get_capturable_supported_devices
+    monkeypatch.setattr(adam_module, "_get_capturable_supported_devices",
+                        lambda supports_xla=True: [*supported(supports_xla), "cpu"])
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = make_adam([p], 0.0, capturable=True, device="cpu")
+    for lr in (0.0, 0.1):
+        set_lr(opt, lr)
+        p.grad = torch.tensor([0.0, 1.0, -1.0])
+        opt.step()
+    torch.testing.assert_close(p.detach(), torch.tensor([1.0, 0.9, 1.1]))
+    assert opt.param_groups[0]["capturable"] and opt.param_groups[0]["foreach"]
 
 
 def test_refill_writes_into_the_same_storage():

@@ -3,10 +3,16 @@
 The graphed loops must give the eager loops' results: the editing optimiser (CLIP, the similarity
 gates, random noise maps, the identity term) and the projection (latent noise, optimised noise
 maps), the generator step through the compiled kernels, and a step that cannot be captured
-falls back (auto) or fails clearly (on). Tolerances: graphed and eager runs use different Adam
-implementations (capturable: learning rate and bias correction on the device, in float32), so
-codes agree to 1e-4 after a dozen steps rather than bit for bit; the kernels step replays the
-very same kernels and agrees to 1e-6.
+falls back (auto) or fails clearly (on). cuDNN is made deterministic for the module (its default
+may pick algorithms that sum in a different order on every run).
+
+Tolerances: the graphed run uses capturable Adam (learning rate and bias correction on the device)
+and the eager run plain Adam, so the two differ by rounding from the first step. At the default
+learning rate (0.1) the tiny seeded models turn such differences chaotic: CPU emulation of the
+two optimisers gives codes 1.4e-2 apart after 12 steps (constant noise, uniform mask; ~1e-6 after
+4 steps). The loops therefore run at lr 0.02, where the same emulation stays within 1e-5 for every
+mask and noise setting (projection 3.5e-5) while the losses still fall, and are compared at 1e-4.
+The kernels step replays the very kernels the eager step ran: 1e-5 of the gradient's largest entry.
 """
 
 from __future__ import annotations
@@ -28,11 +34,20 @@ from soundedit.testing.generators import seeded_generator, write_seeded_identity
 
 pytestmark = [
     pytest.mark.cuda,
-    pytest.mark.usefixtures("no_tf32"),
+    pytest.mark.usefixtures("no_tf32", "deterministic_cudnn"),
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch.cuda.is_available() is False)"),
 ]
 
 DEVICE = "cuda"
+LR = 0.02  # see the module's docstring
+
+
+@pytest.fixture(scope="module")
+def deterministic_cudnn():
+    saved = torch.backends.cudnn.deterministic
+    torch.backends.cudnn.deterministic = True
+    yield
+    torch.backends.cudnn.deterministic = saved
 
 
 @pytest.fixture(scope="module")
@@ -51,14 +66,16 @@ def _assert_same_run(graphed, eager, *, atol=1e-4):
     for k in ("clip", "sim", "id", "total"):
         torch.testing.assert_close(graphed.history[k], eager.history[k], rtol=1e-4, atol=atol, msg=k)
     torch.testing.assert_close(graphed.w_plus, eager.w_plus, rtol=1e-4, atol=atol)
+    torch.testing.assert_close(graphed.gates, eager.gates, rtol=1e-4, atol=10 * atol)
     torch.testing.assert_close(graphed.image, eager.image, rtol=1e-4, atol=10 * atol)
 
 
-@pytest.mark.parametrize("noise, mask", [("const", "adaptive"), ("random", "adaptive"), ("const", "authors")])
+@pytest.mark.parametrize("noise, mask", [("const", "adaptive"), ("random", "adaptive"), ("const", "uniform"),
+                                         ("const", "authors")])
 def test_graphed_edit_equals_the_eager_edit(G, clip, noise, mask):
     target = clip.embed_text(["a red car"]).detach()
     w_s = resolve_source(G, 1).w_plus
-    kw = dict(steps=12, noise=noise, layer_mask=mask, generator_seed=5, frame_every=4)
+    kw = dict(steps=12, lr=LR, noise=noise, layer_mask=mask, generator_seed=5, frame_every=4)
     graphed = optimize_latent(G, clip, target, w_s, cuda_graph="on", **kw)
     eager = optimize_latent(G, clip, target, w_s, cuda_graph="off", **kw)
     assert graphed.settings["cuda_graph"] == "graph" and eager.settings["cuda_graph"] == "eager"
@@ -73,7 +90,7 @@ def test_graphed_edit_with_the_identity_term(G, clip, tmp_path):
     identity = load_identity_net(write_seeded_identity_net(tmp_path / "model_ir_se50.pth", seed=0, tiny=True), device=DEVICE)
     target = clip.embed_text(["an old man"]).detach()
     w_s = resolve_source(G, 4).w_plus
-    kw = dict(steps=8, lambda_id=0.5, identity=identity)
+    kw = dict(steps=8, lr=LR, lambda_id=0.5, identity=identity)
     graphed = optimize_latent(G, clip, target, w_s, cuda_graph="on", **kw)
     eager = optimize_latent(G, clip, target, w_s, cuda_graph="off", **kw)
     assert graphed.settings["cuda_graph"] == "graph"
@@ -85,7 +102,7 @@ def test_graphed_projection_equals_the_eager_projection(G):
     with torch.no_grad():
         target = G.synthesize(G.map(torch.randn(2, G.style_dim, generator=torch.Generator().manual_seed(1))
                                     .to(DEVICE)))
-    runs = {mode: project(G, target, steps=12, optimize_noise=True, latent_noise=0.05,
+    runs = {mode: project(G, target, steps=12, lr=LR, optimize_noise=True, latent_noise=0.05,
                           generator=torch.Generator().manual_seed(7), cuda_graph=mode) for mode in ("on", "off")}
     assert runs["on"].settings["cuda_graph"] == "graph"
     for k in ("total", "mse", "noise_reg"):
@@ -116,7 +133,7 @@ def test_kernels_step_replays_the_same_kernels(G, tmp_path_factory, monkeypatch)
     grads = [run().clone() for _ in range(run.warmup + 3)]
     assert run.state == "graph"
     for g in grads:
-        torch.testing.assert_close(g, eager, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(g, eager, rtol=0, atol=1e-5 * eager.abs().max().item())
     ops._reset_for_tests()
 
 

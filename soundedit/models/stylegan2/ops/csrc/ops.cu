@@ -776,8 +776,7 @@ at::Tensor modulated_weight_grad(const at::Tensor& g, const at::Tensor& weight, 
       modulated_weight_grad_rows_kernel<scalar_t><<<(unsigned)std::min<int64_t>(p.rows, 65535), kThreads, 0, stream>>>(
           p, gs, gp, wp, sp, dp, bp, cp, qp, sc, demodulate);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
-      TORCH_CHECK(n <= 65535, "modulated_weight_grad: batches beyond 65535 are not supported");
-      const dim3 grid((unsigned)n, (unsigned)((i + kGradCols - 1) / kGradCols));
+      const dim3 grid((unsigned)n, (unsigned)((i + kGradCols - 1) / kGradCols));  // x: up to 2^31 - 1 items
       modulated_weight_grad_finish_kernel<scalar_t><<<grid, dim3(kGradCols, kGradLanes), 0, stream>>>(
           p, sp, dp, bp, cp, qp, out);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
