@@ -1,9 +1,14 @@
-"""Atomic output files.
+"""Atomic output files and output folders.
 
 Every file soundedit writes (images, W+ codes, reports, checkpoints, caches)
 goes through :func:`atomic_open`: it is written to a temporary file in the same
 folder and renamed into place only when complete, so an interrupted run never
 leaves a half-written file where a finished one is expected.
+
+A command's outputs (an edit's images, code and report) are one set: :func:`output_set`
+writes them into a hidden staging folder and moves them in together, report last, so an
+interrupted save leaves the previous run's set as it was rather than a mix of two runs.
+:func:`check_output_folder` finds an unusable ``--out`` before any work is done.
 """
 
 from __future__ import annotations
@@ -11,10 +16,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
+import signal
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from soundedit.errors import InputError
 
 
 @contextlib.contextmanager
@@ -38,6 +48,77 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def check_output_folder(path: str | os.PathLike, what: str = "--out") -> Path:
+    """Check that ``path`` is, or can be created as, a writable folder; returns it (not created).
+
+    Raises:
+        InputError: ``path`` (or a parent) is a file, or the folder it would be in is not writable.
+    """
+    path = Path(path)
+    existing = path
+    while not existing.exists() and existing != existing.parent:  # the nearest existing ancestor
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == path else f"is inside {str(existing)!r}, which is a file"
+        raise InputError(f"{what}: {str(path)!r} {where}; expected a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{what}: cannot write to {str(existing)!r} (permission denied); expected a writable folder")
+    return path
+
+
+@contextlib.contextmanager
+def output_set(out_dir: str | os.PathLike, *, replaces: Callable[[str], bool], last: str = "report.json"
+               ) -> Iterator[Path]:
+    """Write a set of outputs into ``out_dir`` as one.
+
+    Yields a hidden staging folder inside ``out_dir`` to write the set into. When the block ends,
+    the entries of ``out_dir`` that ``replaces(name)`` claims as an earlier set's are removed and the
+    staged entries moved in (``last``, the report that marks a complete set, at the end) with
+    Ctrl-C held off for those few renames. If the block raises (an interrupt included) the
+    staging folder is deleted and ``out_dir`` keeps what it had.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
+    try:
+        yield stage
+        staged = sorted(stage.iterdir(), key=lambda p: (p.name == last, p.name))
+        with _interrupts_deferred():
+            for old in [out / last, *sorted(p for p in out.iterdir() if replaces(p.name) and p.name != last)]:
+                _remove(old)
+            for new in staged:
+                if (out / new.name).is_dir():  # a folder is not replaced by a rename
+                    _remove(out / new.name)
+                os.replace(new, out / new.name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold off SIGINT (Ctrl-C) for the block, then raise the KeyboardInterrupt it would have raised.
+    Only the main thread can set signal handlers; elsewhere the block runs as is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received and callable(previous):
+        previous(signal.SIGINT, received[0])  # Python's default handler raises KeyboardInterrupt
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from soundedit.cli._common import DeviceOpt, JsonOpt, emit_json, stderr, stdout
+from soundedit.fileio import check_output_folder
 from soundedit.cli.main import app
 from soundedit.errors import InputError
 
@@ -234,6 +235,7 @@ def edit(
 
       soundedit edit --batch jobs.csv --out runs/   (columns: out,sound,gain,text,seed,latent,image)
     """
+    check_output_folder(out)  # before any model is loaded or step run
     from soundedit.runtime import resolve_device
 
     _check_settings(mask, lr, truncation, lambda_sim, lambda_id, preset)
@@ -282,7 +284,7 @@ def edit(
         result.meta["source"] = [{"kind": "photo", "path": str(image), "inversion": {
             "method": inversion.report["method"], "alignment": inversion.report["alignment"]["mode"],
             "metrics": inversion.report["metrics"], "outputs": {k: str(v) for k, v in inversion_paths.items()}}}]
-    paths = result.save(out)
+    paths = _save(result, out)
     if inversion is not None:
         _photo_comparison(inversion, result, paths["comparison"])
     report = {**result.report(), "outputs": {k: str(v) for k, v in paths.items()}}
@@ -290,6 +292,15 @@ def edit(
         emit_json(report)
     else:
         _summary(report, out)
+
+
+def _save(result, out: Path) -> dict[str, Path]:
+    """``result.save(out)``; Ctrl-C meanwhile leaves ``out`` as it was (the outputs are one set) and says so."""
+    try:
+        return result.save(out)
+    except KeyboardInterrupt:
+        stderr.print(f"[red]interrupted[/red] while saving: {out} keeps what it had before this run")
+        raise typer.Exit(130) from None
 
 
 def _photo_comparison(inversion, result, path: Path) -> None:
@@ -405,6 +416,7 @@ def mix(
 
       soundedit mix --seed 5 --sound rain.wav --text "sunset" --layers 1-7:sound,8-14:text -g landscape-256
     """
+    check_output_folder(out)  # before any model is loaded or step run
     from soundedit.runtime import progress, resolve_device
 
     _check_settings(mask, lr, truncation, lambda_sim, lambda_id, preset)
@@ -431,7 +443,7 @@ def mix(
         except KeyboardInterrupt:
             stderr.print(f"[red]interrupted[/red]: the mix did not finish; nothing was written to {out}")
             raise typer.Exit(130) from None
-    paths = result.save(out)
+    paths = _save(result, out)
     report = {**result.report(), "outputs": {k: str(v) for k, v in paths.items()}}
     if json_out:
         emit_json(report)

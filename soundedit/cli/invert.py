@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from soundedit.cli._common import DeviceOpt, JsonOpt, SeedOpt, emit_json, stderr, stdout
+from soundedit.fileio import check_output_folder
 from soundedit.cli.main import app
 from soundedit.errors import InputError
 
@@ -80,6 +81,7 @@ def invert(
 
       soundedit invert valley.jpg -g landscape-256 --method projection --no-align
     """
+    check_output_folder(out)  # before the generator is loaded
     from soundedit.runtime import resolve_device
 
     if image is not None and image_opt is not None:

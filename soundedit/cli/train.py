@@ -65,6 +65,7 @@ def train(
 
     from soundedit.config import TrainConfig
     from soundedit.errors import InputError
+    from soundedit.fileio import check_output_folder
     from soundedit.models import load_clip_space
     from soundedit.runtime import set_progress_enabled
     from soundedit.training import distributed
@@ -74,6 +75,7 @@ def train(
     if manifest is None or out is None:
         raise InputError("soundedit train: expected --manifest and --out (see `soundedit train --help`), "
                          f"got manifest={manifest}, out={out}")
+    check_output_folder(out)
     try:
         cfg = TrainConfig.preset(config)
     except ValueError as exc:

@@ -1,8 +1,9 @@
 """Edit outputs on disk: images, a labelled comparison, a progress animation, W+ and a report.
 
-Every file goes through :mod:`soundedit.fileio`'s atomic writes, and
-``report.json`` is written last: a folder with a ``report.json`` is a finished
-edit (batch runs use that to resume).
+An edit's files are one set (:func:`soundedit.fileio.output_set`): written aside and moved
+into the folder together, ``report.json`` last, replacing an earlier edit's set there. A folder
+with a ``report.json`` is a finished edit (batch runs use that to resume), and an interrupted
+save leaves the folder as it was.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ import datetime as _dt
 import io
 import os
 import platform
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from soundedit.editing.result import EditResult, MixResult
-from soundedit.fileio import write_bytes, write_json
+from soundedit.fileio import output_set, write_bytes, write_json
 
 #: file names inside an edit's output folder
 OUTPUTS = {
@@ -146,7 +148,8 @@ def build_report(result: EditResult) -> dict[str, Any]:
 
 def save_result(result: EditResult, out_dir: str | os.PathLike, *, label: str | None = None) -> dict[str, Path]:
     """Write ``source.png``, ``edited.png``, ``comparison.png``, ``progress.gif``, ``gates.png``,
-    ``w_plus.pt`` and (last) ``report.json`` into ``out_dir``.
+    ``w_plus.pt`` and (last) ``report.json`` into ``out_dir``, as one set that replaces an earlier
+    edit's files there (other files are left alone).
 
     A batch of N > 1 is written as ``out_dir/item-000 ...``, one complete folder per item.
 
@@ -159,29 +162,40 @@ def save_result(result: EditResult, out_dir: str | os.PathLike, *, label: str | 
         output name -> path (for N > 1, the paths of the last item; each folder has the same names).
     """
     out = Path(out_dir)
-    if len(result) > 1:
-        paths: dict[str, Path] = {}
-        for i in range(len(result)):
-            paths = save_result(result.item(i), out / f"item-{i:03d}", label=label)
-        return paths
-    paths = {k: out / v for k, v in OUTPUTS.items()}
+    with output_set(out, replaces=_edit_output) as stage:
+        if len(result) == 1:
+            names = _write_result(result, stage, label)
+        else:
+            for i in range(len(result)):
+                names = _write_result(result.item(i), stage / f"item-{i:03d}", label)
+    return {k: (out if len(result) == 1 else out / f"item-{len(result) - 1:03d}") / v for k, v in names.items()}
+
+
+def _edit_output(name: str) -> bool:
+    """Whether a folder entry belongs to a saved edit (replaced by the next save into the folder)."""
+    return name in OUTPUTS.values() or re.fullmatch(r"item-\d{3,}", name) is not None
+
+
+def _write_result(result: EditResult, folder: Path, label: str | None) -> dict[str, str]:
+    """Write one item's files into ``folder``; returns output key -> file name."""
     source, edited = to_pil(result.source_image[0]), to_pil(result.image[0])
     if label is None:
         label = result.meta.get("label")
         label = label[0] if isinstance(label, list) else label
-    write_bytes(paths["source"], _png(source))
-    write_bytes(paths["edited"], _png(edited))
-    write_bytes(paths["comparison"], _png(labelled_row([source, edited], ["source", f"edited: {label or 'target'}"])))
+    files = {k: folder / v for k, v in OUTPUTS.items()}
+    write_bytes(files["source"], _png(source))
+    write_bytes(files["edited"], _png(edited))
+    write_bytes(files["comparison"], _png(labelled_row([source, edited], ["source", f"edited: {label or 'target'}"])))
     frames = [to_pil(f[0]) for _, f in result.frames] or [source, edited]
-    write_bytes(paths["progress"], progress_gif(frames))
-    write_bytes(paths["gates"], gates_plot(result.layer_weights[0]))
+    write_bytes(files["progress"], progress_gif(frames))
+    write_bytes(files["gates"], gates_plot(result.layer_weights[0]))
     buf = io.BytesIO()
     torch.save({"w_plus": result.w_plus.clone(), "w_source": result.w_source.clone()}, buf)
-    write_bytes(paths["w_plus"], buf.getvalue())
+    write_bytes(files["w_plus"], buf.getvalue())
     report = result.report()
-    report["outputs"] = {k: v.name for k, v in paths.items()}
-    write_json(paths["report"], report)
-    return paths
+    report["outputs"] = dict(OUTPUTS)
+    write_json(files["report"], report)
+    return dict(OUTPUTS)
 
 
 #: file names inside a mix's output folder
@@ -219,25 +233,29 @@ def build_mix_report(mix: MixResult) -> dict[str, Any]:
 def save_mix(mix: MixResult, out_dir: str | os.PathLike) -> dict[str, Path]:
     """Write ``source.png``, ``sound.png``, ``text.png``, ``mixed.png``, a labelled ``comparison.png``,
     ``interpolation.gif`` (when frames were rendered), ``w_plus.pt`` (mixed and both guided codes) and
-    (last) ``report.json`` into ``out_dir``."""
+    (last) ``report.json`` into ``out_dir``, as one set that replaces an earlier mix's files there."""
     out = Path(out_dir)
-    paths = {k: out / v for k, v in MIX_OUTPUTS.items()}
+    names = dict(MIX_OUTPUTS)
     if mix.interpolation is None:
-        del paths["interpolation"]
-    labels = mix.edits.meta.get("label", ["sound", "text"])
-    images = [to_pil(mix.source_image[0]), to_pil(mix.edits.image[0]), to_pil(mix.edits.image[1]), to_pil(mix.image[0])]
-    for key, img in zip(("source", "sound", "text", "mixed"), images):
-        write_bytes(paths[key], _png(img))
-    spans = ", ".join(f"{n} {min(i for i, x in enumerate(mix.layers) if x == n) + 1}-"
-                      f"{max(i for i, x in enumerate(mix.layers) if x == n) + 1}" for n in dict.fromkeys(mix.layers))
-    write_bytes(paths["comparison"], _png(labelled_row(images, ["source", labels[0], labels[1], f"mixed: {spans}"])))
-    if mix.interpolation is not None:
-        write_bytes(paths["interpolation"], progress_gif([to_pil(f) for f in mix.interpolation]))
-    buf = io.BytesIO()
-    torch.save({"w_plus": mix.w_plus.clone(), "sound": mix.edits.w_plus[0:1].clone(),
-                "text": mix.edits.w_plus[1:2].clone(), "w_source": mix.edits.w_source[0:1].clone()}, buf)
-    write_bytes(paths["w_plus"], buf.getvalue())
-    report = mix.report()
-    report["outputs"] = {k: v.name for k, v in paths.items()}
-    write_json(paths["report"], report)
-    return paths
+        del names["interpolation"]
+    with output_set(out, replaces=lambda name: name in MIX_OUTPUTS.values()) as stage:
+        files = {k: stage / v for k, v in names.items()}
+        labels = mix.edits.meta.get("label", ["sound", "text"])
+        images = [to_pil(mix.source_image[0]), to_pil(mix.edits.image[0]), to_pil(mix.edits.image[1]),
+                  to_pil(mix.image[0])]
+        for key, img in zip(("source", "sound", "text", "mixed"), images):
+            write_bytes(files[key], _png(img))
+        spans = ", ".join(f"{n} {min(i for i, x in enumerate(mix.layers) if x == n) + 1}-"
+                          f"{max(i for i, x in enumerate(mix.layers) if x == n) + 1}"
+                          for n in dict.fromkeys(mix.layers))
+        write_bytes(files["comparison"], _png(labelled_row(images, ["source", labels[0], labels[1], f"mixed: {spans}"])))
+        if mix.interpolation is not None:
+            write_bytes(files["interpolation"], progress_gif([to_pil(f) for f in mix.interpolation]))
+        buf = io.BytesIO()
+        torch.save({"w_plus": mix.w_plus.clone(), "sound": mix.edits.w_plus[0:1].clone(),
+                    "text": mix.edits.w_plus[1:2].clone(), "w_source": mix.edits.w_source[0:1].clone()}, buf)
+        write_bytes(files["w_plus"], buf.getvalue())
+        report = mix.report()
+        report["outputs"] = names
+        write_json(files["report"], report)
+    return {k: out / v for k, v in names.items()}

@@ -41,26 +41,28 @@ class InversionResult:
     report: dict[str, Any] = field(default_factory=dict)
 
     def save(self, out_dir: str | os.PathLike) -> dict[str, Path]:
-        """Write ``aligned.png``, ``reconstruction.png``, ``w_plus.pt`` and ``report.json`` (atomically).
+        """Write ``aligned.png``, ``reconstruction.png``, ``w_plus.pt`` and ``report.json``, as one set
+        (:func:`soundedit.fileio.output_set`).
 
         ``w_plus.pt`` holds ``{"w_plus": (1, n_latent, style_dim)}``, which ``soundedit edit --latent``
         and :func:`soundedit.editing.sources.load_latent` read.
         """
         from PIL import Image
 
-        from soundedit.fileio import atomic_open, write_json
+        from soundedit.fileio import atomic_open, output_set, write_json
         from soundedit.inversion.image import to_uint8
 
         out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        paths = {"aligned": out / "aligned.png", "reconstruction": out / "reconstruction.png",
-                 "w_plus": out / "w_plus.pt", "report": out / "report.json"}
-        for key in ("aligned", "reconstruction"):
-            with atomic_open(paths[key]) as fh:
-                Image.fromarray(to_uint8(getattr(self, key))).save(fh, format="PNG")
-        with atomic_open(paths["w_plus"]) as fh:
-            torch.save({"w_plus": self.w_plus.detach().cpu().contiguous()}, fh)
-        write_json(paths["report"], {**self.report, "outputs": {k: str(v) for k, v in paths.items()}})
+        names = {"aligned": "aligned.png", "reconstruction": "reconstruction.png", "w_plus": "w_plus.pt",
+                 "report": "report.json"}
+        paths = {k: out / v for k, v in names.items()}
+        with output_set(out, replaces=lambda name: name in names.values()) as stage:
+            for key in ("aligned", "reconstruction"):
+                with atomic_open(stage / names[key]) as fh:
+                    Image.fromarray(to_uint8(getattr(self, key))).save(fh, format="PNG")
+            with atomic_open(stage / names["w_plus"]) as fh:
+                torch.save({"w_plus": self.w_plus.detach().cpu().contiguous()}, fh)
+            write_json(stage / names["report"], {**self.report, "outputs": {k: str(v) for k, v in paths.items()}})
         return paths
 
 

@@ -193,3 +193,36 @@ def test_steps_auto_is_fewer_on_a_cpu_and_says_so():
     assert steps == CPU_AUTO_STEPS < FULL_STEPS and f"{CPU_AUTO_STEPS} steps instead of {FULL_STEPS}" in note
     assert _steps("auto", torch.device("cuda")) == (FULL_STEPS, None)
     assert _steps("40", torch.device("cpu")) == (40, None)
+
+
+@pytest.mark.parametrize("command", [
+    ["edit", "--seed", "1", "--text", "red", "--generator", "no-such-model"],
+    ["mix", "--sound", "x.wav", "--text", "red", "--generator", "no-such-model"],
+    ["invert", "x.png", "--generator", "no-such-model"],
+    ["train", "--manifest", "x.csv", "--clip", "no-such-model"],
+])
+def test_an_unusable_out_is_refused_before_any_work(command, tmp_path, soundedit_home, capfd):
+    a_file = tmp_path / "taken"
+    a_file.write_text("x")
+    for out, message in ((a_file, "is a file; expected a folder"), (a_file / "sub", "which is a file")):
+        code = main([*command, "--out", str(out)])
+        err = capfd.readouterr().err.strip()
+        assert code == 2 and f"--out: '{out}'" in err and message in err and len(err.splitlines()) == 1, err
+
+
+def test_an_interrupted_save_keeps_the_earlier_outputs(models, esc50_root, soundedit_home, tmp_path, capfd,
+                                                        monkeypatch):
+    from soundedit.editing import report
+
+    out = tmp_path / "edit"
+    args = ["edit", "--sound", str(esc50_root / "audio" / SIREN), *models, "--steps", "2", "--out", str(out)]
+    assert main([*args, "--seed", "1"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def interrupted(frames):
+        raise KeyboardInterrupt  # Ctrl-C while the second run writes its animation
+
+    monkeypatch.setattr(report, "progress_gif", interrupted)
+    assert main([*args, "--seed", "2"]) == 130
+    assert "interrupted" in capfd.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the first run's set, whole

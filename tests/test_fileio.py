@@ -1,0 +1,83 @@
+"""soundedit.fileio: atomic files, output sets that replace an earlier set whole, and --out checks."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from soundedit.errors import InputError
+from soundedit.fileio import check_output_folder, output_set, write_text
+
+OURS = {"a.txt", "b.txt", "report.json"}
+
+
+def _save(folder, files: dict[str, str], *, fail_after: int | None = None) -> None:
+    with output_set(folder, replaces=lambda name: name in OURS) as stage:
+        for i, (name, text) in enumerate(files.items()):
+            if i == fail_after:
+                raise KeyboardInterrupt  # Ctrl-C in the middle of writing the set
+            write_text(stage / name, text)
+
+
+def _contents(folder) -> dict[str, str]:
+    return {p.name: p.read_text() for p in folder.iterdir()}
+
+
+def test_a_set_replaces_the_earlier_set_and_leaves_other_files(tmp_path):
+    _save(tmp_path, {"a.txt": "1", "b.txt": "1", "report.json": "1"})
+    (tmp_path / "notes.txt").write_text("mine")
+    _save(tmp_path, {"a.txt": "2", "report.json": "2"})  # this run makes no b.txt: the old one must go
+    assert _contents(tmp_path) == {"a.txt": "2", "report.json": "2", "notes.txt": "mine"}
+
+
+def test_an_interrupted_save_leaves_the_earlier_set_untouched(tmp_path):
+    _save(tmp_path, {"a.txt": "1", "b.txt": "1", "report.json": "1"})
+    with pytest.raises(KeyboardInterrupt):
+        _save(tmp_path, {"a.txt": "2", "b.txt": "2", "report.json": "2"}, fail_after=2)
+    assert _contents(tmp_path) == {"a.txt": "1", "b.txt": "1", "report.json": "1"}  # no staging folder left
+
+
+def test_folders_in_a_set_replace_earlier_folders(tmp_path):
+    with output_set(tmp_path, replaces=lambda name: name.startswith("item-")) as stage:
+        for i in range(3):
+            write_text(stage / f"item-{i}" / "report.json", "old")
+    with output_set(tmp_path, replaces=lambda name: name.startswith("item-")) as stage:
+        write_text(stage / "item-0" / "report.json", "new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["item-0"]
+    assert (tmp_path / "item-0" / "report.json").read_text() == "new"
+
+
+def test_ctrl_c_while_the_set_is_moved_in_waits_for_the_moves(tmp_path, monkeypatch):
+    moved = []
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if os.path.dirname(dst) == str(tmp_path):  # moving the staged set in (not writing a staged file)
+            if not moved:
+                signal.raise_signal(signal.SIGINT)  # arrives during the first rename
+            moved.append(os.path.basename(dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt):
+        _save(tmp_path, {"a.txt": "1", "b.txt": "1", "report.json": "1"})
+    assert moved == ["a.txt", "b.txt", "report.json"]  # report last, and the set complete
+    assert _contents(tmp_path) == {"a.txt": "1", "b.txt": "1", "report.json": "1"}
+
+
+def test_output_folder_checks(tmp_path):
+    a_file = tmp_path / "f"
+    a_file.write_text("x")
+    with pytest.raises(InputError, match=r"--out: '.*f' is a file; expected a folder"):
+        check_output_folder(a_file)
+    with pytest.raises(InputError, match=r"--out: '.*f/sub/dir' is inside '.*f', which is a file; expected a folder"):
+        check_output_folder(a_file / "sub" / "dir")
+    assert check_output_folder(tmp_path / "new" / "deep") == tmp_path / "new" / "deep"
+    assert not (tmp_path / "new").exists()  # checked, not created
+    if os.geteuid() != 0:  # root may write anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        with pytest.raises(InputError, match="permission denied"):
+            check_output_folder(locked / "out")
