@@ -56,6 +56,16 @@ class EncoderConfig:
             raise ValueError(f"EncoderConfig.arch: expected a timm ResNet name (resnet18, resnet50, ...), got {self.arch!r}")
 
 
+#: upper bound on edit/projection steps: far above any useful run (the paper edits for 300), and low enough
+#: that the per-step history (steps x N floats on the device) can always be allocated
+MAX_STEPS = 100_000
+#: upper bound on learning rates (edits, projection, training): Adam moves a code by about lr per step while
+#: W codes are O(1), so far smaller values already diverge; above float32's range torch itself fails (overflow)
+MAX_LR = 1000.0
+#: ``mix --interpolate`` frames are rendered and kept in memory (a 1024-px frame takes 12 MB), so they are capped
+MAX_INTERPOLATE = 100
+
+
 @dataclass(frozen=True)
 class EditConfig:
     """Settings of one sound-guided latent optimisation (read by ``soundedit.editing``).

@@ -121,7 +121,8 @@ def classify(
     encoder: Annotated[str, typer.Option("--encoder", "-e", help="Audio encoder: weights.lock name or checkpoint.")]
     = DEFAULT_ENCODER,
     clip: ClipOpt = DEFAULT_CLIP,
-    labels: Annotated[str, typer.Option("--labels", help="Comma-separated class names, e.g. 'dog,rain,siren'.")] = "",
+    labels: Annotated[str | None, typer.Option("--labels", help="Comma-separated class names, e.g. 'dog,rain,siren'.",
+                                               show_default=False)] = None,
     labels_file: Annotated[Path | None, typer.Option("--labels-file", help="Class names, one per line.")] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Labels shown per clip.")] = 5,
     folds: FoldsOpt = "",
@@ -160,11 +161,15 @@ def classify(
 
     if json_out and tsv:
         raise InputError("--json and --tsv: choose one output format")
-    names = [x for x in labels.split(",") if x.strip()] if labels else []
+    if labels is not None and labels_file is not None:
+        raise InputError("--labels and --labels-file: give one or the other")
+    names = [x for x in labels.split(",") if x.strip()] if labels is not None else []
+    if labels is not None and not names:  # given but empty: not the same as no labels (a dataset's own)
+        raise InputError(f"--labels: expected comma-separated class names (e.g. 'dog,rain,siren'), got {labels!r}")
     if labels_file is not None:
-        if names:
-            raise InputError("--labels and --labels-file: give one or the other")
         names = read_labels_file(labels_file)
+        if not names:
+            raise InputError(f"--labels-file: expected class names, one per line, got none in {str(labels_file)!r}")
     templates = _templates(template, ensemble)
     fold_list = _parse_folds(folds)
     absent = [x for x in inputs if x != "-" and not Path(x).exists()]

@@ -17,7 +17,8 @@ import typer
 from soundedit.cli._common import DeviceOpt, JsonOpt, emit_json, stderr, stdout
 from soundedit.fileio import check_output_folder
 from soundedit.cli.main import app
-from soundedit.errors import InputError
+from soundedit.config import MAX_INTERPOLATE, MAX_LR, MAX_STEPS
+from soundedit.errors import InputError, check_int, check_number, check_seed
 
 logger = logging.getLogger("soundedit")
 
@@ -30,8 +31,8 @@ FULL_STEPS = 300
 SoundOpt = Annotated[Optional[list[Path]], typer.Option("--sound", "--audio", "-s", help="Sound file (any format soundedit reads); repeat to mix several.")]
 GainOpt = Annotated[Optional[str], typer.Option("--gain", help="Gain in dB per --sound, comma-separated (e.g. 0,-10).")]
 TextOpt = Annotated[Optional[str], typer.Option("--text", "-t", help="Text prompt (alone or with the sound).")]
-SeedSrcOpt = Annotated[Optional[int], typer.Option("--seed", help="Source: sample W+ from this seed (truncation applies). "
-                                                               "Default 0 when no source is given.")]
+SeedSrcOpt = Annotated[Optional[int], typer.Option("--seed", help="Source: sample W+ from this seed, 0 to 2**63 - 1 "
+                                                               "(truncation applies). Default 0 when no source is given.")]
 LatentOpt = Annotated[Optional[Path], typer.Option("--latent", help="Source: a saved W or W+ code (.pt/.pth/.npy).")]
 FreeOpt = Annotated[bool, typer.Option("--free", help="Free generation from the mean latent (no regulariser).")]
 GeneratorOpt = Annotated[str, typer.Option("--generator", "-g", help="StyleGAN2 weights.lock name or file.")]
@@ -39,12 +40,13 @@ EncoderOpt = Annotated[str, typer.Option("--audio-encoder", help="Audio encoder 
 ClipOpt = Annotated[str, typer.Option("--clip", help="CLIP weights.lock name or file (OpenAI layout).")]
 IdentityOpt = Annotated[str, typer.Option("--identity", help="IR-SE50 name or file; loaded only when --lambda-id > 0.")]
 PresetOpt = Annotated[Optional[str], typer.Option("--preset", help="faces | scenes | art (default: from the generator).")]
-StepsOpt = Annotated[str, typer.Option("--steps", help=f"Optimisation steps, or 'auto' ({FULL_STEPS} on a GPU, "
-                                                     f"{CPU_AUTO_STEPS} on a CPU).")]
+StepsOpt = Annotated[str, typer.Option("--steps", help=f"Optimisation steps (1 to {MAX_STEPS}), or 'auto' ({FULL_STEPS} "
+                                                     f"on a GPU, {CPU_AUTO_STEPS} on a CPU).")]
 LambdaSimOpt = Annotated[Optional[float], typer.Option("--lambda-sim", help="Latent-similarity weight (default: preset).")]
 LambdaIdOpt = Annotated[Optional[float], typer.Option("--lambda-id", help="Identity-loss weight (default: preset).")]
 MaskOpt = Annotated[str, typer.Option("--mask", help="Per-layer regulariser: adaptive | uniform | authors.")]
-LrOpt = Annotated[float, typer.Option("--lr", help="Peak learning rate (Adam, warm-up + cosine ramp-down).")]
+LrOpt = Annotated[float, typer.Option("--lr", help=f"Peak learning rate, > 0 and at most {MAX_LR:g} (Adam, warm-up + "
+                                                  "cosine ramp-down).")]
 TruncOpt = Annotated[float, typer.Option("--truncation", help="Truncation of --seed sources.")]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder.")]
 AudioWeightOpt = Annotated[float, typer.Option("--audio-weight", help="Weight of the sound in a sound+text target.")]
@@ -74,6 +76,12 @@ def _source(image: Path | None, seed: int | None, latent: Path | None, free: boo
         raise InputError(f"source: expected one of IMAGE, --seed, --latent or --free, got {' and '.join(given)}")
     _check_file(image, "IMAGE")
     _check_file(latent, "--latent")
+    if seed is not None:
+        check_seed(seed)
+    if latent is not None:  # non-finite or empty codes fail here, before the models load
+        from soundedit.editing.sources import read_latent
+
+        read_latent(latent, what="--latent")
     if free:
         return None, "the mean latent (free generation)"
     if image is not None:
@@ -90,17 +98,23 @@ def _steps(value: str, device) -> tuple[int, str | None]:
             return CPU_AUTO_STEPS, (f"running on the CPU: {CPU_AUTO_STEPS} steps instead of {FULL_STEPS} "
                                     f"(pass --steps {FULL_STEPS} for the full edit, or use a GPU)")
         return FULL_STEPS, None
+    return _fixed_steps(value), None
+
+
+def _fixed_steps(value: str) -> int:
+    """``--steps`` other than ``auto``: an integer from 1 to ``MAX_STEPS`` (a huge count would fail inside torch)."""
     try:
         steps = int(value)
     except ValueError:
-        raise InputError(f"--steps: expected a positive integer or 'auto', got {value!r}") from None
-    if steps < 1:
-        raise InputError(f"--steps: expected a positive integer or 'auto', got {value!r}")
-    return steps, None
+        steps = 0
+    if not 1 <= steps <= MAX_STEPS:
+        raise InputError(f"--steps: expected an integer from 1 to {MAX_STEPS} or 'auto', got {value!r}")
+    return steps
 
 
 def _check_settings(mask: str, lr: float, truncation: float, lambda_sim: float | None, lambda_id: float | None,
-                    preset: str | None) -> None:
+                    preset: str | None, steps: str, frame_every: int = 0) -> None:
+    """The optimisation flags shared by edit and mix, checked before any model is loaded."""
     from soundedit.editing.gates import MASK_MODES
     from soundedit.editing.presets import PRESETS
 
@@ -108,13 +122,14 @@ def _check_settings(mask: str, lr: float, truncation: float, lambda_sim: float |
         raise InputError(f"--mask: expected one of {', '.join(MASK_MODES)}, got {mask!r}")
     if preset is not None and preset not in PRESETS:
         raise InputError(f"--preset: expected one of {', '.join(PRESETS)}, got {preset!r}")
-    if lr <= 0:
-        raise InputError(f"--lr: expected > 0, got {lr}")
-    if not 0 <= truncation <= 1:
-        raise InputError(f"--truncation: expected a value in [0, 1], got {truncation}")
+    check_number(lr, "--lr", low=0, high=MAX_LR, low_open=True)
+    check_number(truncation, "--truncation", low=0, high=1)
     for name, v in (("--lambda-sim", lambda_sim), ("--lambda-id", lambda_id)):
-        if v is not None and v < 0:
-            raise InputError(f"{name}: expected >= 0, got {v}")
+        if v is not None:
+            check_number(v, name, low=0)
+    check_int(frame_every, "--frame-every", low=0, high=MAX_STEPS)
+    if steps.strip().lower() != "auto":  # 'auto' depends on the device, which is resolved later
+        _fixed_steps(steps)
 
 
 def _load_editor(generator: str, audio_encoder: str, clip: str, identity: str, device, note: str | None, *,
@@ -160,8 +175,9 @@ def _summary(report: dict, out: Path) -> None:
                        ("target_cosine", "cos(edited image, target)"),
                        ("source_cosine", "cos(edited image, source image)"),
                        ("identity_cosine", "identity cosine to source")):
-        if key in metrics:
-            table.add_row(label, f"{metrics[key]:.4f}")
+        if key in metrics:  # one value per edited code (a list when the source held several)
+            values = metrics[key] if isinstance(metrics[key], list) else [metrics[key]]
+            table.add_row(label, ", ".join(f"{v:.4f}" for v in values))
     table.add_row("steps", str(report["settings"]["steps"]))
     table.add_row("seconds", f"{report['seconds']:.1f}")
     stdout.print(table)
@@ -176,6 +192,8 @@ def _common_setup(sound, gain, text, image, seed, latent, free):
     gains = parse_gains(gain)
     if gains is not None and len(gains) != len(sound or []):
         raise InputError(f"--gain: expected one gain per --sound ({len(sound or [])}), got {len(gains)}: {gain!r}")
+    if text is not None and not text.strip():
+        raise InputError(f"--text: expected a prompt, got {text!r}")
     if not sound and not text:
         raise InputError("expected a target: --sound FILE and/or --text PROMPT")
     source, described = _source(image, seed, latent, free)
@@ -238,7 +256,9 @@ def edit(
     check_output_folder(out)  # before any model is loaded or step run
     from soundedit.runtime import resolve_device
 
-    _check_settings(mask, lr, truncation, lambda_sim, lambda_id, preset)
+    _check_settings(mask, lr, truncation, lambda_sim, lambda_id, preset, steps, frame_every)
+    check_number(audio_weight, "--audio-weight", low=0)
+    check_number(text_weight, "--text-weight", low=0)
     if image is not None and image_opt is not None:
         raise InputError("IMAGE: give the photo once, as IMAGE or --image, not both")
     image = image if image is not None else image_opt
@@ -255,7 +275,8 @@ def edit(
     if image is not None:
         from soundedit.cli.invert import inversion_options
 
-        invert_options = inversion_options(generator, align, invert_method, invert_steps, lpips, encoder, "w+", None, 0)
+        invert_options = inversion_options(generator, align, invert_method, invert_steps, lpips, encoder, "w+", None, 0,
+                                           prefix="--invert-")
     dev = resolve_device(device)
     n_steps, note = _steps(steps, dev)
     editor = _load_editor(generator, audio_encoder, clip, identity, dev, note, preset=preset, lambda_id=lambda_id,
@@ -328,7 +349,11 @@ def _run_batch(batch: str, generator, audio_encoder, clip, identity, preset, ste
     else:
         path = Path(batch)
         _check_file(path, "--batch")
-        text, name = path.read_text(encoding="utf-8"), path.name
+        try:  # utf-8-sig: files saved by Excel start with a byte-order mark
+            text, name = path.read_text(encoding="utf-8-sig"), path.name
+        except UnicodeDecodeError as exc:
+            raise InputError(f"--batch: expected a UTF-8 CSV file, got {str(path)!r} with a non-UTF-8 byte "
+                             f"at offset {exc.start}") from None
     jobs = read_jobs(text, out_dir=out, source_name=name)
     rank, world, local_rank = distributed_rank()
     mine = shard(jobs, rank, world)
@@ -346,6 +371,7 @@ def _run_batch(batch: str, generator, audio_encoder, clip, identity, preset, ste
     finished = 0
     if todo:
         editor = _load_editor(generator, audio_encoder, clip, identity, dev, note, preset=preset, lambda_id=lambda_id)
+        _check_row_latents(todo, editor.generator)
         groups = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
         try:
             with progress(f"editing {len(todo)} rows", total=n_steps * len(groups)) as bar:
@@ -354,9 +380,6 @@ def _run_batch(batch: str, generator, audio_encoder, clip, identity, preset, ste
                                               steps=n_steps, lr=lr, lambda_sim=lambda_sim, lambda_id=lambda_id,
                                               preset=preset, layer_mask=mask, truncation=truncation,
                                               frame_every=frame_every or max(1, n_steps // 25))
-                    if len(result) != len(group):
-                        raise InputError("--batch: each row's source must hold exactly one code "
-                                         "(a latent file with several codes cannot be a row)")
                     for i, job in enumerate(group):
                         item = result.item(i)
                         item.meta["row"] = job.index + 1
@@ -375,6 +398,20 @@ def _run_batch(batch: str, generator, audio_encoder, clip, identity, preset, ste
         stdout.print(f"{finished} edits done, {len(mine) - len(todo)} skipped (already finished) → {out}")
 
 
+def _check_row_latents(jobs, generator) -> None:
+    """Every row's latent holds one code for this generator, checked before any group is optimised
+    (read_jobs checks 3-D files without the generator; a 2-D file is one W+ code or N W codes)."""
+    from soundedit.editing.sources import LATENT_SUFFIXES, load_latent
+
+    for job in jobs:
+        source = job.edit["source"]
+        if isinstance(source, str) and Path(source).suffix.lower() in LATENT_SUFFIXES:
+            n = load_latent(source, n_latent=int(generator.n_latent), style_dim=int(generator.style_dim)).shape[0]
+            if n != 1:
+                raise InputError(f"--batch row {job.index + 1}: latent {source!r} holds {n} codes; "
+                                 "expected one code per row")
+
+
 @app.command()
 def mix(
     image: Annotated[Optional[Path], typer.Argument(help="Source photo (inverted into W+); or use --seed/--latent.",
@@ -386,7 +423,7 @@ def mix(
                                                   "'1-9:sound,10-18:text' (default: the paper's split scaled to the "
                                                   "generator; unnamed layers keep the source).")] = None,
     interpolate: Annotated[int, typer.Option("--interpolate", help="Also render N frames from the sound- to the "
-                                             "text-guided code (0: none).")] = 0,
+                                             f"text-guided code (0: none; at most {MAX_INTERPOLATE}).")] = 0,
     seed: SeedSrcOpt = None,
     latent: LatentOpt = None,
     free: FreeOpt = False,
@@ -419,11 +456,12 @@ def mix(
     check_output_folder(out)  # before any model is loaded or step run
     from soundedit.runtime import progress, resolve_device
 
-    _check_settings(mask, lr, truncation, lambda_sim, lambda_id, preset)
+    _check_settings(mask, lr, truncation, lambda_sim, lambda_id, preset, steps)
     if not sound or not text:
         raise InputError("mix: expected both --sound FILE and --text PROMPT")
-    if interpolate < 0 or interpolate == 1:
-        raise InputError(f"--interpolate: expected 0 or at least 2 frames, got {interpolate}")
+    from soundedit.editing.mixing import check_interpolate
+
+    check_interpolate(interpolate)
     gains, source, described = _common_setup(sound, gain, text, image, seed, latent, free)
     if layers:
         from soundedit.editing.mixing import check_layers_syntax

@@ -8,9 +8,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from soundedit.cli._common import DeviceOpt, JsonOpt, SeedOpt, emit_json, stderr, stdout
+from soundedit.cli._common import DeviceOpt, JsonOpt, emit_json, stderr, stdout
 from soundedit.fileio import check_output_folder
 from soundedit.cli.main import app
+from soundedit.config import MAX_STEPS
 from soundedit.errors import InputError
 
 logger = logging.getLogger("soundedit")
@@ -20,7 +21,8 @@ MethodOpt = Annotated[str, typer.Option("--method", "-m", help="auto (e4e for fa
 AlignOpt = Annotated[Optional[bool], typer.Option("--align/--no-align", help="FFHQ face alignment (dlib landmarks); "
                                         "--no-align: centre crop (landscapes, churches, art). "
                                         "Default: align for face generators.", show_default=False)]
-InvStepsOpt = Annotated[Optional[int], typer.Option("--steps", help="Projection steps (default 500; 100 to refine e4e).",
+InvStepsOpt = Annotated[Optional[int], typer.Option("--steps", help=f"Projection steps, 1 to {MAX_STEPS} (default 500; "
+                                                    "100 to refine e4e).",
                                                     show_default=False)]
 LpipsOpt = Annotated[str, typer.Option("--lpips", help="VGG16 weights for LPIPS (weights.lock name or file), or "
                                        "'none' for pixel MSE only.")]
@@ -32,15 +34,16 @@ LandmarksOpt = Annotated[Optional[str], typer.Option(
 
 
 def inversion_options(generator: str, align: bool | None, method: str, steps: int | None, lpips: str, encoder: str,
-                      w_space: str, landmark_model: str | None, seed: int) -> dict:
-    """Check the inversion flags once and turn them into ``invert_image`` keyword arguments."""
-    from soundedit.editing.presets import default_preset
-    from soundedit.inversion.api import METHODS
+                      w_space: str, landmark_model: str | None, seed: int, *, prefix: str = "--") -> dict:
+    """Check the inversion flags once and turn them into ``invert_image`` keyword arguments.
 
-    if method not in METHODS:
-        raise InputError(f"--method: expected one of {', '.join(METHODS)}, got {method!r}")
-    if steps is not None and steps < 1:
-        raise InputError(f"--steps: expected a positive number of projection steps, got {steps}")
+    ``prefix`` is how the method/steps flags are spelled: ``--`` under ``invert`` (``--steps``),
+    ``--invert-`` under ``edit`` (``--invert-steps``), so errors name the flag the user typed.
+    """
+    from soundedit.editing.presets import default_preset
+    from soundedit.inversion.api import check_settings
+
+    check_settings(method, steps, seed, flags={"method": f"{prefix}method", "steps": f"{prefix}steps", "seed": "--seed"})
     if w_space not in ("w", "w+"):
         raise InputError(f"--w-space: expected w or w+, got {w_space!r}")
     if align is None:  # faces are aligned, other domains centre-cropped
@@ -62,7 +65,8 @@ def invert(
     lpips: LpipsOpt = "vgg16-imagenet",
     encoder: EncoderOpt = "e4e-ffhq",
     landmark_model: LandmarksOpt = None,
-    seed: SeedOpt = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the projection's latent noise, 0 to 2**63 - 1 "
+                                      "(results are reproducible per seed).")] = 0,
     device: DeviceOpt = "auto",
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("out/invert"),
     json_out: JsonOpt = False,

@@ -9,6 +9,7 @@ import typer
 
 from soundedit.cli._common import DeviceOpt, JsonOpt, emit_json, stderr, stdout
 from soundedit.cli.main import app
+from soundedit.config import MAX_LR
 
 train_app = typer.Typer(
     help="Train an audio encoder into CLIP space (contrastive alignment), or build manifests.\n\n"
@@ -40,7 +41,7 @@ def train(
     arch: Annotated[str | None, typer.Option("--arch", help="timm ResNet for the encoder (default: the recipe's).")] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Override the recipe's epochs.")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="Global batch (all GPUs, all accumulation steps).")] = None,
-    lr: Annotated[float | None, typer.Option("--lr", help="Override the recipe's learning rate.")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help=f"Override the recipe's learning rate (> 0, at most {MAX_LR:g}).")] = None,
     optimizer: Annotated[str | None, typer.Option("--optimizer", help="sgd | adamw (default: the recipe's).")] = None,
     grad_accum: Annotated[int | None, typer.Option("--grad-accum", min=1, help="Micro-batches per optimizer step.")] = None,
     sample_rate: Annotated[int | None, typer.Option("--sample-rate", help="Audio rate of the log-mel (default 44100).")] = None,
@@ -51,7 +52,7 @@ def train(
         "--allow-missing", help="Skip missing/unreadable audio (counted and reported) instead of failing.")] = False,
     no_text_augment: Annotated[bool, typer.Option("--no-text-augment", help="Turn WordNet text augmentation off.")] = False,
     save_every: Annotated[int | None, typer.Option("--save-every", min=0, help="Also save resume state every N steps.")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Random seed (default: the recipe's, 0).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Random seed, 0 to 2**63 - 1 (default: the recipe's, 0).")] = None,
     device: DeviceOpt = "auto",
     json_out: JsonOpt = False,
 ) -> None:
@@ -64,12 +65,12 @@ def train(
     import dataclasses
 
     from soundedit.config import TrainConfig
-    from soundedit.errors import InputError
+    from soundedit.errors import InputError, check_number, check_seed
     from soundedit.fileio import check_output_folder
     from soundedit.models import load_clip_space
     from soundedit.runtime import set_progress_enabled
     from soundedit.training import distributed
-    from soundedit.training.loop import train_alignment
+    from soundedit.training.loop import check_config, train_alignment
     from soundedit.training.manifest import check_audio, read_manifest
 
     if manifest is None or out is None:
@@ -90,7 +91,13 @@ def train(
                  if v is not None}
     if no_text_augment:
         overrides["text_augment"] = False
+    # the flags as typed first, then the whole recipe, all before the manifest's audio is probed
+    if lr is not None:
+        check_number(lr, "--lr", low=0, high=MAX_LR, low_open=True)
+    if seed is not None:
+        check_seed(seed)
     cfg = dataclasses.replace(cfg, encoder=enc, **overrides)
+    check_config(cfg)
 
     rows = read_manifest(manifest)
     if val is not None:
@@ -294,6 +301,9 @@ def embed(
         raise InputError(f"--out: expected a .npy path, got {str(out)!r}")
     audio_paths = expand_inputs(sounds, what="SOUNDS", suffixes=tuple(AUDIO_EXTENSIONS)) if sounds else []
     texts, images = list(text or []), list(image or [])
+    blank = [t for t in texts if not t.strip()]
+    if blank:  # an empty prompt embeds to a meaningless vector that would sit in the output unnoticed
+        raise InputError(f"--text: expected a non-empty text, got {blank[0]!r}")
     for p in images:
         if not p.is_file():
             raise InputError(f"--image: {str(p)!r} is not a file")

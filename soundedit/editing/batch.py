@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from soundedit.errors import InputError
+from soundedit.errors import InputError, check_number, check_seed
 
 COLUMNS = ("out", "sound", "gain", "text", "seed", "latent", "image")
 
@@ -59,9 +59,37 @@ def parse_gains(text: str | None, what: str = "--gain") -> list[float] | None:
     if text is None or not str(text).strip():
         return None
     try:
-        return [float(v) for v in str(text).replace(";", ",").split(",") if v.strip()]
+        gains = [float(v) for v in str(text).replace(";", ",").split(",") if v.strip()]
     except ValueError:
         raise InputError(f"{what}: expected numbers in dB separated by commas (e.g. 0,-10), got {text!r}") from None
+    for g in gains:  # float() takes 'nan' and 'inf'; a non-finite gain would mix silence or noise
+        check_number(g, what)
+    return gains
+
+
+def _row_folder(value: str | None, where: str, index: int) -> Path:
+    """A row's ``out`` value as a folder inside ``--out``: relative, without ``..`` (a job file
+    must not write elsewhere, e.g. over another run or a system folder)."""
+    if not value:
+        return Path(f"row-{index + 1:04d}")
+    p = Path(value)
+    if p.is_absolute() or p.anchor or ".." in p.parts or not p.parts:  # not p.parts: '.' is --out itself
+        raise InputError(f"{where}: out must be a folder name inside --out (no absolute path, no '..'), got {value!r}")
+    return p
+
+
+def _check_one_code(path: str, where: str) -> None:
+    """A row's latent must hold one code; checked before any model loads or any group is optimised.
+
+    A 3-D file's code count is clear without the generator; a 2-D one ((L, D) W+ or (N, D) W codes)
+    is checked against the generator once it is loaded.
+    """
+    from soundedit.editing.sources import read_latent
+
+    w = read_latent(path, what=f"{where} latent")
+    if w.dim() == 3 and w.shape[0] != 1:
+        raise InputError(f"{where}: latent {path!r} holds {w.shape[0]} codes (shape {tuple(w.shape)}); "
+                         "expected one code per row")
 
 
 def read_jobs(text: str, *, out_dir: Path, source_name: str = "jobs") -> list[Job]:
@@ -76,7 +104,9 @@ def read_jobs(text: str, *, out_dir: Path, source_name: str = "jobs") -> list[Jo
         InputError: unknown columns, a row without a target, several sources in one row,
             missing files, bad numbers or two rows with the same output folder.
     """
-    reader = csv.DictReader(io.StringIO(text))
+    # Excel writes a byte-order mark before the header; as part of the first column's name it makes
+    # 'out' unknown (files are read as utf-8-sig, but stdin and library callers may still carry one)
+    reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff")))
     if not reader.fieldnames:
         raise InputError(f"--batch {source_name}: expected a CSV header with some of {', '.join(COLUMNS)}, got an empty file")
     fields = [f.strip() for f in reader.fieldnames]
@@ -86,8 +116,11 @@ def read_jobs(text: str, *, out_dir: Path, source_name: str = "jobs") -> list[Jo
     jobs: list[Job] = []
     seen: dict[Path, int] = {}
     for i, raw in enumerate(reader):
-        row = {k.strip(): (v or "").strip() for k, v in raw.items() if k is not None}
         where = f"--batch {source_name} row {i + 1}"
+        if None in raw:  # csv puts fields beyond the header under None: usually an unquoted comma in a text
+            raise InputError(f"{where}: {len(fields) + len(raw[None])} fields, header has {len(fields)} "
+                             "(quote values that contain commas: \"red, blue sky\")")
+        row = {k.strip(): (v or "").strip() for k, v in raw.items()}
         sounds = _split(row.get("sound", ""))
         for s in sounds:
             if not Path(s).is_file():
@@ -107,11 +140,14 @@ def read_jobs(text: str, *, out_dir: Path, source_name: str = "jobs") -> list[Jo
                 source = int(row["seed"])
             except ValueError:
                 raise InputError(f"{where}: seed must be an integer, got {row['seed']!r}") from None
+            check_seed(source, f"{where} seed")
         elif given:
             source = row[given[0]]
             if not Path(source).is_file():
                 raise InputError(f"{where}: {given[0]} {source!r} does not exist")
-        out = out_dir / (row.get("out") or f"row-{i + 1:04d}")
+            if given == ["latent"]:
+                _check_one_code(source, where)
+        out = out_dir / _row_folder(row.get("out"), where, i)
         if out in seen:
             raise InputError(f"{where}: output folder {str(out)!r} is also used by row {seen[out] + 1}")
         seen[out] = i

@@ -19,7 +19,7 @@ import torch
 
 from soundedit.config import EditConfig
 from soundedit.editing.mixing import interpolate as interpolate_codes
-from soundedit.editing.mixing import parse_layers, style_mix
+from soundedit.editing.mixing import check_interpolate, parse_layers, style_mix
 from soundedit.editing.optimize import Callback, optimize_latent
 from soundedit.editing.presets import default_preset, preset_settings
 from soundedit.editing.result import EditResult, MixResult
@@ -217,6 +217,7 @@ class Editor:
         """
         if audio is None or not text:
             raise InputError("mix: expected both a sound (--sound) and a text (--text)")
+        check_interpolate(interpolate)  # before the two edits run
         n_latent = int(self.generator.n_latent)
         assignment = layers if isinstance(layers, list) else parse_layers(layers, n_latent)
         if len(assignment) != n_latent:

@@ -12,6 +12,7 @@ import re
 
 import torch
 
+from soundedit.config import MAX_INTERPOLATE
 from soundedit.errors import InputError
 
 _RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+))?\s*:\s*([A-Za-z_]+)\s*$")
@@ -88,6 +89,12 @@ def style_mix(codes: dict[str, torch.Tensor], layers: list[str]) -> torch.Tensor
     return torch.stack([codes[name][:, i] for i, name in enumerate(layers)], dim=1)
 
 
+def check_interpolate(n: int) -> None:
+    """``--interpolate``: 0 (none) or 2 to :data:`MAX_INTERPOLATE` frames."""
+    if not isinstance(n, int) or n < 0 or n == 1 or n > MAX_INTERPOLATE:
+        raise InputError(f"--interpolate: expected 0 or 2 to {MAX_INTERPOLATE} frames, got {n}")
+
+
 def interpolate(w_a: torch.Tensor, w_b: torch.Tensor, n: int) -> torch.Tensor:
     """``n`` codes evenly spaced from ``w_a`` to ``w_b`` (both included exactly).
 
@@ -98,8 +105,9 @@ def interpolate(w_a: torch.Tensor, w_b: torch.Tensor, n: int) -> torch.Tensor:
     Returns:
         ``(n, *w_a.shape)``; frame 0 is ``w_a`` and frame ``n − 1`` is ``w_b`` bit for bit.
     """
+    check_interpolate(n)
     if n < 2:
-        raise InputError(f"--interpolate: expected at least 2 frames, got {n}")
+        raise InputError(f"--interpolate: expected 2 to {MAX_INTERPOLATE} frames, got {n}")
     if w_a.shape != w_b.shape:
         raise InputError(f"interpolate: shapes differ: {tuple(w_a.shape)} vs {tuple(w_b.shape)}")
     t = torch.linspace(0, 1, n, dtype=w_a.dtype, device=w_a.device).view(-1, *([1] * w_a.dim()))

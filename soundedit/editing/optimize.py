@@ -18,11 +18,12 @@ from typing import Any
 
 import torch
 
+from soundedit.config import MAX_LR, MAX_STEPS
 from soundedit.editing.gates import LayerWeights
 from soundedit.editing.losses import cosine_distance, identity_loss, similarity_loss
 from soundedit.editing.result import EditResult
 from soundedit.editing.schedules import RampSchedule
-from soundedit.errors import InputError
+from soundedit.errors import DivergedError, InputError, check_int, check_number
 from soundedit.steps import StepGraph, StepHistory, check_graph_mode, make_adam, refill, set_lr
 
 logger = logging.getLogger("soundedit")
@@ -111,12 +112,11 @@ def optimize_latent(
         CudaGraphError: ``cuda_graph="on"`` off CUDA, or a step that cannot be captured.
     """
     n_latent, style_dim, embed_dim = int(generator.n_latent), int(generator.style_dim), int(clip_space.embed_dim)
-    if steps < 0:
-        raise InputError(f"steps: expected >= 0, got {steps}")
-    if lr <= 0:
-        raise InputError(f"lr: expected > 0, got {lr}")
-    if lambda_sim < 0 or lambda_id < 0:
-        raise InputError(f"lambda_sim/lambda_id: expected >= 0, got {lambda_sim}/{lambda_id}")
+    check_int(steps, "steps", low=0, high=MAX_STEPS)
+    check_number(lr, "lr", low=0, high=MAX_LR, low_open=True)
+    check_number(lambda_sim, "lambda_sim", low=0)
+    check_number(lambda_id, "lambda_id", low=0)
+    check_number(frame_every, "frame_every", low=0)
     if lambda_id > 0 and identity is None:
         raise InputError("lambda_id > 0 needs an identity network (identity=load_identity_net('ir-se50'))")
     schedule = schedule or RampSchedule()
@@ -179,6 +179,10 @@ def optimize_latent(
             callback(step_index, {**losses, "lr": torch.tensor(step_lr)})
     seconds = time.perf_counter() - start
 
+    # Checked once here, not per step: a per-step check would read the loss back and stall the GPU
+    # (steps.py); the history is read back for the result anyway.  Nothing is returned, so nothing is saved.
+    losses_cpu = history.to_cpu()
+    _check_converged(losses_cpu["total"], w)
     w_final = w.detach()
     with torch.no_grad():
         if noise_maps is not None:
@@ -199,7 +203,7 @@ def optimize_latent(
     return EditResult(
         w_plus=w_final.cpu(), w_source=w_source.detach().cpu(), image=image.cpu(), source_image=source_image.cpu(),
         target=target.cpu(),
-        history={**history.to_cpu(), "lr": torch.tensor(lrs, dtype=torch.float32)},
+        history={**losses_cpu, "lr": torch.tensor(lrs, dtype=torch.float32)},
         gates=gates.gates().cpu(), layer_weights=gates.weights().detach().cpu(), frames=frames, metrics=metrics,
         settings={"steps": steps, "lr": lr, "lambda_sim": lambda_sim, "lambda_id": lambda_id,
                   "layer_mask": gates.mode, "max_gate_ratio": max_gate_ratio, "noise": noise,
@@ -207,6 +211,22 @@ def optimize_latent(
                   "schedule": repr(schedule), "frame_every": frame_every},
         seconds=seconds,
     )
+
+
+def _check_converged(total: torch.Tensor, w: torch.Tensor) -> None:
+    """Raise :class:`DivergedError` when the ``(steps, N)`` total loss or the final codes are not finite.
+
+    A too-high learning rate can blow the codes up to inf/NaN; saving those would write black images
+    and a report full of nulls with exit 0.
+    """
+    bad_steps = (~torch.isfinite(total)).any(dim=1).nonzero()
+    if len(bad_steps):
+        k = int(bad_steps[0])
+        value = total[k][~torch.isfinite(total[k])][0].item()
+        raise DivergedError(f"the optimisation diverged (loss is {value} at step {k + 1} of {len(total)}); "
+                            "try a lower --lr")
+    if not bool(torch.isfinite(w.detach()).all()):
+        raise DivergedError("the optimisation diverged (the edited codes are not finite); try a lower --lr")
 
 
 def _redraw(maps: list[torch.Tensor], rng: torch.Generator) -> None:

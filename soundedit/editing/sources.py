@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from soundedit.errors import InputError
+from soundedit.errors import InputError, check_number, check_seed
 
 LATENT_SUFFIXES = (".pt", ".pth", ".npy")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -45,15 +45,27 @@ def seed_latent(generator: torch.nn.Module, seed: int, *, truncation: float = 0.
     ``z`` is drawn on the CPU from its own ``torch.Generator``, so a seed gives the
     same source on every device and is not affected by other random draws.
     """
-    if not 0 <= truncation <= 1:
-        raise InputError(f"--truncation: expected a value in [0, 1], got {truncation}")
-    z = torch.randn(1, int(generator.style_dim), generator=torch.Generator().manual_seed(int(seed)))
+    check_number(truncation, "--truncation", low=0, high=1)
+    seed = check_seed(seed, "seed")
+    z = torch.randn(1, int(generator.style_dim), generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         return generator.map(z.to(_device(generator)), truncation=truncation)
 
 
+def _check_values(w: torch.Tensor, what: str) -> None:
+    """Reject codes that hold no values or non-finite ones (a NaN code renders a black image silently)."""
+    if w.numel() == 0:
+        raise InputError(f"{what}: expected at least one code, got an empty tensor of shape {tuple(w.shape)}")
+    if not (w.is_floating_point() or w.is_complex()):
+        return  # integer codes are finite
+    if not bool(torch.isfinite(w).all()):
+        bad = int((~torch.isfinite(w)).sum())
+        raise InputError(f"{what}: expected finite numbers, got {bad} NaN/inf value(s) in shape {tuple(w.shape)}")
+
+
 def _broadcast(w: torch.Tensor, n_latent: int, style_dim: int, what: str) -> torch.Tensor:
     """W (D,), (N, D) or W+ (L, D), (N, L, D) -> (N, L, D); anything else is an error naming ``what``."""
+    _check_values(w, what)
     w = w.detach().float()
     if w.dim() == 1 and w.shape[0] == style_dim:
         w = w.view(1, 1, style_dim)
@@ -67,21 +79,25 @@ def _broadcast(w: torch.Tensor, n_latent: int, style_dim: int, what: str) -> tor
     return w.expand(-1, n_latent, -1).contiguous()  # a W code is the same w on every layer
 
 
-def load_latent(path: str | os.PathLike, *, n_latent: int, style_dim: int) -> torch.Tensor:
-    """Read a saved W or W+ code (``.pt``/``.pth`` tensor or dict with ``w_plus``, or ``.npy``).
+def read_latent(path: str | os.PathLike, *, what: str = "--latent") -> torch.Tensor:
+    """Read a saved code as stored, without a generator: checks that need no model (file, content, values).
+
+    Used up front by the CLI so a bad latent fails before the models load; :func:`load_latent`
+    then fits it to the generator.
 
     Returns:
-        ``(N, n_latent, style_dim)`` float32 on the CPU.
+        the stored tensor (any of the shapes :func:`load_latent` accepts), on the CPU.
 
     Raises:
-        InputError: missing file, unknown suffix, unreadable content or wrong shape.
+        InputError: missing file, unknown suffix, unreadable content, no values or non-finite values;
+            the message starts with ``what``.
     """
     p = Path(path)
     if not p.is_file():
-        raise InputError(f"--latent: {str(p)!r} does not exist")
+        raise InputError(f"{what}: {str(p)!r} does not exist")
     suffix = p.suffix.lower()
     if suffix not in LATENT_SUFFIXES:
-        raise InputError(f"--latent: expected a {'/'.join(LATENT_SUFFIXES)} file, got {p.name!r}")
+        raise InputError(f"{what}: expected a {'/'.join(LATENT_SUFFIXES)} file, got {p.name!r}")
     try:
         if suffix == ".npy":
             import numpy as np
@@ -90,18 +106,31 @@ def load_latent(path: str | os.PathLike, *, n_latent: int, style_dim: int) -> to
         else:
             data = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch/numpy raise many types for corrupt files; name the file instead
-        raise InputError(f"--latent: cannot read {str(p)!r} as a {suffix} tensor ({type(exc).__name__}: {exc})") from exc
+        raise InputError(f"{what}: cannot read {str(p)!r} as a {suffix} tensor ({type(exc).__name__}: {exc})") from exc
     if isinstance(data, dict):
         # our own w_plus.pt stores {"w_plus", "w_source"}; other tools save {"latent": ...}
         key = next((k for k in ("w_plus", "latent", "w", "latents") if k in data), None)
         tensors = [v for v in data.values() if isinstance(v, torch.Tensor)]
         if key is None and len(tensors) != 1:
-            raise InputError(f"--latent: {str(p)!r} holds a dict with keys {sorted(map(str, data))}; "
+            raise InputError(f"{what}: {str(p)!r} holds a dict with keys {sorted(map(str, data))}; "
                              "expected a tensor or a dict with 'w_plus'")
         data = data[key] if key is not None else tensors[0]
     if not isinstance(data, torch.Tensor):
-        raise InputError(f"--latent: {str(p)!r} holds a {type(data).__name__}, expected a tensor")
-    return _broadcast(data, n_latent, style_dim, f"--latent {p.name}")
+        raise InputError(f"{what}: {str(p)!r} holds a {type(data).__name__}, expected a tensor")
+    _check_values(data, f"{what} {p.name}")
+    return data
+
+
+def load_latent(path: str | os.PathLike, *, n_latent: int, style_dim: int) -> torch.Tensor:
+    """Read a saved W or W+ code (``.pt``/``.pth`` tensor or dict with ``w_plus``, or ``.npy``).
+
+    Returns:
+        ``(N, n_latent, style_dim)`` float32 on the CPU.
+
+    Raises:
+        InputError: missing file, unknown suffix, unreadable content, empty or non-finite codes, or wrong shape.
+    """
+    return _broadcast(read_latent(path), n_latent, style_dim, f"--latent {Path(path).name}")
 
 
 def mean_latent(generator: torch.nn.Module) -> torch.Tensor:

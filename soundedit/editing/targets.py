@@ -14,7 +14,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from soundedit.errors import InputError
+from soundedit.errors import InputError, check_number
 
 AudioLike = Any  # a path, bytes, or a soundedit.audio.Waveform
 
@@ -77,6 +77,10 @@ def build_target(clip_space: Any, *, audio: AudioLike | list[AudioLike] | None =
     """
     if audio is None and not text:
         raise InputError("target: expected a sound (--sound) and/or a text (--text), got neither")
+    if text is not None and not text.strip():
+        raise InputError(f"--text: expected a prompt, got {text!r}")
+    check_number(audio_weight, "audio_weight", low=0)
+    check_number(text_weight, "text_weight", low=0)
     parts: list[torch.Tensor] = []
     weights: list[float] = []
     info: dict[str, Any] = {}

@@ -205,7 +205,12 @@ def read_labels_file(path: str | Path) -> list[str]:
     p = Path(path)
     if not p.is_file():
         raise InputError(f"--labels-file: {str(p)!r} does not exist")
-    lines = [line.split("#", 1)[0].strip() for line in p.read_text(encoding="utf-8").splitlines()]
+    try:
+        text = p.read_text(encoding="utf-8-sig")  # -sig: a byte-order mark (Notepad, Excel) is not a label
+    except UnicodeDecodeError as exc:
+        raise InputError(f"--labels-file: expected a UTF-8 text file, got {str(p)!r} with a non-UTF-8 byte "
+                         f"at offset {exc.start}") from None
+    lines = [line.split("#", 1)[0].strip() for line in text.splitlines()]
     return [line for line in lines if line]
 
 

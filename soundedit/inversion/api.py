@@ -11,7 +11,8 @@ from typing import Any
 
 import torch
 
-from soundedit.errors import InputError
+from soundedit.config import MAX_STEPS
+from soundedit.errors import InputError, check_int, check_seed
 
 logger = logging.getLogger("soundedit")
 
@@ -101,6 +102,25 @@ def prepare_image(image: Any, size: int, *, align: bool | str = True, landmarks:
     return to_tensor(aligned), info
 
 
+def check_settings(method: str, steps: int | None, seed: int, *, flags: dict[str, str] | None = None) -> None:
+    """The inversion settings a user gives, checked once for the library and both CLI commands.
+
+    Args:
+        method, steps, seed: as in :func:`invert_image`.
+        flags: the names to report for ``method``/``steps``/``seed`` (e.g. ``--invert-steps`` under
+            ``soundedit edit``); default: the argument names.
+
+    Raises:
+        InputError: unknown method, steps outside 1 .. MAX_STEPS, or a seed outside 0 .. 2**63 - 1.
+    """
+    names = {"method": "method", "steps": "steps", "seed": "seed", **(flags or {})}
+    if method not in METHODS:
+        raise InputError(f"{names['method']}: expected one of {', '.join(METHODS)}, got {method!r}")
+    if steps is not None:
+        check_int(steps, names["steps"], low=1, high=MAX_STEPS)
+    check_seed(seed, names["seed"])
+
+
 def invert_image(image: Any, generator: torch.nn.Module, *, method: str = "auto", align: bool | str = True,
                  steps: int | None = None, w_space: str = "w+", lpips: Any = "vgg16-imagenet",
                  encoder: Any = "e4e-ffhq", landmarks: Any = None, landmark_model: str | os.PathLike | None = None,
@@ -138,10 +158,7 @@ def invert_image(image: Any, generator: torch.nn.Module, *, method: str = "auto"
     from soundedit.inversion.perceptual import load_lpips
     from soundedit.inversion.project import project, psnr
 
-    if method not in METHODS:
-        raise InputError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
-    if steps is not None and steps < 1:
-        raise InputError(f"steps: expected a positive number of projection steps, got {steps}")
+    check_settings(method, steps, seed)
     started = time.perf_counter()
     device = next(generator.parameters()).device
     res, n_latent, style_dim = int(generator.resolution), int(generator.n_latent), int(generator.style_dim)

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from soundedit.editing.schedules import RampSchedule
-from soundedit.errors import InputError
+from soundedit.config import MAX_LR, MAX_STEPS
+from soundedit.errors import InputError, check_int, check_number
 from soundedit.steps import StepGraph, StepHistory, check_graph_mode, make_adam, refill, set_lr
 
 #: per-step callback: ``callback(step, losses)`` with ``losses`` holding ``(N,)`` tensors and ``lr``.
@@ -129,9 +130,11 @@ def project(G: torch.nn.Module, target: torch.Tensor, *, steps: int = 500, w_spa
                          f"got {tuple(target.shape)}")
     if w_space not in ("w", "w+"):
         raise InputError(f"project: w_space must be 'w' or 'w+', got {w_space!r}")
-    if steps < 1 or lr <= 0 or mse_weight < 0 or noise_regularize < 0 or latent_noise < 0:
-        raise InputError(f"project: expected steps >= 1, lr > 0 and non-negative weights, got steps={steps}, lr={lr}, "
-                         f"mse_weight={mse_weight}, noise_regularize={noise_regularize}, latent_noise={latent_noise}")
+    check_int(steps, "project: steps", low=1, high=MAX_STEPS)
+    check_number(lr, "project: lr", low=0, high=MAX_LR, low_open=True)
+    for name, value in (("mse_weight", mse_weight), ("noise_regularize", noise_regularize),
+                        ("latent_noise", latent_noise)):
+        check_number(value, f"project: {name}", low=0)
     if perceptual is None and mse_weight == 0:
         raise InputError("project: with perceptual=None the pixel MSE is the only loss; mse_weight must be > 0")
     dev = torch.device(device) if device is not None else next(G.parameters()).device

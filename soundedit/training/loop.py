@@ -35,8 +35,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from soundedit.config import TrainConfig, from_dict, to_dict
-from soundedit.errors import InputError
+from soundedit.config import MAX_LR, TrainConfig, from_dict, to_dict
+from soundedit.errors import DivergedError, InputError, check_number, check_seed
 from soundedit.training import distributed as dist_utils
 from soundedit.training.data import ClipDataset, EpochSampler, MelCache, eval_batches
 from soundedit.training.losses import AlignmentLoss
@@ -94,7 +94,12 @@ def lr_factor(step: int, *, config: TrainConfig, steps_per_epoch: int) -> float:
     return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
 
 
-def _check_config(cfg: TrainConfig) -> None:
+def check_config(cfg: TrainConfig) -> None:
+    """Reject settings training cannot run with, before any data or model is loaded (the CLI calls it first).
+
+    Raises:
+        InputError: naming the setting, what was expected and what was got.
+    """
     if cfg.optimizer not in ("sgd", "adamw"):
         raise InputError(f"optimizer: expected 'sgd' or 'adamw', got {cfg.optimizer!r}")
     if cfg.schedule not in ("cosine_cyclic", "cosine", "constant"):
@@ -105,8 +110,11 @@ def _check_config(cfg: TrainConfig) -> None:
     if not 0 <= cfg.crop_seconds <= cfg.encoder.audio.duration:
         raise InputError(f"crop_seconds: expected 0 (off) up to the clip duration {cfg.encoder.audio.duration}, "
                          f"got {cfg.crop_seconds}")
-    if cfg.lr <= 0:
-        raise InputError(f"lr: expected a positive learning rate, got {cfg.lr}")
+    check_number(cfg.lr, "lr", low=0, high=MAX_LR, low_open=True)
+    check_seed(cfg.seed, "seed")
+    for name in ("momentum", "weight_decay", "min_lr_ratio", "weight_text", "weight_image", "weight_augment",
+                 "logit_scale", "max_logit_scale"):
+        check_number(getattr(cfg, name), name, low=0)
     if cfg.encoder.layout != "clean":
         raise InputError("encoder.layout: training uses the clean log-mel layout, got 'official' "
                          "(the authors' scrambled input is for their released weights only)")
@@ -293,9 +301,19 @@ class _Trainer:
         logger.info("resumed %s at epoch %d, step %d (global step %d)", path, self.epoch + 1, self.step_in_epoch,
                     self.global_step)
 
+    def check_weights(self) -> None:
+        """Refuse to save non-finite weights: a step with a finite loss can still leave NaN/inf weights
+        behind (e.g. an infinite learning rate), and saving them would overwrite the last good files.
+        One device sync per save, which copies the weights to the host anyway."""
+        if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+            raise DivergedError(f"training diverged (non-finite weights after global step {self.global_step}, "
+                                f"epoch {self.epoch + 1}); nothing more is saved (the last good state stays in "
+                                "--out); try a lower --lr")
+
     def save_resume(self) -> None:
         if not self.info.is_main:
             return
+        self.check_weights()
         from soundedit.fileio import atomic_open
 
         with atomic_open(self.out_dir / RESUME_FILE, "wb") as fh:
@@ -305,6 +323,7 @@ class _Trainer:
         from soundedit.fileio import write_json
         from soundedit.models.audio_encoder import save_audio_encoder
 
+        self.check_weights()
         path = save_audio_encoder(self.model.encoder, self.out_dir / f"{name}.safetensors")
         write_json(path.with_suffix(".json"), {
             "encoder": path.name, "train_config": to_dict(self.cfg), "epoch": self.epoch + 1,
@@ -473,6 +492,10 @@ class _Trainer:
                         micro += 1
                         if not last_micro:
                             continue
+                        if not math.isfinite(acc_loss):  # already read back for logging: checking it is free
+                            raise DivergedError(f"training diverged (loss is {acc_loss} at global step "
+                                                f"{self.global_step + 1}, epoch {self.epoch + 1}); nothing more is "
+                                                "saved (the last good state stays in --out); try a lower --lr")
                         self.scaler.step(self.optimizer)
                         self.scaler.update()
                         self.optimizer.zero_grad(set_to_none=True)
@@ -565,7 +588,7 @@ def train_alignment(config: TrainConfig, train_rows: Sequence[ManifestRow], *, c
     """
     from soundedit.runtime import resolve_device
 
-    _check_config(config)
+    check_config(config)
     if not train_rows:
         raise InputError("train_rows: expected at least one training clip, got none")
     out = Path(out_dir)

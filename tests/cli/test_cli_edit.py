@@ -129,10 +129,28 @@ def test_batch_runs_rows_resumes_and_shards(run, models, esc50_root, tmp_path):
     (["--sound", "{siren}", "--mask", "sometimes"], "--mask: expected one of"),
     (["--sound", "{siren}", "--seed", "1", "--latent", "{siren}"], "expected one of IMAGE, --seed, --latent"),
     (["--sound", "{siren}", "--latent", "nope.pt"], "--latent: 'nope.pt' does not exist"),
-    (["--sound", "{siren}", "--steps", "many"], "--steps: expected a positive integer"),
+    (["--sound", "{siren}", "--steps", "many"], "--steps: expected an integer from 1 to 100000 or 'auto'"),
     (["--sound", "{siren}", "--preset", "portraits"], "--preset: expected one of"),
     (["--sound", "{siren}", "--generator", "no-such-model"], "neither an existing file nor a weights.lock name"),
     (["--batch", "missing.csv"], "--batch: 'missing.csv' does not exist"),
+    # non-finite and out-of-range numbers, rejected before any model loads (the default generator is not cached)
+    (["--sound", "{siren}", "--lr", "inf"], "--lr: expected a finite number in (0, 1000.0], got inf"),
+    (["--sound", "{siren}", "--lr", "nan"], "--lr: expected a finite number in (0, 1000.0], got nan"),
+    (["--sound", "{siren}", "--lr", "1e38"], "--lr: expected a finite number in (0, 1000.0], got 1e+38"),
+    (["--sound", "{siren}", "--lambda-sim", "nan"], "--lambda-sim: expected a finite number >= 0, got nan"),
+    (["--sound", "{siren}", "--lambda-sim", "inf"], "--lambda-sim: expected a finite number >= 0, got inf"),
+    (["--sound", "{siren}", "--text", "red", "--audio-weight", "nan"], "--audio-weight: expected a finite number"),
+    (["--sound", "{siren}", "--gain", "nan"], "--gain: expected a finite number, got nan"),
+    (["--sound", "{siren}", "--gain", "-inf"], "--gain: expected a finite number, got -inf"),
+    (["--sound", "{siren}", "--sound", "{siren}", "--gain", "0,inf"], "--gain: expected a finite number, got inf"),
+    (["--sound", "{siren}", "--seed", "99999999999999999999"],
+     "--seed: expected an integer from 0 to 9223372036854775807 (2**63 - 1), got 99999999999999999999"),
+    (["--sound", "{siren}", "--steps", "99999999999999999999999"], "--steps: expected an integer from 1 to 100000"),
+    (["--sound", "{siren}", "--text", "   "], "--text: expected a prompt, got '   '"),
+    (["--sound", "{siren}", "--frame-every", "-1"], "--frame-every: expected an integer from 0 to 100000, got -1"),
+    # a photo's inversion flags are named as typed under `edit`, not as `invert` spells them
+    (["{siren}", "--sound", "{siren}", "--invert-steps", "0"], "--invert-steps: expected an integer from 1 to"),
+    (["{siren}", "--sound", "{siren}", "--invert-method", "magic"], "--invert-method: expected one of auto"),
 ])
 def test_bad_flags_and_missing_files_give_one_line_errors(args, message, esc50_root, soundedit_home, capfd):
     args = [a.replace("{siren}", str(esc50_root / "audio" / SIREN)) for a in args]
@@ -226,3 +244,103 @@ def test_an_interrupted_save_keeps_the_earlier_outputs(models, esc50_root, sound
     assert main([*args, "--seed", "2"]) == 130
     assert "interrupted" in capfd.readouterr().err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the first run's set, whole
+
+
+def test_mix_interpolation_is_capped_before_any_work(esc50_root, soundedit_home, capfd):
+    siren = str(esc50_root / "audio" / SIREN)
+    assert main(["mix", "--sound", siren, "--text", "x", "--interpolate", "100000", "--device", "cpu"]) == 2
+    err = capfd.readouterr().err.strip()
+    assert "--interpolate: expected 0 or 2 to 100 frames, got 100000" in err and len(err.splitlines()) == 1, err
+
+
+def test_invert_seed_and_steps_have_a_range(esc50_root, soundedit_home, capfd):
+    photo = str(esc50_root / "audio" / SIREN)  # any existing file: the flags are checked before it is read
+    assert main(["invert", photo, "--seed", "99999999999999999999"]) == 2
+    assert "--seed: expected an integer from 0 to 9223372036854775807" in capfd.readouterr().err
+    assert main(["invert", photo, "--steps", "99999999999999999999999"]) == 2
+    assert "--steps: expected an integer from 1 to 100000" in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("tensor, message", [
+    (torch.full((1, 8, 32), float("nan")), "--latent w.pt: expected finite numbers, got 256 NaN/inf value(s)"),
+    (torch.zeros(0, 8, 32), "--latent w.pt: expected at least one code, got an empty tensor of shape (0, 8, 32)"),
+])
+def test_bad_latent_values_fail_before_the_models_load(tensor, message, esc50_root, soundedit_home, tmp_path, capfd):
+    torch.save(tensor, tmp_path / "w.pt")
+    code = main(["edit", "--latent", str(tmp_path / "w.pt"), "--sound", str(esc50_root / "audio" / SIREN),
+                 "--device", "cpu", "--out", str(tmp_path / "out")])
+    err = capfd.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1, err
+
+
+def test_latent_with_several_codes_edits_each_and_summarises_them_all(models, soundedit_home, tmp_path, capfd):
+    torch.save(torch.randn(3, 8, 32), tmp_path / "three.pt")
+    out = tmp_path / "edit"
+    assert main(["edit", "--latent", str(tmp_path / "three.pt"), "--text", "red", *models, "--steps", "1",
+                 "--out", str(out)]) == 0
+    captured = capfd.readouterr()
+    row = next(line for line in captured.out.splitlines() if "cos(edited image, target)" in line)
+    assert row.count(".") == 3, row  # one value per code
+    assert all((out / f"item-{i:03d}" / "report.json").is_file() for i in range(3))
+
+
+def test_a_diverging_edit_fails_and_writes_nothing(models, esc50_root, soundedit_home, tmp_path, capfd, monkeypatch):
+    import soundedit.editing.editor as editor_mod
+
+    # an absurd learning rate inside the optimisation (the flags' range keeps users from typing one)
+    monkeypatch.setattr(editor_mod, "RampSchedule", lambda **kw: (lambda step, steps, lr: 1e30))
+    out = tmp_path / "edit"
+    code = main(["edit", "--seed", "1", "--sound", str(esc50_root / "audio" / SIREN), *models, "--steps", "3",
+                 "--out", str(out)])
+    err = capfd.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1, err
+    assert "the optimisation diverged (loss is " in err and "try a lower --lr" in err
+    assert not out.exists()
+
+
+def _batch(tmp_path, content: str | bytes, name: str = "jobs.csv"):
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return path
+
+
+def test_bad_batch_files_are_one_line_errors_before_any_work(esc50_root, soundedit_home, tmp_path, capfd):
+    siren = esc50_root / "audio" / SIREN
+    torch.save(torch.full((1, 8, 32), float("nan")), tmp_path / "nan.pt")
+    torch.save(torch.randn(3, 8, 32), tmp_path / "three.pt")
+    cases = [
+        ("out,seed,text\na,1,red, blue sky\n", "row 1: 4 fields, header has 3"),
+        (b"out,text\na,caf\xe9\n", "--batch: expected a UTF-8 CSV file"),
+        (f"out,sound\n../../x,{siren}\n", "row 1: out must be a folder name inside --out"),
+        (f"out,sound\n{tmp_path / 'abs'},{siren}\n", "row 1: out must be a folder name inside --out"),
+        (f"out,sound,gain\na,{siren},nan\n", "row 1 gain: expected a finite number, got nan"),
+        (f"out,sound,seed\na,{siren},99999999999999999999999\n", "row 1 seed: expected an integer from 0 to"),
+        (f"out,sound,latent\na,{siren},{tmp_path / 'nan.pt'}\n", "row 1 latent nan.pt: expected finite numbers"),
+        (f"out,sound,latent\na,{siren},{tmp_path / 'three.pt'}\n", "row 1: latent"),
+        ("\ufeffout,sound\na,missing.wav\n", "row 1: sound 'missing.wav' does not exist"),  # an Excel BOM is fine
+    ]
+    for content, message in cases:
+        jobs = _batch(tmp_path, content)
+        assert main(["edit", "--batch", str(jobs), "--device", "cpu", "--out", str(tmp_path / "runs")]) == 2, content
+        err = capfd.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1, (content, err)
+    assert not (tmp_path / "runs").exists() and not (tmp_path.parent / "x").exists()
+
+
+def test_batch_job_lists_accept_a_byte_order_mark(tmp_path):
+    from soundedit.editing.batch import read_jobs
+
+    jobs = read_jobs("\ufeffout,text\na,red\n", out_dir=tmp_path)
+    assert [j.out for j in jobs] == [tmp_path / "a"] and jobs[0].edit["text"] == "red"
+
+
+def test_batch_row_latents_with_several_codes_fail_before_any_group_runs(models, esc50_root, soundedit_home, tmp_path,
+                                                                           capfd):
+    # (3, style_dim): three W codes, which only the loaded generator can tell from one W+ code
+    torch.save(torch.randn(3, 32), tmp_path / "w3.pt")
+    jobs = _batch(tmp_path, f"out,text,latent\nfirst,red,\nsecond,red,{tmp_path / 'w3.pt'}\n")
+    out = tmp_path / "runs"
+    assert main(["edit", "--batch", str(jobs), *models, "--steps", "1", "--out", str(out)]) == 2
+    err = capfd.readouterr().err.strip()
+    assert "--batch row 2: latent" in err and "holds 3 codes; expected one code per row" in err, err
+    assert not out.exists()  # the first row did not run either

@@ -98,6 +98,17 @@ def test_mix_takes_exactly_the_requested_layers(editor, sounds):
     assert torch.equal(m2.w_plus[:, 2:4], m2.edits.w_source[0:1, 2:4])
 
 
+def test_mix_interpolation_and_target_weights_are_checked_before_the_edits(editor, sounds, monkeypatch):
+    monkeypatch.setattr(editor, "edit_many", lambda *a, **k: pytest.fail("the edits ran"))
+    with pytest.raises(InputError, match="--interpolate: expected 0 or 2 to 100 frames, got 100000"):
+        editor.mix(audio=sounds["siren"], text="sky", source=1, steps=1, interpolate=100000)
+    monkeypatch.undo()
+    with pytest.raises(InputError, match="audio_weight: expected a finite number >= 0, got nan"):
+        editor.edit(audio=sounds["siren"], text="sky", source=1, steps=1, audio_weight=float("nan"))
+    with pytest.raises(InputError, match="--text: expected a prompt, got ' '"):
+        editor.edit(text=" ", source=1, steps=1)
+
+
 def test_layer_ranges_scale_to_n_latent_and_reject_bad_specs():
     assert default_layers(18) == ["sound"] * 9 + ["text"] * 9
     assert default_layers(14) == ["sound"] * 7 + ["text"] * 7
@@ -156,6 +167,15 @@ def test_sources_seed_latent_files_free_and_photo_hook(editor, tmp_path, monkeyp
         load_latent(tmp_path / "bad.pt", n_latent=n, style_dim=d)
     with pytest.raises(InputError, match="does not exist"):
         load_latent(tmp_path / "missing.pt", n_latent=n, style_dim=d)
+    torch.save(torch.zeros(0, n, d), tmp_path / "empty.pt")
+    with pytest.raises(InputError, match=r"empty\.pt: expected at least one code, got an empty tensor"):
+        load_latent(tmp_path / "empty.pt", n_latent=n, style_dim=d)
+    nan = torch.randn(1, n, d)
+    nan[0, 0, 0] = float("nan")
+    with pytest.raises(InputError, match="source: expected finite numbers, got 1 NaN/inf value"):
+        resolve_source(G, nan)
+    with pytest.raises(InputError, match="seed: expected an integer from 0 to"):
+        resolve_source(G, 2**64)
     free = resolve_source(G, None, free=True)
     assert free.free and torch.allclose(free.w_plus[0, 0], G.mean_latent())
     photo = tmp_path / "face.png"

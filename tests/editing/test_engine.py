@@ -216,6 +216,25 @@ def test_bad_inputs_are_rejected(gen, clip):
         optimize_latent(gen, clip, target, w_s, steps=1, lambda_id=0.1)
     with pytest.raises(InputError, match="layer_mask"):
         optimize_latent(gen, clip, target, w_s, steps=1, layer_mask="sometimes")
+    # non-finite settings: NaN passes every plain `<`/`>` check
+    for kwargs, message in (({"lr": float("nan")}, r"lr: expected a finite number in \(0, 1000.0\], got nan"),
+                            ({"lr": float("inf")}, r"lr: expected a finite number .*got inf"),
+                            ({"lambda_sim": float("nan")}, "lambda_sim: expected a finite number >= 0, got nan"),
+                            ({"lambda_id": float("inf")}, "lambda_id: expected a finite number >= 0, got inf"),
+                            ({"steps": 10**23}, "steps: expected an integer from 0 to 100000"),
+                            ({"frame_every": -1}, "frame_every: expected a finite number >= 0")):
+        with pytest.raises(InputError, match=message):
+            optimize_latent(gen, clip, target, w_s, **{"steps": 1, **kwargs})
+
+
+def test_a_diverging_optimisation_is_an_error_not_a_result(gen, clip):
+    from soundedit.errors import DivergedError
+
+    target = text_target(clip, "rain")
+    w_s = resolve_source(gen, 0).w_plus
+    with pytest.raises(DivergedError, match=r"the optimisation diverged \(loss is (nan|inf) at step 2 of 3\); "
+                                            "try a lower --lr"):
+        optimize_latent(gen, clip, target, w_s, steps=3, schedule=lambda step, steps, lr: 1e30)
 
 
 def test_random_noise_is_reproducible_per_generator_seed(clip):

@@ -51,6 +51,24 @@ def test_classify_names_an_input_that_does_not_exist(capsys, tmp_path):
     assert code == 2 and out == ""
     assert "INPUTS: " in err and "no-such-folder' does not exist" in err and len(err.strip().splitlines()) == 1
 
+@pytest.mark.parametrize("flag, value, message", [
+    ("--labels", "", "--labels: expected comma-separated class names (e.g. 'dog,rain,siren'), got ''"),
+    ("--labels", ",,", "--labels: expected comma-separated class names (e.g. 'dog,rain,siren'), got ',,'"),
+    ("--labels-file", "# only a comment\n\n", "--labels-file: expected class names, one per line, got none in"),
+    ("--labels-file", b"\xff\xfe\x00garbage", "--labels-file: expected a UTF-8 text file, got"),
+])
+def test_classify_says_when_the_given_labels_are_empty_or_unreadable(capsys, tmp_path, flag, value, message):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    if flag == "--labels-file":
+        labels = tmp_path / "labels.txt"
+        labels.write_bytes(value if isinstance(value, bytes) else value.encode())
+        value = labels
+    code, out, err = _run(capsys, "classify", clips, flag, value)
+    assert code == 2 and out == ""
+    assert message in err and len(err.strip().splitlines()) == 1, err
+
+
 def test_classify_esc50_fold1(capsys, esc50_root, models):
     common = ["classify", esc50_root, "--folds", "1", "--limit", "8", "--encoder", models["authors"],
               "--clip", models["clip"], "--cache-dir", models["cache"], "-k", "3"]

@@ -38,6 +38,25 @@ def test_train_needs_manifest_and_out(capsys):
     assert "--manifest" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flag, value, message", [
+    ("--lr", "nan", "--lr: expected a finite number in (0, 1000.0], got nan"),
+    ("--lr", "inf", "--lr: expected a finite number in (0, 1000.0], got inf"),
+    ("--seed", "99999999999999999999", "--seed: expected an integer from 0 to 9223372036854775807"),
+])
+def test_train_rejects_bad_numbers_before_reading_anything(tmp_path, capsys, flag, value, message):
+    # the manifest does not exist: the number must be the first thing checked
+    assert main(["train", "--manifest", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "run"),
+                 flag, value]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_embed_rejects_an_empty_text(capsys):
+    assert main(["embed", "--text", "rain", "--text", " ", "--json"]) == 2
+    assert "--text: expected a non-empty text, got ' '" in capsys.readouterr().err
+
+
 def test_train_cli_end_to_end(esc50_root, tmp_path, tiny_clip_path, capsys):
     from soundedit.models import load_audio_encoder
     from soundedit.training.manifest import ManifestRow, write_manifest

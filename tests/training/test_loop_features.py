@@ -181,6 +181,58 @@ def test_grad_accumulation_needs_a_batch_divisible_into_micro_batches(esc_rows, 
                                  out_dir=tmp_path / "run")
 
 
+# -- divergence -------------------------------------------------------------------------------------
+
+
+def test_a_non_finite_loss_stops_training_without_saving_weights(esc_rows, clip, mel_cache_dir, tmp_path, monkeypatch):
+    from soundedit.errors import DivergedError
+
+    micro_step = loop_mod._Trainer.micro_step
+
+    def nan_loss(self, *args, **kwargs):
+        loss, terms = micro_step(self, *args, **kwargs)
+        return loss * float("nan"), terms
+
+    monkeypatch.setattr(loop_mod._Trainer, "micro_step", nan_loss)
+    out = tmp_path / "run"
+    with pytest.raises(DivergedError, match=r"training diverged \(loss is nan at global step 1, epoch 1\).*lower --lr"):
+        loop_mod.train_alignment(_config(batch_size=8, epochs=1), esc_rows[:8], clip=clip, out_dir=out,
+                                 cache_dir=mel_cache_dir)
+    assert not list(out.glob("*.safetensors")) and not (out / "resume.pt").exists()
+
+
+def test_non_finite_weights_are_never_saved(esc_rows, clip, mel_cache_dir, tmp_path, monkeypatch):
+    from soundedit.errors import DivergedError
+
+    out = tmp_path / "run"
+    trainer: list = []
+    micro_step = loop_mod._Trainer.micro_step
+
+    def keep_trainer(self, *args, **kwargs):
+        trainer.append(self)
+        return micro_step(self, *args, **kwargs)
+
+    def poison(step: int) -> None:  # as an infinite learning rate does: the step's own loss was still finite
+        with torch.no_grad():
+            next(trainer[-1].model.encoder.parameters()).fill_(float("inf"))
+
+    monkeypatch.setattr(loop_mod._Trainer, "micro_step", keep_trainer)
+
+    with pytest.raises(DivergedError, match=r"training diverged \(non-finite weights after global step 1"):
+        loop_mod.train_alignment(_config(batch_size=8, epochs=1), esc_rows[:8], clip=clip, out_dir=out,
+                                 cache_dir=mel_cache_dir, on_step=poison)
+    assert trainer and not list(out.glob("*.safetensors")) and not (out / "resume.pt").exists()
+
+
+def test_bad_numbers_in_the_recipe_are_rejected_up_front(esc_rows, clip, tmp_path):
+    for kw, message in (({"lr": float("nan")}, "lr: expected a finite number"),
+                        ({"lr": float("inf")}, "lr: expected a finite number"),
+                        ({"weight_decay": float("nan")}, "weight_decay: expected a finite number >= 0"),
+                        ({"seed": 2**64}, "seed: expected an integer from 0 to")):
+        with pytest.raises(InputError, match=message):
+            loop_mod.train_alignment(_config(**kw), esc_rows[:8], clip=clip, out_dir=tmp_path / "run")
+
+
 # -- the L(a<->v) frame term ---------------------------------------------------------------------
 
 
