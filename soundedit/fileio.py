@@ -29,6 +29,9 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     try:
+        # mkstemp creates the file 0600 whatever the umask; give it the mode open() would have
+        # (an existing file's own mode, else 0666 & ~umask) so outputs stay readable as usual.
+        os.chmod(tmp, _output_mode(target))
         with os.fdopen(fd, mode.replace("x", "w").replace("a", "w")) as fh:
             yield fh
             fh.flush()
@@ -38,6 +41,16 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _output_mode(target: Path) -> int:
+    try:
+        return target.stat().st_mode & 0o7777
+    except OSError:
+        pass
+    umask = os.umask(0)  # the only portable way to read the umask is to set it; restored at once
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
