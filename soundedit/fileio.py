@@ -53,6 +53,25 @@ def _output_mode(target: Path) -> int:
     return 0o666 & ~umask
 
 
+def check_folder(path: str | os.PathLike, what: str) -> Path:
+    """``path`` as a folder soundedit may create files under; returns it as a Path.
+
+    Raises:
+        InputError: ``path``, or the nearest existing folder above it, is a file (naming ``what``,
+            the setting or flag it came from), so the first write does not fail with a bare OSError.
+    """
+    from soundedit.errors import InputError
+
+    folder = Path(path).expanduser()
+    for p in (folder, *folder.parents):
+        if p.exists():
+            if not p.is_dir():
+                got = "a file" if p == folder else f"{str(p)!r} is a file"
+                raise InputError(f"{what}: expected a folder, got {str(path)!r} ({got})")
+            break
+    return folder
+
+
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Atomically write ``data`` to ``path``; returns the path."""
     with atomic_open(path, "wb") as fh:

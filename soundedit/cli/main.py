@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             stderr.print_exception()
         stderr.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         code = exc.exit_code
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, FileExistsError, PermissionError) as exc:
+        # a path the user gave (or a folder of theirs) that the OS refused: their input, not a bug
         stderr.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         code = EXIT_BAD_INPUT
     except Exception as exc:  # a bug: one line, the traceback only with --debug

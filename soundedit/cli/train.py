@@ -279,7 +279,7 @@ def embed(
     import torch
 
     from soundedit.audio import AUDIO_EXTENSIONS
-    from soundedit.cli._common import expand_inputs
+    from soundedit.cli._common import embedding_cache, expand_inputs
     from soundedit.errors import InputError
     from soundedit.fileio import atomic_open, write_json
     from soundedit.models import load_clip_space
@@ -297,15 +297,15 @@ def embed(
             raise InputError(f"--image: {str(p)!r} is not a file")
     if not (audio_paths or texts or images):
         raise InputError("soundedit embed: expected audio files, --text or --image, got nothing to embed")
+    cache = embedding_cache(cache_dir, no_cache) if audio_paths else None
     dev = resolve_device(device)
     space = load_clip_space(clip, audio_encoder=encoder if audio_paths else None, device=dev)
     index: list[dict] = []
     chunks: list[torch.Tensor] = []
     if audio_paths:
-        from soundedit.evaluation.embeddings import default_cache_dir, embed_files
+        from soundedit.evaluation.embeddings import embed_files
 
-        done = embed_files(space.audio_encoder, audio_paths, batch_size=batch_size, device=dev,
-                           cache_dir=None if no_cache else (cache_dir or default_cache_dir()))
+        done = embed_files(space.audio_encoder, audio_paths, batch_size=batch_size, device=dev, cache_dir=cache)
         if done.failures:
             bad = "; ".join(f"{audio_paths[i]}: {why}" for i, why in list(done.failures.items())[:5])
             raise InputError(f"SOUNDS: {len(done.failures)} of {len(audio_paths)} file(s) could not be embedded ({bad})")

@@ -35,9 +35,15 @@ _CHUNK = 1 << 20
 
 
 def home_dir() -> Path:
-    """``$SOUNDEDIT_HOME``, default ``~/.cache/soundedit`` (read on every call, never at import)."""
+    """``$SOUNDEDIT_HOME``, default ``~/.cache/soundedit`` (read on every call, never at import).
+
+    Raises:
+        InputError: ``$SOUNDEDIT_HOME`` names a file (or a path under one).
+    """
+    from soundedit.fileio import check_folder
+
     value = os.environ.get(HOME_ENV, "").strip()
-    return Path(value).expanduser() if value else Path.home() / ".cache" / "soundedit"
+    return check_folder(value, HOME_ENV) if value else Path.home() / ".cache" / "soundedit"
 
 
 def weights_dir() -> Path:
