@@ -53,6 +53,25 @@ def _output_mode(target: Path) -> int:
     return 0o666 & ~umask
 
 
+def check_file(path: str | os.PathLike, what: str) -> Path:
+    """``path`` as an input file; returns it as a Path.
+
+    Raises:
+        InputError: it does not exist, or it is a folder (or another non-file), naming ``what``
+            (the argument or flag it came from).
+    """
+    from soundedit.errors import InputError
+
+    p = Path(path)
+    if not p.is_file():
+        if p.is_dir():
+            raise InputError(f"{what}: expected a file, got the folder {str(p)!r}")
+        if p.exists():
+            raise InputError(f"{what}: expected a regular file, got {str(p)!r} (a device, pipe or socket)")
+        raise InputError(f"{what}: {str(p)!r} does not exist")
+    return p
+
+
 def check_folder(path: str | os.PathLike, what: str) -> Path:
     """``path`` as a folder soundedit may create files under; returns it as a Path.
 

@@ -61,8 +61,10 @@ E4eOpt = Annotated[str, typer.Option("--encoder", help="Photo inversion: e4e che
 
 
 def _check_file(path: Path | None, what: str) -> None:
-    if path is not None and not path.is_file():
-        raise InputError(f"{what}: {str(path)!r} does not exist")
+    if path is not None:
+        from soundedit.fileio import check_file
+
+        check_file(path, what)
 
 
 def _source(image: Path | None, seed: int | None, latent: Path | None, free: bool) -> tuple[Any, str]:

@@ -80,6 +80,7 @@ def invert(
 
       soundedit invert valley.jpg -g landscape-256 --method projection --no-align
     """
+    from soundedit.fileio import check_file
     from soundedit.runtime import resolve_device
 
     if image is not None and image_opt is not None:
@@ -87,8 +88,7 @@ def invert(
     photo = image if image is not None else image_opt
     if photo is None:
         raise InputError("IMAGE: expected a photo to invert (soundedit invert --image photo.jpg)")
-    if not photo.is_file():
-        raise InputError(f"--image: {str(photo)!r} does not exist")
+    check_file(photo, "IMAGE" if image is not None else "--image")
     options = inversion_options(generator, align, method, steps, lpips, encoder, w_space, landmark_model, seed)
     dev = resolve_device(device)
     from soundedit.models import load_generator

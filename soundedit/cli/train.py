@@ -281,7 +281,7 @@ def embed(
     from soundedit.audio import AUDIO_EXTENSIONS
     from soundedit.cli._common import embedding_cache, expand_inputs
     from soundedit.errors import InputError
-    from soundedit.fileio import atomic_open, write_json
+    from soundedit.fileio import atomic_open, check_file, write_json
     from soundedit.models import load_clip_space
     from soundedit.runtime import progress, resolve_device
     from soundedit.training.targets import load_frame
@@ -293,8 +293,7 @@ def embed(
     audio_paths = expand_inputs(sounds, what="SOUNDS", suffixes=tuple(AUDIO_EXTENSIONS)) if sounds else []
     texts, images = list(text or []), list(image or [])
     for p in images:
-        if not p.is_file():
-            raise InputError(f"--image: {str(p)!r} is not a file")
+        check_file(p, "--image")
     if not (audio_paths or texts or images):
         raise InputError("soundedit embed: expected audio files, --text or --image, got nothing to embed")
     cache = embedding_cache(cache_dir, no_cache) if audio_paths else None

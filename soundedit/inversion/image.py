@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from soundedit.errors import InputError
+from soundedit.fileio import check_file
 
 #: Background an alpha channel is composited onto (white, as image viewers show transparency).
 ALPHA_BACKGROUND = (255, 255, 255)
@@ -42,9 +43,7 @@ def load_image(image: Any, *, what: str = "image") -> np.ndarray:
         if isinstance(image, (bytes, bytearray)):
             source, name = io.BytesIO(image), f"{what} (bytes)"
         else:
-            path = Path(image)
-            if not path.is_file():
-                raise InputError(f"{what}: {str(path)!r} does not exist")
+            path = check_file(image, what)
             source, name = path, f"{what} {str(path)!r}"
         try:
             with Image.open(source) as img:

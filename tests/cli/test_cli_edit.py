@@ -133,9 +133,14 @@ def test_batch_runs_rows_resumes_and_shards(run, models, esc50_root, tmp_path):
     (["--sound", "{siren}", "--preset", "portraits"], "--preset: expected one of"),
     (["--sound", "{siren}", "--generator", "no-such-model"], "neither an existing file nor a weights.lock name"),
     (["--batch", "missing.csv"], "--batch: 'missing.csv' does not exist"),
+    # a folder where a file is expected is named as a folder, not as missing
+    (["--sound", "{dir}"], "--sound: expected a file, got the folder '{dir}'"),
+    (["{dir}", "--sound", "{siren}"], "IMAGE: expected a file, got the folder '{dir}'"),
+    (["--batch", "{dir}"], "--batch: expected a file, got the folder '{dir}'"),
 ])
 def test_bad_flags_and_missing_files_give_one_line_errors(args, message, esc50_root, soundedit_home, capfd):
-    args = [a.replace("{siren}", str(esc50_root / "audio" / SIREN)) for a in args]
+    args = [a.replace("{siren}", str(esc50_root / "audio" / SIREN)).replace("{dir}", str(esc50_root)) for a in args]
+    message = message.replace("{dir}", str(esc50_root))
     code = main(["edit", *args, "--device", "cpu"])
     err = capfd.readouterr().err.strip()
     assert code == 2
