@@ -80,7 +80,11 @@ def _weights() -> dict:
     from soundedit import weights
     from soundedit.errors import InputError
 
-    info: dict = {"offline": weights.offline()}
+    info: dict = {}
+    try:
+        info["offline"] = weights.offline()
+    except InputError as exc:  # reported, not raised (as below): this is the bug-report command
+        info.update(offline=None, offline_error=str(exc))
     try:
         info.update(home=weights.home_dir(), cache=weights.weights_dir())
     except InputError as exc:  # a bad SOUNDEDIT_HOME is reported, not raised: this is the bug-report command
@@ -148,7 +152,9 @@ def env(json_out: JsonOpt = False) -> None:
     table.add_row("optimiser steps", escape(f"{steps['path']} ({steps['why']})"))
     w = data["weights"]
     cache = f"[red]{escape(w['home_error'])}[/red]" if w.get("home_error") else escape(str(w["cache"]))
-    table.add_row("cache", f"{cache}{' (offline)' if w['offline'] else ''}")
+    offline = f" [red]({escape(w['offline_error'])})[/red]" if w.get("offline_error") else (
+        " (offline)" if w["offline"] else "")
+    table.add_row("cache", f"{cache}{offline}")
     table.add_row("weights.lock", str(w["lock"]) if w["lock"] else f"[red]{w['lock_error']}[/red]")
     table.add_row("weights present", ", ".join(w["present"]) or "none")
     table.add_row("weights absent", ", ".join(w["absent"]) or "none")

@@ -118,3 +118,14 @@ def test_embed_cache_dir_that_is_a_file(run, tmp_path):
     assert res.returncode == 2, res.stderr
     assert res.stderr.strip() == (f"error: --cache-dir: expected a folder, got {str(cache / 'sub')!r} "
                                   f"({str(cache)!r} is a file)")
+
+
+def test_env_reports_a_bad_offline_setting(tmp_path):
+    env = {**os.environ, "SOUNDEDIT_HOME": str(tmp_path / "home"), "SOUNDEDIT_OFFLINE": "maybe"}
+    res = subprocess.run(_command() + ["env", "--json"], capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)["weights"]
+    assert data["offline"] is None and "SOUNDEDIT_OFFLINE: expected one of" in data["offline_error"]
+    res = subprocess.run(_command() + ["weights", "fetch", "landscape-256"], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert res.returncode == 2 and res.stderr.strip().endswith("got 'maybe'"), res.stderr
