@@ -170,8 +170,11 @@ def _summary(report: dict, out: Path) -> None:
 
 def _common_setup(sound, gain, text, image, seed, latent, free):
     """The sound/gain/text/source checks of edit and mix (their settings are checked first, by each)."""
+    from soundedit.audio.io import check_guide_sound
+
     for s in sound or []:
         _check_file(s, "--sound")
+        check_guide_sound(s, what="--sound")  # decoded now: a bad or too short sound fails before the models load
     from soundedit.editing.batch import parse_gains
 
     gains = parse_gains(gain)

@@ -198,3 +198,19 @@ def test_steps_auto_is_fewer_on_a_cpu_and_says_so():
     assert steps == CPU_AUTO_STEPS < FULL_STEPS and f"{CPU_AUTO_STEPS} steps instead of {FULL_STEPS}" in note
     assert _steps("auto", torch.device("cuda")) == (FULL_STEPS, None)
     assert _steps("40", torch.device("cpu")) == (40, None)
+
+
+def test_a_truncated_or_too_short_sound_is_refused_before_loading(tmp_path, soundedit_home, capfd):
+    import numpy as np
+    import soundfile as sf
+
+    full = tmp_path / "full.wav"
+    sf.write(full, np.zeros(44100 * 5, np.float32) + 0.1, 44100, subtype="PCM_16")
+    cut = tmp_path / "trunc.wav"
+    cut.write_bytes(full.read_bytes()[:100])
+    # the weights named do not exist: the sound must be refused before any model is looked for
+    code = main(["edit", "--seed", "0", "--sound", str(cut), "--generator", "no-such-model", "--device", "cpu"])
+    err = capfd.readouterr().err.strip()
+    assert code == 2, err
+    assert err == (f"error: --sound: {cut}: 0.6 ms of audio (28 samples at 44100 Hz; the header promises 5.00 s: "
+                   "truncated file?); expected at least 0.1 s")
