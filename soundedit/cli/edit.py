@@ -280,7 +280,10 @@ def edit(
                                  lambda_sim=lambda_sim, lambda_id=lambda_id, preset=preset, layer_mask=mask,
                                  truncation=truncation, frame_every=frame_every or max(1, n_steps // 25))
         except KeyboardInterrupt:
-            stderr.print(f"[red]interrupted[/red]: the edit did not finish; nothing was written to {out}")
+            # a photo's inversion was saved before the edit started: say so rather than "nothing"
+            written = (f"only the photo's inversion was written, to {out / 'inversion'}" if inversion is not None
+                       else f"nothing was written to {out}")
+            stderr.print(f"[red]interrupted[/red]: the edit did not finish; {written}")
             raise typer.Exit(130) from None
     result.meta["command"] = ["soundedit", *sys.argv[1:]]
     if inversion is not None:

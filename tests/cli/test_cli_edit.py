@@ -214,3 +214,27 @@ def test_a_truncated_or_too_short_sound_is_refused_before_loading(tmp_path, soun
     assert code == 2, err
     assert err == (f"error: --sound: {cut}: 0.6 ms of audio (28 samples at 44100 Hz; the header promises 5.00 s: "
                    "truncated file?); expected at least 0.1 s")
+
+
+def test_interrupted_photo_edit_says_the_inversion_was_written(models, tmp_path, esc50_root, soundedit_home, capfd,
+                                                               monkeypatch):
+    import numpy as np
+    from PIL import Image
+
+    from soundedit.editing import Editor
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Editor, "edit", interrupted)
+    photo = tmp_path / "photo.png"
+    Image.fromarray((np.random.default_rng(1).random((40, 40, 3)) * 255).astype(np.uint8)).save(photo)
+    out = tmp_path / "edit"
+    code = main(["edit", str(photo), "--sound", str(esc50_root / "audio" / SIREN), *models, "--preset", "scenes",
+                 "--steps", "2", "--invert-method", "projection", "--invert-steps", "2", "--no-align",
+                 "--lpips", "none", "--out", str(out)])
+    err = capfd.readouterr().err
+    assert code == 130
+    assert (out / "inversion" / "w_plus.pt").is_file() and not (out / "edited.png").exists()
+    assert f"the edit did not finish; only the photo's inversion was written, to {out / 'inversion'}" in err
+    assert "nothing was written" not in err
