@@ -108,6 +108,7 @@ def test_os_errors_on_the_users_folders_are_input_errors(run, tmp_path):
     assert res.returncode == 2, res.stderr
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "internal error" not in lines[0] and "Not a directory" in lines[0]
+    assert "but it or a folder above it is a file" in lines[0] and str(tmp_path / "home" / "weights") in lines[0]
 
 
 def test_embed_cache_dir_that_is_a_file(run, tmp_path):
