@@ -48,9 +48,22 @@ def _output_mode(target: Path) -> int:
         return target.stat().st_mode & 0o7777
     except OSError:
         pass
-    umask = os.umask(0)  # the only portable way to read the umask is to set it; restored at once
+    return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    # Linux shows the umask in /proc; setting it to read it back (the portable way) would, for an
+    # instant, apply to files other threads create (the web app writes from several threads).
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o077)  # meanwhile, files other threads create are private rather than open to all
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
 
 
 def check_file(path: str | os.PathLike, what: str) -> Path:

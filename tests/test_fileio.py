@@ -33,3 +33,13 @@ def test_replaced_output_keeps_its_mode(tmp_path, umask_022):
     path.chmod(0o664)
     write_bytes(path, b"new")
     assert path.read_bytes() == b"new" and stat.S_IMODE(path.stat().st_mode) == 0o664
+
+
+def test_umask_is_read_without_changing_it(umask_022, monkeypatch):
+    from soundedit import fileio
+
+    assert fileio._umask() == 0o022
+    calls = []
+    monkeypatch.setattr(os, "umask", lambda m: calls.append(m) or 0o022)
+    if os.path.exists("/proc/self/status"):
+        assert fileio._umask() == 0o022 and calls == []  # read from /proc: never set, even for an instant
