@@ -8,7 +8,7 @@ leaves a half-written file where a finished one is expected.
 A command's outputs (an edit's images, code and report) are one set: :func:`output_set`
 writes them into a hidden staging folder and moves them in together, report last, so an
 interrupted save leaves the previous run's set as it was rather than a mix of two runs.
-:func:`check_output_folder` finds an unusable ``--out`` before any work is done.
+:func:`check_folder` finds an unusable ``--out`` before any work is done.
 """
 
 from __future__ import annotations
@@ -39,6 +39,9 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     try:
+        # mkstemp creates the file 0600 whatever the umask; give it the mode open() would have
+        # (an existing file's own mode, else 0666 & ~umask) so outputs stay readable as usual.
+        os.chmod(tmp, _output_mode(target))
         with os.fdopen(fd, mode.replace("x", "w").replace("a", "w")) as fh:
             yield fh
             fh.flush()
@@ -50,22 +53,70 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         raise
 
 
-def check_output_folder(path: str | os.PathLike, what: str = "--out") -> Path:
-    """Check that ``path`` is, or can be created as, a writable folder; returns it (not created).
+def _output_mode(target: Path) -> int:
+    try:
+        return target.stat().st_mode & 0o7777
+    except OSError:
+        pass
+    return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    # Linux shows the umask in /proc; setting it to read it back (the portable way) would, for an
+    # instant, apply to files other threads create (the web app writes from several threads).
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o077)  # meanwhile, files other threads create are private rather than open to all
+    os.umask(umask)
+    return umask
+
+
+def check_file(path: str | os.PathLike, what: str) -> Path:
+    """``path`` as an input file; returns it as a Path.
 
     Raises:
-        InputError: ``path`` (or a parent) is a file, or the folder it would be in is not writable.
+        InputError: it does not exist, or it is a folder (or another non-file), naming ``what``
+            (the argument or flag it came from).
     """
-    path = Path(path)
-    existing = path
-    while not existing.exists() and existing != existing.parent:  # the nearest existing ancestor
-        existing = existing.parent
-    if not existing.is_dir():
-        where = "is a file" if existing == path else f"is inside {str(existing)!r}, which is a file"
-        raise InputError(f"{what}: {str(path)!r} {where}; expected a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise InputError(f"{what}: cannot write to {str(existing)!r} (permission denied); expected a writable folder")
-    return path
+    p = Path(path)
+    if not p.is_file():
+        if p.is_dir():
+            raise InputError(f"{what}: expected a file, got the folder {str(p)!r}")
+        if p.exists():
+            raise InputError(f"{what}: expected a regular file, got {str(p)!r} (a device, pipe or socket)")
+        raise InputError(f"{what}: {str(p)!r} does not exist")
+    return p
+
+
+def check_folder(path: str | os.PathLike, what: str, *, writable: bool = False) -> Path:
+    """``path`` as a folder soundedit may create files under; returns it as a Path (not created).
+
+    Checked before any work is done (an output folder), so the first write does not fail with a
+    bare OSError after minutes of optimisation.
+
+    Args:
+        writable: also check that the nearest existing folder can be written to.
+
+    Raises:
+        InputError: ``path``, or the nearest existing folder above it, is a file, or (``writable``)
+            cannot be written to; the message names ``what``, the setting or flag it came from.
+    """
+    folder = Path(path).expanduser()
+    for p in (folder, *folder.parents):
+        if p.exists():
+            if not p.is_dir():
+                got = "a file" if p == folder else f"{str(p)!r} is a file"
+                raise InputError(f"{what}: expected a folder, got {str(path)!r} ({got})")
+            if writable and not os.access(p, os.W_OK | os.X_OK):
+                raise InputError(f"{what}: expected a folder soundedit can write to, got {str(path)!r} "
+                                 f"(permission denied on {str(p)!r})")
+            break
+    return folder
 
 
 @contextlib.contextmanager

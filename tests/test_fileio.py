@@ -1,14 +1,16 @@
-"""soundedit.fileio: atomic files, output sets that replace an earlier set whole, and --out checks."""
+"""soundedit.fileio: atomic files (content, and the permissions a plain open() would have given), output
+sets that replace an earlier set whole, and folder checks."""
 
 from __future__ import annotations
 
 import os
 import signal
+import stat
 
 import pytest
 
 from soundedit.errors import InputError
-from soundedit.fileio import check_output_folder, output_set, write_text
+from soundedit.fileio import check_folder, output_set, write_bytes, write_json, write_text
 
 OURS = {"a.txt", "b.txt", "report.json"}
 
@@ -70,14 +72,49 @@ def test_ctrl_c_while_the_set_is_moved_in_waits_for_the_moves(tmp_path, monkeypa
 def test_output_folder_checks(tmp_path):
     a_file = tmp_path / "f"
     a_file.write_text("x")
-    with pytest.raises(InputError, match=r"--out: '.*f' is a file; expected a folder"):
-        check_output_folder(a_file)
-    with pytest.raises(InputError, match=r"--out: '.*f/sub/dir' is inside '.*f', which is a file; expected a folder"):
-        check_output_folder(a_file / "sub" / "dir")
-    assert check_output_folder(tmp_path / "new" / "deep") == tmp_path / "new" / "deep"
+    with pytest.raises(InputError, match=r"--out: expected a folder, got '.*f' \(a file\)"):
+        check_folder(a_file, "--out", writable=True)
+    with pytest.raises(InputError, match=r"--out: expected a folder, got '.*f/sub/dir' \('.*f' is a file\)"):
+        check_folder(a_file / "sub" / "dir", "--out", writable=True)
+    assert check_folder(tmp_path / "new" / "deep", "--out", writable=True) == tmp_path / "new" / "deep"
     assert not (tmp_path / "new").exists()  # checked, not created
     if os.geteuid() != 0:  # root may write anywhere
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
         with pytest.raises(InputError, match="permission denied"):
-            check_output_folder(locked / "out")
+            check_folder(locked / "out", "--out", writable=True)
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_new_output_gets_0666_minus_umask(tmp_path, umask_022):
+    path = write_json(tmp_path / "report.json", {"a": 1})
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert path.read_text() == '{\n  "a": 1\n}\n'
+    os.umask(0o077)
+    assert stat.S_IMODE(write_bytes(tmp_path / "private.png", b"x").stat().st_mode) == 0o600
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_replaced_output_keeps_its_mode(tmp_path, umask_022):
+    path = tmp_path / "weights.lock"
+    path.write_text("old")
+    path.chmod(0o664)
+    write_bytes(path, b"new")
+    assert path.read_bytes() == b"new" and stat.S_IMODE(path.stat().st_mode) == 0o664
+
+
+def test_umask_is_read_without_changing_it(umask_022, monkeypatch):
+    from soundedit import fileio
+
+    assert fileio._umask() == 0o022
+    calls = []
+    monkeypatch.setattr(os, "umask", lambda m: calls.append(m) or 0o022)
+    if os.path.exists("/proc/self/status"):
+        assert fileio._umask() == 0o022 and calls == []  # read from /proc: never set, even for an instant

@@ -283,7 +283,7 @@ def check_sound(path: str | os.PathLike, *, what: str, max_bytes: int, max_durat
             than ``max_duration`` seconds.
     """
     from soundedit.audio import load_audio
-    from soundedit.audio.io import audio_info
+    from soundedit.audio.io import MIN_GUIDE_DURATION, audio_info
     from soundedit.errors import AudioError
 
     p = check_upload(path, what=what, max_bytes=max_bytes)
@@ -292,7 +292,8 @@ def check_sound(path: str | os.PathLike, *, what: str, max_bytes: int, max_durat
         if duration > max_duration:
             raise AudioError(f"{p.name}: the sound is {duration:.1f} s long; this server takes sounds of up to "
                              f"{max_duration:g} s (trim it, or ask the admin to raise --max-duration)")
-        load_audio(p, max_duration=max_duration)  # decodes it all: catches files with a header but broken data
+        # decodes it all: catches files with a header but broken data, and sounds too short to guide an edit
+        load_audio(p, max_duration=max_duration, min_duration=MIN_GUIDE_DURATION)
     except InputError as exc:
         raise type(exc)(f"{what}: {str(exc).replace(str(p), p.name)}") from None
     return duration

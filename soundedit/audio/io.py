@@ -40,6 +40,20 @@ DEFAULT_MAX_DURATION = 600.0
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1_000, 768_000
 #: More channels than this is not a sound a user drops in (and usually a misread header).
 MAX_CHANNELS = 8
+#: Shortest sound that can guide an edit (seconds). The audio encoders' STFT window is 2048
+#: samples at 44.1 kHz (46 ms, hop 512 = 11.6 ms): a 0.1 s sound gives about 9 log-mel frames,
+#: barely two windows of content; anything shorter is mostly padding (a click, or a truncated
+#: file), and its embedding says nothing about the sound.
+MIN_GUIDE_DURATION = 0.1
+
+
+class NamedBytes(bytes):
+    """The bytes of an audio file that keep the file's name for messages (instead of ``<bytes>``)."""
+
+    def __new__(cls, data: bytes, name: str) -> "NamedBytes":
+        obj = super().__new__(cls, data)
+        obj.name = str(name)
+        return obj
 
 # torchaudio settings equal to librosa's / resampy's "kaiser_best" (documented by torchaudio);
 # the authors' code loaded with librosa 0.8, whose default resampler that was.
@@ -185,7 +199,7 @@ def _sinc_kernel(orig_sample_rate: int, sample_rate: int,
 
 def load_audio(source: AudioSource, sample_rate: int | None = None, *, start: float | None = None,
                duration: float | None = None, max_duration: float | None = DEFAULT_MAX_DURATION,
-               mono: bool = False, quality: str = "default",
+               min_duration: float | None = None, mono: bool = False, quality: str = "default",
                device: str | torch.device | None = None) -> Waveform:
     """Decode an audio file (or its bytes) into a float32 :class:`Waveform`.
 
@@ -197,6 +211,8 @@ def load_audio(source: AudioSource, sample_rate: int | None = None, *, start: fl
             end is shortened to what the file has.
         max_duration: refuse to decode more than this many seconds in one go (``None``: no limit).
             Only applies when no ``duration`` is given.
+        min_duration: refuse fewer seconds of decoded audio than this (``None``: any length;
+            :data:`MIN_GUIDE_DURATION` for a sound that guides an edit).
         mono: average the channels into one.
         quality: resampler, ``"default"`` or ``"kaiser_best"`` (see :func:`resample`).
         device: where the samples go (resampling runs there).
@@ -207,7 +223,8 @@ def load_audio(source: AudioSource, sample_rate: int | None = None, *, start: fl
     Raises:
         AudioError: not a file, not audio, a corrupt or truncated header, no samples,
             NaN/Inf samples, an absurd sample rate, more than 8 channels, longer than
-            ``max_duration``.  All-silent audio only logs a warning.
+            ``max_duration``, shorter than ``min_duration``.  All-silent audio and a file
+            shorter than its header promises (truncated) only log a warning.
         InputError: bad ``start``/``duration``/``sample_rate`` values.
     """
     import soundfile
@@ -229,6 +246,12 @@ def load_audio(source: AudioSource, sample_rate: int | None = None, *, start: fl
             raise AudioError(f"{name}: {channels} channels; expected 1..{MAX_CHANNELS}")
         if frames <= 0:
             raise AudioError(f"{name}: the file holds no samples (0 frames)")
+        # libsndfile shortens a WAV's frame count to the bytes present, so a cut-off file looks
+        # complete; its header's data size still tells how long it was meant to be.
+        promised = _wav_header_frames(source, sound)
+        truncated = ""
+        if promised is not None and promised > frames:
+            truncated = f"; the header promises {promised / rate:.2f} s: truncated file?"
         first, count = _window_frames(frames, rate, start, duration, name=name)
         if duration is None and max_duration is not None and count / rate > max_duration:
             raise AudioError(f"{name}: {count / rate:.1f} s to decode is longer than the {max_duration:g} s limit; "
@@ -248,6 +271,12 @@ def load_audio(source: AudioSource, sample_rate: int | None = None, *, start: fl
         where = int(np.argmax(bad.any(axis=1)))
         raise AudioError(f"{name}: {int(bad.sum())} NaN/Inf samples (first at {where / rate:.3f} s); "
                          "expected finite samples")
+    if min_duration is not None and data.shape[0] < min_duration * rate:
+        raise AudioError(f"{name}: {_seconds(data.shape[0] / rate)} of audio ({data.shape[0]} samples at {rate} Hz"
+                         f"{truncated}); expected at least {min_duration:g} s")
+    if truncated:  # warned only when the sound is used anyway (an error above already says it)
+        logger.warning("%s: holds %d of the %d frames its header promises (%.3f of %.2f s; truncated file?)",
+                       name, frames, promised, frames / rate, promised / rate)
     samples = torch.from_numpy(np.ascontiguousarray(data.T))  # (channels, n)
     if device is not None:
         samples = samples.to(device)
@@ -259,6 +288,51 @@ def load_audio(source: AudioSource, sample_rate: int | None = None, *, start: fl
     if sample_rate is not None:
         wave = wave.resample(int(sample_rate), quality=quality)
     return wave
+
+
+def check_guide_sound(path: str | os.PathLike, *, what: str = "--sound") -> float:
+    """Decode a sound that is to guide an edit, before any model is loaded; returns its duration.
+
+    Raises:
+        AudioError: it cannot be decoded, or it is shorter than :data:`MIN_GUIDE_DURATION`
+            (the message starts with ``what``, the flag it came from).
+    """
+    try:
+        return load_audio(path, min_duration=MIN_GUIDE_DURATION).duration
+    except AudioError as exc:
+        raise AudioError(f"{what}: {exc}") from None
+
+
+def _seconds(value: float) -> str:
+    return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def _wav_header_frames(source: object, sound) -> int | None:
+    """Frames a RIFF/WAVE header's data chunk promises, or ``None`` (not a WAV, or no usable size)."""
+    if sound.format != "WAV":
+        return None
+    try:
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            head = bytes(source[:65536])
+        else:
+            with open(source, "rb") as fh:
+                head = fh.read(65536)
+    except OSError:
+        return None
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    block_align, pos = None, 12
+    while pos + 8 <= len(head):
+        chunk, size = head[pos:pos + 4], int.from_bytes(head[pos + 4:pos + 8], "little")
+        if chunk == b"fmt " and pos + 22 <= len(head):
+            block_align = int.from_bytes(head[pos + 20:pos + 22], "little")
+        elif chunk == b"data":
+            # 0 and 0xFFFFFFFF mark streamed files whose size was never filled in
+            if not block_align or size in (0, 0xFFFFFFFF):
+                return None
+            return size // block_align
+        pos += 8 + size + (size & 1)
+    return None
 
 
 def audio_info(source: AudioSource) -> dict:
@@ -281,10 +355,11 @@ def audio_info(source: AudioSource) -> dict:
 def _open_source(source: AudioSource) -> tuple[str, object]:
     """``(name for messages, what soundfile opens)``; checks paths exist and are non-empty files."""
     if isinstance(source, (bytes, bytearray, memoryview)):
+        name = getattr(source, "name", "<bytes>")  # NamedBytes: the file they were read from
         data = bytes(source)
         if not data:
-            raise AudioError("<bytes>: empty (0 bytes); expected the bytes of an audio file")
-        return "<bytes>", io.BytesIO(data)
+            raise AudioError(f"{name}: empty (0 bytes); expected the bytes of an audio file")
+        return name, io.BytesIO(data)
     if not isinstance(source, (str, os.PathLike)):
         raise InputError(f"audio: expected a path or file bytes, got {type(source).__name__}")
     path = Path(source)
@@ -320,4 +395,9 @@ def _window_frames(frames: int, rate: int, start: float | None, duration: float 
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip().rstrip(".")
     # libsndfile messages start with "Error opening <repr of the file>: "; the name is ours already
-    return text.split(": ", 1)[1] if text.startswith("Error opening") and ": " in text else (text or type(exc).__name__)
+    text = text.split(": ", 1)[1] if text.startswith("Error opening") and ": " in text else (text or type(exc).__name__)
+    if "possibly a pipe" in text:
+        # what libsndfile says, by path, of a file it cannot parse (e.g. a cut-off MP3); the file
+        # was checked to be a regular, readable file, so the real reason is that it cannot be decoded
+        return "it cannot be decoded: not a recognised audio format, or a truncated or corrupt file"
+    return text

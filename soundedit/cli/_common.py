@@ -37,6 +37,20 @@ def emit_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
+def embedding_cache(cache_dir: Path | None, no_cache: bool) -> Path | None:
+    """The embedding cache folder of ``--cache-dir`` / ``--no-cache`` (``None``: no cache).
+
+    Raises:
+        InputError: ``--cache-dir`` (or ``$SOUNDEDIT_HOME``) is a file, before any model is loaded.
+    """
+    from soundedit.evaluation.embeddings import default_cache_dir
+    from soundedit.fileio import check_folder
+
+    if no_cache:
+        return None
+    return check_folder(cache_dir, "--cache-dir") if cache_dir is not None else default_cache_dir()
+
+
 def expand_inputs(items: list[str], *, what: str, suffixes: tuple[str, ...] | None = None) -> list[Path]:
     """Expand CLI file arguments: ``-`` reads one path per line from stdin, folders are walked.
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from soundedit.cli._common import DeviceOpt, JsonOpt, SeedOpt, emit_json, stderr, stdout
+from soundedit.cli._common import DeviceOpt, JsonOpt, SeedOpt, embedding_cache, emit_json, stderr, stdout
 from soundedit.cli.main import app
 
 # -- shared options -------------------------------------------------------------------------------
@@ -57,12 +57,6 @@ def _templates(templates: list[str], ensemble: bool) -> list[str]:
 
         raise InputError("--ensemble and --template: give one or the other")
     return check_templates(templates or (ENSEMBLE_TEMPLATES if ensemble else DEFAULT_TEMPLATES))
-
-
-def _cache(cache_dir: Path | None, no_cache: bool):
-    from soundedit.evaluation.embeddings import default_cache_dir
-
-    return None if no_cache else (cache_dir or default_cache_dir())
 
 
 def _load_encoders(names: list[str], device):
@@ -194,7 +188,7 @@ def classify(
     space = _load_clip(clip, encoders, dev)
     with torch.no_grad():
         text = class_embeddings(space, ds.classes, templates).numpy()
-    emb = embed_dataset(ds, encoders[0], cache_dir=_cache(cache_dir, no_cache), batch_size=batch_size, device=dev)
+    emb = embed_dataset(ds, encoders[0], cache_dir=embedding_cache(cache_dir, no_cache), batch_size=batch_size, device=dev)
     result = classify_embeddings(emb, text, space.logit_scale, top_k=top_k)
     result.update(encoder=encoder, clip=clip, templates=templates)
     if not emb.clips and emb.failures:
@@ -329,7 +323,7 @@ def eval_zeroshot(
     datasets, dev, encoders, settings = _eval_inputs(root, dataset, encoder, folds=folds, limit=limit,
                                                      skip_missing=skip_missing, device=device)
     space = _load_clip(clip, encoders, dev)
-    report = run_zero_shot(datasets, encoders, space, templates=templates, cache_dir=_cache(cache_dir, no_cache),
+    report = run_zero_shot(datasets, encoders, space, templates=templates, cache_dir=embedding_cache(cache_dir, no_cache),
                            batch_size=batch_size, device=dev, out_dir=out, settings=settings)
     _finish(report, json_out, part="zeroshot")
 
@@ -367,7 +361,7 @@ def eval_probe(
         raise InputError(f"--C: expected positive numbers, got {c_values!r}")
     datasets, dev, encoders, settings = _eval_inputs(root, dataset, encoder, folds=folds, limit=limit,
                                                      skip_missing=skip_missing, device=device)
-    report = run_probe(datasets, encoders, Cs=Cs, cache_dir=_cache(cache_dir, no_cache), batch_size=batch_size,
+    report = run_probe(datasets, encoders, Cs=Cs, cache_dir=embedding_cache(cache_dir, no_cache), batch_size=batch_size,
                        device=dev, out_dir=out, seed=seed, settings=settings)
     _finish(report, json_out, part="probe")
 
@@ -403,7 +397,7 @@ def eval_table1(
     datasets, dev, encoders, settings = _eval_inputs(root, dataset, encoder, folds=folds, limit=limit,
                                                      skip_missing=skip_missing, device=device)
     space = _load_clip(clip, encoders, dev)
-    cache = _cache(cache_dir, no_cache)
+    cache = embedding_cache(cache_dir, no_cache)
     zs = run_zero_shot(datasets, encoders, space, templates=templates, cache_dir=cache, batch_size=batch_size,
                        device=dev, out_dir=out, settings=settings)
     pr = run_probe(datasets, encoders, cache_dir=cache, batch_size=batch_size, device=dev, out_dir=out, seed=seed,
@@ -497,7 +491,7 @@ def eval_edits(
     editor = Editor.from_pretrained(generator=generator, audio_encoder=encoder, clip=clip,
                                     identity=identity or None, device=str(dev))
     named = NamedEncoder(encoder, editor.clip_space.audio_encoder)
-    cache = _cache(cache_dir, no_cache)
+    cache = embedding_cache(cache_dir, no_cache)
     if semantic_audio is not None:
         ds = load_dataset(semantic_audio)
         if not ds.labelled:

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from soundedit.cli._common import DeviceOpt, JsonOpt, emit_json, stderr, stdout
-from soundedit.fileio import check_output_folder
+from soundedit.fileio import check_folder
 from soundedit.cli.main import app
 from soundedit.config import MAX_INTERPOLATE, MAX_LR, MAX_STEPS
 from soundedit.errors import InputError, check_int, check_number, check_seed
@@ -64,8 +64,10 @@ E4eOpt = Annotated[str, typer.Option("--encoder", help="Photo inversion: e4e che
 
 
 def _check_file(path: Path | None, what: str) -> None:
-    if path is not None and not path.is_file():
-        raise InputError(f"{what}: {str(path)!r} does not exist")
+    if path is not None:
+        from soundedit.fileio import check_file
+
+        check_file(path, what)
 
 
 def _source(image: Path | None, seed: int | None, latent: Path | None, free: bool) -> tuple[Any, str]:
@@ -185,8 +187,11 @@ def _summary(report: dict, out: Path) -> None:
 
 def _common_setup(sound, gain, text, image, seed, latent, free):
     """The sound/gain/text/source checks of edit and mix (their settings are checked first, by each)."""
+    from soundedit.audio.io import check_guide_sound
+
     for s in sound or []:
         _check_file(s, "--sound")
+        check_guide_sound(s, what="--sound")  # decoded now: a bad or too short sound fails before the models load
     from soundedit.editing.batch import parse_gains
 
     gains = parse_gains(gain)
@@ -253,7 +258,7 @@ def edit(
 
       soundedit edit --batch jobs.csv --out runs/   (columns: out,sound,gain,text,seed,latent,image)
     """
-    check_output_folder(out)  # before any model is loaded or step run
+    check_folder(out, "--out", writable=True)  # before any model is loaded or step run
     from soundedit.runtime import resolve_device
 
     _check_settings(mask, lr, truncation, lambda_sim, lambda_id, preset, steps, frame_every)
@@ -298,7 +303,10 @@ def edit(
                                  lambda_sim=lambda_sim, lambda_id=lambda_id, preset=preset, layer_mask=mask,
                                  truncation=truncation, frame_every=frame_every or max(1, n_steps // 25))
         except KeyboardInterrupt:
-            stderr.print(f"[red]interrupted[/red]: the edit did not finish; nothing was written to {out}")
+            # a photo's inversion was saved before the edit started: say so rather than "nothing"
+            written = (f"only the photo's inversion was written, to {out / 'inversion'}" if inversion is not None
+                       else f"nothing was written to {out}")
+            stderr.print(f"[red]interrupted[/red]: the edit did not finish; {written}")
             raise typer.Exit(130) from None
     result.meta["command"] = ["soundedit", *sys.argv[1:]]
     if inversion is not None:
@@ -453,7 +461,7 @@ def mix(
 
       soundedit mix --seed 5 --sound rain.wav --text "sunset" --layers 1-7:sound,8-14:text -g landscape-256
     """
-    check_output_folder(out)  # before any model is loaded or step run
+    check_folder(out, "--out", writable=True)  # before any model is loaded or step run
     from soundedit.runtime import progress, resolve_device
 
     _check_settings(mask, lr, truncation, lambda_sim, lambda_id, preset, steps)

@@ -80,11 +80,22 @@ def _weights() -> dict:
     from soundedit import weights
     from soundedit.errors import InputError
 
-    info: dict = {"home": weights.home_dir(), "cache": weights.weights_dir(), "offline": weights.offline()}
+    info: dict = {}
+    try:
+        info["offline"] = weights.offline()
+    except InputError as exc:  # reported, not raised (as below): this is the bug-report command
+        info.update(offline=None, offline_error=str(exc))
+    try:
+        info.update(home=weights.home_dir(), cache=weights.weights_dir())
+    except InputError as exc:  # a bad SOUNDEDIT_HOME is reported, not raised: this is the bug-report command
+        info.update(home=None, cache=None, home_error=str(exc))
     try:
         lock = weights.load_lock()
     except InputError as exc:  # a broken lock is exactly what a bug report should show
         info.update(lock=None, lock_error=str(exc), present=[], absent=[])
+        return info
+    if "home_error" in info:  # no cache to look into
+        info.update(lock=lock.path, present=[], absent=[entry.name for entry in lock])
         return info
     present, absent = [], []
     for entry in lock:
@@ -140,7 +151,10 @@ def env(json_out: JsonOpt = False) -> None:
     steps = data["optimiser_steps"]
     table.add_row("optimiser steps", escape(f"{steps['path']} ({steps['why']})"))
     w = data["weights"]
-    table.add_row("cache", f"{w['cache']}{' (offline)' if w['offline'] else ''}")
+    cache = f"[red]{escape(w['home_error'])}[/red]" if w.get("home_error") else escape(str(w["cache"]))
+    offline = f" [red]({escape(w['offline_error'])})[/red]" if w.get("offline_error") else (
+        " (offline)" if w["offline"] else "")
+    table.add_row("cache", f"{cache}{offline}")
     table.add_row("weights.lock", str(w["lock"]) if w["lock"] else f"[red]{w['lock_error']}[/red]")
     table.add_row("weights present", ", ".join(w["present"]) or "none")
     table.add_row("weights absent", ", ".join(w["absent"]) or "none")

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from soundedit.cli._common import DeviceOpt, JsonOpt, emit_json, stderr, stdout
-from soundedit.fileio import check_output_folder
+from soundedit.fileio import check_file, check_folder
 from soundedit.cli.main import app
 from soundedit.config import MAX_STEPS
 from soundedit.errors import InputError
@@ -85,7 +85,7 @@ def invert(
 
       soundedit invert valley.jpg -g landscape-256 --method projection --no-align
     """
-    check_output_folder(out)  # before the generator is loaded
+    check_folder(out, "--out", writable=True)  # before the generator is loaded
     from soundedit.runtime import resolve_device
 
     if image is not None and image_opt is not None:
@@ -93,8 +93,7 @@ def invert(
     photo = image if image is not None else image_opt
     if photo is None:
         raise InputError("IMAGE: expected a photo to invert (soundedit invert --image photo.jpg)")
-    if not photo.is_file():
-        raise InputError(f"--image: {str(photo)!r} does not exist")
+    check_file(photo, "IMAGE" if image is not None else "--image")
     options = inversion_options(generator, align, method, steps, lpips, encoder, w_space, landmark_model, seed)
     dev = resolve_device(device)
     from soundedit.models import load_generator

@@ -68,8 +68,14 @@ def main(argv: list[str] | None = None) -> int:
             stderr.print_exception()
         stderr.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         code = exc.exit_code
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        stderr.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, FileExistsError, PermissionError) as exc:
+        # a path the user gave (or a folder of theirs) that the OS refused: their input, not a bug
+        message = str(exc)
+        if isinstance(exc, (NotADirectoryError, FileExistsError)) and exc.filename is not None:
+            # mkdir or open met a file where a folder is needed (e.g. --out naming a file)
+            message = (f"{str(exc.filename)!r}: expected a folder (or a path inside one), but it or a folder above "
+                       f"it is a file ({exc.strerror})")
+        stderr.print(f"[red]error:[/red] {escape(message)}", highlight=False)
         code = EXIT_BAD_INPUT
     except Exception as exc:  # a bug: one line, the traceback only with --debug
         if _debug:

@@ -66,7 +66,7 @@ def train(
 
     from soundedit.config import TrainConfig
     from soundedit.errors import InputError, check_number, check_seed
-    from soundedit.fileio import check_output_folder
+    from soundedit.fileio import check_folder
     from soundedit.models import load_clip_space
     from soundedit.runtime import set_progress_enabled
     from soundedit.training import distributed
@@ -76,7 +76,7 @@ def train(
     if manifest is None or out is None:
         raise InputError("soundedit train: expected --manifest and --out (see `soundedit train --help`), "
                          f"got manifest={manifest}, out={out}")
-    check_output_folder(out)
+    check_folder(out, "--out", writable=True)
     try:
         cfg = TrainConfig.preset(config)
     except ValueError as exc:
@@ -288,9 +288,9 @@ def embed(
     import torch
 
     from soundedit.audio import AUDIO_EXTENSIONS
-    from soundedit.cli._common import expand_inputs
+    from soundedit.cli._common import embedding_cache, expand_inputs
     from soundedit.errors import InputError
-    from soundedit.fileio import atomic_open, write_json
+    from soundedit.fileio import atomic_open, check_file, write_json
     from soundedit.models import load_clip_space
     from soundedit.runtime import progress, resolve_device
     from soundedit.training.targets import load_frame
@@ -305,19 +305,18 @@ def embed(
     if blank:  # an empty prompt embeds to a meaningless vector that would sit in the output unnoticed
         raise InputError(f"--text: expected a non-empty text, got {blank[0]!r}")
     for p in images:
-        if not p.is_file():
-            raise InputError(f"--image: {str(p)!r} is not a file")
+        check_file(p, "--image")
     if not (audio_paths or texts or images):
         raise InputError("soundedit embed: expected audio files, --text or --image, got nothing to embed")
+    cache = embedding_cache(cache_dir, no_cache) if audio_paths else None
     dev = resolve_device(device)
     space = load_clip_space(clip, audio_encoder=encoder if audio_paths else None, device=dev)
     index: list[dict] = []
     chunks: list[torch.Tensor] = []
     if audio_paths:
-        from soundedit.evaluation.embeddings import default_cache_dir, embed_files
+        from soundedit.evaluation.embeddings import embed_files
 
-        done = embed_files(space.audio_encoder, audio_paths, batch_size=batch_size, device=dev,
-                           cache_dir=None if no_cache else (cache_dir or default_cache_dir()))
+        done = embed_files(space.audio_encoder, audio_paths, batch_size=batch_size, device=dev, cache_dir=cache)
         if done.failures:
             bad = "; ".join(f"{audio_paths[i]}: {why}" for i, why in list(done.failures.items())[:5])
             raise InputError(f"SOUNDS: {len(done.failures)} of {len(audio_paths)} file(s) could not be embedded ({bad})")

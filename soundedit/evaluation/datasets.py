@@ -227,14 +227,22 @@ def _unique_labels(labels: Sequence[str], *, what: str) -> list[str]:
 def _read_csv(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
     try:
         with path.open(newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            # the header line itself: a row's keys also hold None for its cells beyond the header
+            header = [c for c in (reader.fieldnames or []) if c is not None]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise InputError(f"{path}: cannot read the metadata CSV ({exc})") from exc
-    header = set(rows[0]) if rows else set()
     absent = [c for c in required if c not in header]
     if absent:
         raise InputError(f"{path}: expected columns {', '.join(required)}; missing {', '.join(absent)} "
-                         f"(got {', '.join(sorted(header)) or 'no rows'})")
+                         f"(got {', '.join(header) if header else 'an empty file'})")
+    if not rows:
+        raise InputError(f"{path}: expected one row per clip under the header, got no rows")
+    for line, row in enumerate(rows, start=2):  # line 1 is the header
+        if None in row or any(row.get(c) is None for c in required):
+            raise InputError(f"{path}: row {line}: expected {len(header)} cells (one per header column), "
+                             f"got {len(header) + len(row.get(None) or []) - sum(v is None for v in row.values())}")
     return rows
 
 

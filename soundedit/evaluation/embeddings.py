@@ -185,9 +185,13 @@ def embed_files(
                     rows[i] = cached
                     continue
                 try:
-                    x = encoder.prepare(data, device=device)
+                    from soundedit.audio.io import NamedBytes
+
+                    # named, so a decoding error names the file rather than "<bytes>"
+                    x = encoder.prepare(NamedBytes(data, str(path)), device=device)
                 except SoundeditError as exc:  # undecodable/corrupt/unsupported audio: recorded, run goes on
-                    failures[i] = str(exc)
+                    # the reason alone: every caller pairs it with the file, which the message starts with
+                    failures[i] = str(exc).removeprefix(f"{path}: ")
                     continue
                 pending.append((i, x))
                 if len(pending) >= batch_size:

@@ -175,7 +175,7 @@ def run_zero_shot(datasets: Sequence[AudioDataset], encoders: Sequence[NamedEnco
             emb = embed_dataset(ds, enc, cache_dir=cache_dir, batch_size=batch_size, device=device)
             if not emb.clips:
                 raise InputError(f"{ds.root}: none of the {len(ds.clips)} clips could be decoded "
-                                 f"(first: {emb.failures[0][1] if emb.failures else 'no clips'})")
+                                 f"(first: {f'{emb.failures[0][0].path}: {emb.failures[0][1]}' if emb.failures else 'no clips'})")
             logits = zero_shot_scores(emb.embeddings, text[ds.name], clip_space.logit_scale)
             res = evaluate_scores(logits, emb.targets, ds.classes, folds=emb.folds)
             entry = res.to_dict()

@@ -16,6 +16,11 @@ from soundedit.errors import InputError, check_int, check_seed
 
 logger = logging.getLogger("soundedit")
 
+#: Photos with a shorter side below this are refused: resized to the generator they are flat or blocky.
+MIN_PHOTO_SIDE = 16
+#: Photos upscaled more than this to the generator's side get a warning (the inversion will be blurry).
+MAX_UPSCALE = 4
+
 METHODS = ("auto", "e4e", "projection", "e4e+projection")
 ALIGN_MODES = ("face", "center")
 #: projection steps by method when ``steps`` is not given (refinement starts close already)
@@ -91,7 +96,15 @@ def prepare_image(image: Any, size: int, *, align: bool | str = True, landmarks:
     if mode not in ALIGN_MODES:
         raise InputError(f"align: expected True/False or one of {', '.join(ALIGN_MODES)}, got {align!r}")
     rgb = load_image(image, what=what)
-    info: dict[str, Any] = {"input_size": [int(rgb.shape[1]), int(rgb.shape[0])]}
+    height, width = int(rgb.shape[0]), int(rgb.shape[1])
+    # Resizing a few pixels up to the generator's side gives a flat or blocky image: nothing to invert.
+    if min(height, width) < MIN_PHOTO_SIDE:
+        raise InputError(f"{what}: the photo is {width} x {height} px; expected at least {MIN_PHOTO_SIDE} px on its "
+                         f"shorter side (it is resized to the generator's {size} x {size})")
+    if min(height, width) * MAX_UPSCALE < size:
+        logger.warning("%s: the photo is %d x %d px, upscaled more than %dx to the generator's %d x %d: expect a "
+                       "blurry inversion", what, width, height, MAX_UPSCALE, size, size)
+    info: dict[str, Any] = {"input_size": [width, height]}
     if mode == "face":
         lm = None if landmarks is None else np.asarray(landmarks, dtype=np.float64)
         aligned, face = align_face(rgb, size, landmarks=lm, model=landmark_model, what=what)

@@ -213,11 +213,10 @@ def load_e4e(path_or_name: str | os.PathLike = "e4e-ffhq", *, device: str | torc
     from soundedit.weights import resolve
 
     path = resolve(path_or_name)
-    try:
-        # opts is a plain dict of numbers/strings; weights_only refuses anything executable
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt or unsafe files; name the file instead
-        raise CheckpointError(f"e4e checkpoint {str(path)!r}: cannot read it safely ({type(exc).__name__}: {exc})") from exc
+    from soundedit.models.checkpoint import load_torch
+
+    # opts is a plain dict of numbers/strings; weights_only refuses anything executable
+    ckpt = load_torch(path, what="an e4e checkpoint")
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
         got = sorted(map(str, ckpt))[:6] if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(f"e4e checkpoint {str(path)!r}: expected a dict with 'state_dict' (pSp/e4e layout), got {got}")

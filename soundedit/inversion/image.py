@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import io
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from soundedit.errors import InputError
+from soundedit.fileio import check_file
 
 #: Background an alpha channel is composited onto (white, as image viewers show transparency).
 ALPHA_BACKGROUND = (255, 255, 255)
@@ -42,19 +42,32 @@ def load_image(image: Any, *, what: str = "image") -> np.ndarray:
         if isinstance(image, (bytes, bytearray)):
             source, name = io.BytesIO(image), f"{what} (bytes)"
         else:
-            path = Path(image)
-            if not path.is_file():
-                raise InputError(f"{what}: {str(path)!r} does not exist")
+            path = check_file(image, what)
             source, name = path, f"{what} {str(path)!r}"
         try:
             with Image.open(source) as img:
                 img.load()
                 # EXIF orientation: cameras store the sensor's pixels and a "rotate me" tag
                 return _pil_to_rgb(ImageOps.exif_transpose(img))
+        except Image.DecompressionBombError as exc:  # Pillow refuses to decode it: say what and why
+            raise InputError(f"{name}: {_bomb_sizes(str(exc))}; expected a photo within Pillow's "
+                             "decompression-bomb limit (downscale it first)") from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
             raise InputError(f"{name}: expected an image file Pillow can decode (PNG, JPEG, WebP ...), "
                              f"got {type(exc).__name__}: {exc}") from exc
     return _array_to_rgb(image, what)
+
+
+def _bomb_sizes(message: str) -> str:
+    """'the image has N pixels, over the limit of M' from Pillow's DecompressionBombError message."""
+    import re
+
+    m = re.search(r"Image size \((\d+) pixels\) exceeds limit of (\d+) pixels", message)
+    if m is None:
+        return f"too large to decode ({message})"
+    pixels, limit = int(m.group(1)), int(m.group(2))
+    return (f"the image has {pixels:,} pixels ({pixels / 1e6:.3g} megapixels), over the limit of {limit:,} "
+            f"({limit / 1e6:.3g} megapixels, about {int(limit ** 0.5):,} x {int(limit ** 0.5):,})")
 
 
 def _pil_to_rgb(img) -> np.ndarray:

@@ -56,10 +56,9 @@ def vgg16_features_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     Raises:
         CheckpointError: unreadable file or missing/misshaped convolution weights.
     """
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt files; name the file instead
-        raise CheckpointError(f"VGG16 checkpoint {str(path)!r}: cannot read it ({type(exc).__name__}: {exc})") from exc
+    from soundedit.models.checkpoint import load_torch
+
+    state = load_torch(path, what="a torchvision VGG16 checkpoint")
     if not isinstance(state, dict):
         raise CheckpointError(f"VGG16 checkpoint {str(path)!r}: expected a torchvision state dict, got {type(state).__name__}")
     feats = {k: v for k, v in state.items() if k.startswith("features.")}

@@ -221,18 +221,13 @@ def load_audio_encoder(path_or_name: str | os.PathLike, *, device: str | torch.d
     from soundedit.weights import resolve
 
     path = resolve(path_or_name)
-    if _is_safetensors(path):
+    from soundedit.models.checkpoint import sniff_file
+
+    if sniff_file(path) == "safetensors":
         encoder = _load_ours(path)
     else:
         encoder = _load_official(path)
     return encoder.to(device).eval()
-
-
-def _is_safetensors(path: Path) -> bool:
-    # safetensors: 8-byte little-endian header size, then a JSON header starting with "{".
-    with open(path, "rb") as fh:
-        head = fh.read(9)
-    return len(head) == 9 and head[8:9] == b"{"
 
 
 def _load_ours(path: Path) -> AudioEncoder:
@@ -258,14 +253,9 @@ def _load_ours(path: Path) -> AudioEncoder:
 
 
 def _load_official(path: Path) -> AudioEncoder:
-    import pickle
-    import zipfile
+    from soundedit.models.checkpoint import load_torch
 
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint or safetensors file "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+    obj = load_torch(path, what="an audio encoder checkpoint (the authors' .pth or our .safetensors)")
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):

@@ -1,12 +1,100 @@
-"""Checks shared by the checkpoint loaders (generator, identity net, audio encoder)."""
+"""Reading and checks shared by the checkpoint loaders (generator, identity net, audio encoder, CLIP,
+e4e, VGG16)."""
 
 from __future__ import annotations
 
 import os
+import pickle
+import struct
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
 
 import torch
 
 from soundedit.errors import CheckpointError
+
+#: the first bytes of a legacy (pre-zip) ``torch.save`` file: a pickled magic number
+TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."
+
+
+def sniff_file(path: str | os.PathLike) -> str:
+    """What a file holds, from its first bytes (never its name).
+
+    Returns:
+        ``"torch"`` (zip or legacy ``torch.save``; TorchScript archives are zips too), ``"pickle"``
+        (a plain pickle), ``"safetensors"``, ``"short"`` (under 9 bytes) or ``"unknown"``.
+    """
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if len(head) < 9:
+        return "short"
+    if head.startswith(b"PK\x03\x04") or head.startswith(TORCH_LEGACY_MAGIC[:len(head)]):
+        return "torch"
+    if head[:1] == b"\x80":
+        return "pickle"
+    if head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] < 100_000_000:
+        return "safetensors"
+    return "unknown"
+
+
+def describe_file(path: str | os.PathLike) -> str:
+    """A few words on what a file that is not the expected checkpoint is, for error messages."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+    kind = sniff_file(path)
+    if not head:
+        return "an empty file"
+    if kind == "short":
+        return f"a file of only {len(head)} bytes"
+    if kind in ("safetensors", "pickle"):
+        return f"a {kind} file"
+    if kind == "torch":
+        return "a PyTorch file"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"unrecognised data (first bytes {head[:8]!r})"
+    return f"text ({text.splitlines()[0][:24]!r}...)" if text.strip() else "blank text"
+
+
+def load_torch(path: str | os.PathLike, *, what: str, allow: Iterable[type] = ()) -> Any:
+    """``torch.load(weights_only=True)`` of a checkpoint that should hold ``what``.
+
+    Only zip and legacy ``torch.save`` files reach ``torch.load``: anything else (text, a
+    safetensors or plain pickle file, a truncated file) would fail deep inside the unpickler
+    with errors like ``KeyError: 101``; it is refused here with what the file is instead.
+
+    Args:
+        path: the file.
+        what: what it should hold, for messages (e.g. ``"an audio encoder checkpoint"``).
+        allow: extra classes the restricted unpickler may build (e.g. ``argparse.Namespace``).
+
+    Raises:
+        CheckpointError: not a PyTorch file, truncated or corrupt, or holding objects other
+            than tensors and plain containers.
+    """
+    path = Path(path)
+    if sniff_file(path) != "torch":
+        raise CheckpointError(f"{path}: not {what}: expected a PyTorch checkpoint file (torch.save), "
+                              f"got {describe_file(path)}")
+    try:
+        with torch.serialization.safe_globals(list(allow)):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(f"{path}: refused to load {what}: the checkpoint holds objects other than tensors "
+                              f"and plain containers ({_first_line(err)})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError, TypeError,
+            AttributeError, struct.error) as err:  # torch raises all of these for damaged files
+        raise CheckpointError(f"{path}: cannot read {what} (truncated or corrupt PyTorch file?): "
+                              f"{_first_line(err)}") from None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    # torch's messages run on with advice after the first sentence; the first one names the problem
+    return f"{type(err).__name__}: {text.splitlines()[0].split('. ')[0]}" if text else type(err).__name__
 
 
 def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], *, source: str | os.PathLike,

@@ -274,20 +274,19 @@ def _load_openai_layout(path: Path) -> nn.Module:
     """OpenAI's ``.pt`` (TorchScript archive or plain state dict) -> open_clip ``CLIP`` in fp32."""
     from open_clip.model import build_model_from_openai_state_dict
 
+    from soundedit.models.checkpoint import load_torch, sniff_file
+
     state = None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated but is OpenAI's format
-        try:
-            # Only the tensors of the archive are used; none of its TorchScript code is run.
-            state = {k: v for k, v in torch.jit.load(str(path), map_location="cpu").state_dict().items()}
-        except (RuntimeError, ValueError):
-            state = None  # not a TorchScript archive: a plain state dict then
+    if sniff_file(path) == "torch":  # TorchScript archives are zips; anything else is refused by load_torch
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated but is OpenAI's format
+            try:
+                # Only the tensors of the archive are used; none of its TorchScript code is run.
+                state = {k: v for k, v in torch.jit.load(str(path), map_location="cpu").state_dict().items()}
+            except (RuntimeError, ValueError):
+                state = None  # not a TorchScript archive: a plain state dict then
     if state is None:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
-            raise CheckpointError(f"{path}: not a CLIP checkpoint (expected OpenAI's TorchScript .pt or a "
-                                  f"state dict; {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+        state = load_torch(path, what="a CLIP checkpoint (OpenAI's TorchScript .pt or a state dict)")
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = {k.removeprefix("module."): v for k, v in state["state_dict"].items()}
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -163,12 +163,11 @@ def load_identity_net(path_or_name: str | os.PathLike = "ir-se50", *, device: st
     Raises:
         CheckpointError: unreadable, unsafe, or keys/shapes that do not fit.
     """
-    from soundedit.models.checkpoint import check_state_dict
-    from soundedit.models.stylegan2.loading import _torch_load
+    from soundedit.models.checkpoint import check_state_dict, load_torch
     from soundedit.weights import resolve
 
     path = resolve(path_or_name)
-    state = _torch_load(path)
+    state = load_torch(path, what="an IR-SE50 identity-net checkpoint")
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: expected an IR-SE50 state dict, got {type(state).__name__}")
     if isinstance(state.get("state_dict"), dict):

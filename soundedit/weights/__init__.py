@@ -38,16 +38,28 @@ TIMEOUT_ENV = "SOUNDEDIT_TIMEOUT"
 
 
 def offline() -> bool:
-    """Whether downloads are switched off (``SOUNDEDIT_OFFLINE`` set to 1/true/yes)."""
-    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    """Whether downloads are switched off (``SOUNDEDIT_OFFLINE`` set to 1/true/yes/on).
+
+    Raises:
+        InputError: any value other than 0/1/false/true/no/yes/off/on (a typo must not mean "online").
+    """
+    from soundedit.runtime import switch_setting
+
+    return switch_setting(OFFLINE_ENV, choices=("0", "1", "false", "true", "no", "yes", "off", "on")) in (
+        "1", "true", "yes", "on")
 
 
 def _timeout() -> float:
+    import math
+
     value = os.environ.get(TIMEOUT_ENV, "").strip()
     try:
-        return float(value) if value else 20.0
+        seconds = float(value) if value else 20.0
     except ValueError:
-        raise InputError(f"{TIMEOUT_ENV}: expected a number of seconds, got {value!r}") from None
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise InputError(f"{TIMEOUT_ENV}: expected a positive number of seconds, got {value!r}")
+    return seconds
 
 
 def get_entry(name: str) -> WeightsEntry:
@@ -79,6 +91,7 @@ def resolve(name_or_path: str | os.PathLike, *, download: bool = True) -> Path:
                              "got a directory")
         return path
     text = os.fspath(name_or_path)
+    offline(), _timeout()  # a bad setting is an error even when the file is cached and they are not needed
     lock = load_lock()
     if text not in lock:
         raise InputError(f"{text!r} is neither an existing file nor a weights.lock name{lock.suggest(text)}; "
@@ -134,13 +147,14 @@ def fetch(name: str, *, force: bool = False, retries: int = 3, timeout: float | 
     from soundedit.weights import download, store
 
     entry = get_entry(name)
+    is_offline = offline()  # read first: a bad value is an error even when the file is cached
+    timeout = _timeout() if timeout is None else timeout
     if not force and (found := _local(entry)) is not None:
         return found
-    if offline():
+    if is_offline:
         if force and _local(entry) is not None:
             raise WeightsError(f"cannot download weights {entry.name!r} again: downloads are switched off ({OFFLINE_ENV}=1)")
         raise _missing(entry, f"downloads are switched off ({OFFLINE_ENV}=1)")
-    timeout = _timeout() if timeout is None else timeout
     part = store.partial_path(entry)
     with store.exclusive(part.with_name(part.name + ".lock")):
         if not force and (found := cached_path(entry)) is not None:  # another process finished it meanwhile
@@ -169,7 +183,11 @@ def fetch(name: str, *, force: bool = False, retries: int = 3, timeout: float | 
                 failures.append(f"{exc} (deleted)")
                 logger.warning("%s (deleted)", exc)
                 continue
-            target = store.add_file(entry, part, move=True, sha256=sha, size=size)
+            try:
+                target = store.add_file(entry, part, move=True, sha256=sha, size=size)
+            except InputError:  # an unpinned download that is not the slot's kind: never resume it
+                download.discard_partial(part)
+                raise
             download.discard_partial(part)
             logger.info("fetched %s -> %s", entry.name, target)
             return target
@@ -225,6 +243,10 @@ def pin(name: str, *, file: str | os.PathLike | None = None, force: bool = False
     if entry.sha256 is not None and entry.sha256 != sha and not force:
         raise InputError(f"weights {name!r} is already pinned to sha256 {entry.sha256}, but {src} has {sha}; "
                          "pass --force to replace the pinned hash")
+    if entry.sha256 != sha:  # what gets pinned must at least be the slot's kind of file
+        from soundedit.weights.layouts import check_layout
+
+        check_layout(name, entry.layout, src)
     path = pin_entry(name, sha, size)
     if file is not None:
         store.add_file(get_entry(name), src, move=False, sha256=sha, size=size)

@@ -35,9 +35,15 @@ _CHUNK = 1 << 20
 
 
 def home_dir() -> Path:
-    """``$SOUNDEDIT_HOME``, default ``~/.cache/soundedit`` (read on every call, never at import)."""
+    """``$SOUNDEDIT_HOME``, default ``~/.cache/soundedit`` (read on every call, never at import).
+
+    Raises:
+        InputError: ``$SOUNDEDIT_HOME`` names a file (or a path under one).
+    """
+    from soundedit.fileio import check_folder
+
     value = os.environ.get(HOME_ENV, "").strip()
-    return Path(value).expanduser() if value else Path.home() / ".cache" / "soundedit"
+    return check_folder(value, HOME_ENV) if value else Path.home() / ".cache" / "soundedit"
 
 
 def weights_dir() -> Path:
@@ -123,11 +129,16 @@ def add_file(entry: WeightsEntry, src: Path, *, move: bool, sha256: str | None =
         sha256, size: the file's digest and size when already computed.
 
     Raises:
-        InputError: the file's sha256 or size differ from the pinned ones (nothing is added).
+        InputError: the file's sha256 or size differ from the pinned ones, or (unpinned entry)
+            it does not load as the entry's layout; nothing is added.
     """
     if sha256 is None or size is None:
         sha256, size = sha256_file(src)
     check_matches(entry, sha256, size, what=str(src))
+    if not entry.pinned:  # no hash to prove it: at least it must be the slot's kind of file
+        from soundedit.weights.layouts import check_layout
+
+        check_layout(entry.name, entry.layout, src)
     target = blob_path(sha256, entry.file)
     target.parent.mkdir(parents=True, exist_ok=True)
     if move:

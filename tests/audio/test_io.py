@@ -253,3 +253,46 @@ def test_all_silent_warns_and_still_loads(tmp_path, caplog):
 def test_audio_info(formats_dir):
     info = audio_info(formats_dir / "booth_chainsaw04.wav")
     assert (info["sample_rate"], info["channels"], info["subtype"]) == (44100, 2, "PCM_32")
+
+
+def test_truncated_wav_warns_and_is_too_short_to_guide(tmp_path, caplog):
+    from soundedit.audio.io import MIN_GUIDE_DURATION, check_guide_sound
+
+    full = tmp_path / "full.wav"
+    sf.write(full, (0.1 * np.sin(np.arange(44100 * 5) / 10)).astype(np.float32), 44100, subtype="PCM_16")
+    cut = tmp_path / "trunc.wav"
+    cut.write_bytes(full.read_bytes()[:100])  # the header promises 5 s; 28 samples are there
+    with caplog.at_level(logging.WARNING, logger="soundedit"):
+        wave = load_audio(cut)
+    assert wave.num_frames == 28
+    assert "holds 28 of the 220500 frames its header promises" in caplog.text and "truncated file?" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="soundedit"), pytest.raises(AudioError) as err:
+        check_guide_sound(cut, what="--sound")
+    assert str(err.value) == (f"--sound: {cut}: 0.6 ms of audio (28 samples at 44100 Hz; the header promises "
+                              f"5.00 s: truncated file?); expected at least {MIN_GUIDE_DURATION:g} s")
+    assert caplog.text == ""  # the error says it all; no extra warning line
+    short = tmp_path / "click.wav"
+    sf.write(short, np.full(441 * 5, 0.5, np.float32), 44100)  # a complete 50 ms file
+    with pytest.raises(AudioError, match=r"click\.wav: 50\.0 ms of audio \(2205 samples at 44100 Hz\); expected at least 0\.1 s"):
+        check_guide_sound(short)
+    assert check_guide_sound(full) == pytest.approx(5.0)
+
+
+def test_truncated_mp3_says_it_cannot_be_decoded(tmp_path, formats_dir):
+    cut = tmp_path / "trunc.mp3"
+    cut.write_bytes((formats_dir / "cat.mp3").read_bytes()[:50])
+    with pytest.raises(AudioError) as err:
+        load_audio(cut)
+    assert str(err.value).startswith(f"{cut}: not a readable audio file (it cannot be decoded: not a recognised "
+                                     "audio format, or a truncated or corrupt file)")
+    assert "pipe" not in str(err.value)
+
+
+def test_named_bytes_name_their_file():
+    from soundedit.audio.io import NamedBytes
+
+    with pytest.raises(AudioError, match=r"^sounds/x\.wav: not a readable audio file"):
+        load_audio(NamedBytes(b"hello, not audio", "sounds/x.wav"))
+    with pytest.raises(AudioError, match=r"^sounds/e\.wav: empty"):
+        load_audio(NamedBytes(b"", "sounds/e.wav"))

@@ -75,3 +75,58 @@ def test_missing_weights_offline_exit_1_with_instructions(run, tmp_path):
     assert "https://kr.object.ncloudstorage.com/cvpr2022/landscape.pt" in lines[0]
     assert str(tmp_path / "home" / "weights" / "incoming" / "landscape.pt") in lines[0]
     assert "Traceback" not in res.stderr
+
+
+def test_soundedit_home_that_is_a_file(run, tmp_path):
+    home = tmp_path / "afile"
+    home.write_text("")
+    env = {**os.environ, "SOUNDEDIT_HOME": str(home), "SOUNDEDIT_OFFLINE": "1", "COLUMNS": "200"}
+    env.pop("SOUNDEDIT_WEIGHTS_LOCK", None)
+
+    def run_home(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(_command() + list(args), capture_output=True, text=True, env=env, timeout=120)
+
+    # env is the bug-report command: it reports the bad setting instead of failing
+    res = run_home("env", "--json")
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)["weights"]
+    assert data["home_error"] == f"SOUNDEDIT_HOME: expected a folder, got {str(home)!r} (a file)"
+    assert "landscape-256" in data["absent"]
+    res = run_home("env")
+    assert res.returncode == 0 and "SOUNDEDIT_HOME: expected a folder" in res.stdout, res.stderr
+    for args in (("weights", "fetch", "landscape-256"), ("weights", "path", "landscape-256")):
+        res = run_home(*args)
+        assert res.returncode == 2, res.stderr
+        assert res.stderr.strip() == f"error: SOUNDEDIT_HOME: expected a folder, got {str(home)!r} (a file)"
+
+
+def test_os_errors_on_the_users_folders_are_input_errors(run, tmp_path):
+    # a file where the cache's weights/ folder should be: NotADirectoryError is reported, not a bug
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "weights").write_text("")
+    res = run("weights", "path", "landscape-256")
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "internal error" not in lines[0] and "Not a directory" in lines[0]
+    assert "but it or a folder above it is a file" in lines[0] and str(tmp_path / "home" / "weights") in lines[0]
+
+
+def test_embed_cache_dir_that_is_a_file(run, tmp_path):
+    sound, cache = tmp_path / "a.wav", tmp_path / "cachefile"
+    sound.write_bytes(b"RIFF")
+    cache.write_text("")
+    res = run("embed", str(sound), "--json", "--cache-dir", str(cache / "sub"))
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip() == (f"error: --cache-dir: expected a folder, got {str(cache / 'sub')!r} "
+                                  f"({str(cache)!r} is a file)")
+
+
+def test_env_reports_a_bad_offline_setting(tmp_path):
+    env = {**os.environ, "SOUNDEDIT_HOME": str(tmp_path / "home"), "SOUNDEDIT_OFFLINE": "maybe"}
+    res = subprocess.run(_command() + ["env", "--json"], capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)["weights"]
+    assert data["offline"] is None and "SOUNDEDIT_OFFLINE: expected one of" in data["offline_error"]
+    res = subprocess.run(_command() + ["weights", "fetch", "landscape-256"], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert res.returncode == 2 and res.stderr.strip().endswith("got 'maybe'"), res.stderr

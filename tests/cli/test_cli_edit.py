@@ -151,9 +151,14 @@ def test_batch_runs_rows_resumes_and_shards(run, models, esc50_root, tmp_path):
     # a photo's inversion flags are named as typed under `edit`, not as `invert` spells them
     (["{siren}", "--sound", "{siren}", "--invert-steps", "0"], "--invert-steps: expected an integer from 1 to"),
     (["{siren}", "--sound", "{siren}", "--invert-method", "magic"], "--invert-method: expected one of auto"),
+    # a folder where a file is expected is named as a folder, not as missing
+    (["--sound", "{dir}"], "--sound: expected a file, got the folder '{dir}'"),
+    (["{dir}", "--sound", "{siren}"], "IMAGE: expected a file, got the folder '{dir}'"),
+    (["--batch", "{dir}"], "--batch: expected a file, got the folder '{dir}'"),
 ])
 def test_bad_flags_and_missing_files_give_one_line_errors(args, message, esc50_root, soundedit_home, capfd):
-    args = [a.replace("{siren}", str(esc50_root / "audio" / SIREN)) for a in args]
+    args = [a.replace("{siren}", str(esc50_root / "audio" / SIREN)).replace("{dir}", str(esc50_root)) for a in args]
+    message = message.replace("{dir}", str(esc50_root))
     code = main(["edit", *args, "--device", "cpu"])
     err = capfd.readouterr().err.strip()
     assert code == 2
@@ -222,10 +227,11 @@ def test_steps_auto_is_fewer_on_a_cpu_and_says_so():
 def test_an_unusable_out_is_refused_before_any_work(command, tmp_path, soundedit_home, capfd):
     a_file = tmp_path / "taken"
     a_file.write_text("x")
-    for out, message in ((a_file, "is a file; expected a folder"), (a_file / "sub", "which is a file")):
+    for out, message in ((a_file, "(a file)"), (a_file / "sub", f"('{a_file}' is a file)")):
         code = main([*command, "--out", str(out)])
         err = capfd.readouterr().err.strip()
-        assert code == 2 and f"--out: '{out}'" in err and message in err and len(err.splitlines()) == 1, err
+        assert code == 2 and f"--out: expected a folder, got '{out}'" in err and message in err, err
+        assert len(err.splitlines()) == 1, err
 
 
 def test_an_interrupted_save_keeps_the_earlier_outputs(models, esc50_root, soundedit_home, tmp_path, capfd,
@@ -344,3 +350,43 @@ def test_batch_row_latents_with_several_codes_fail_before_any_group_runs(models,
     err = capfd.readouterr().err.strip()
     assert "--batch row 2: latent" in err and "holds 3 codes; expected one code per row" in err, err
     assert not out.exists()  # the first row did not run either
+
+
+def test_a_truncated_or_too_short_sound_is_refused_before_loading(tmp_path, soundedit_home, capfd):
+    import numpy as np
+    import soundfile as sf
+
+    full = tmp_path / "full.wav"
+    sf.write(full, np.zeros(44100 * 5, np.float32) + 0.1, 44100, subtype="PCM_16")
+    cut = tmp_path / "trunc.wav"
+    cut.write_bytes(full.read_bytes()[:100])
+    # the weights named do not exist: the sound must be refused before any model is looked for
+    code = main(["edit", "--seed", "0", "--sound", str(cut), "--generator", "no-such-model", "--device", "cpu"])
+    err = capfd.readouterr().err.strip()
+    assert code == 2, err
+    assert err == (f"error: --sound: {cut}: 0.6 ms of audio (28 samples at 44100 Hz; the header promises 5.00 s: "
+                   "truncated file?); expected at least 0.1 s")
+
+
+def test_interrupted_photo_edit_says_the_inversion_was_written(models, tmp_path, esc50_root, soundedit_home, capfd,
+                                                               monkeypatch):
+    import numpy as np
+    from PIL import Image
+
+    from soundedit.editing import Editor
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Editor, "edit", interrupted)
+    photo = tmp_path / "photo.png"
+    Image.fromarray((np.random.default_rng(1).random((40, 40, 3)) * 255).astype(np.uint8)).save(photo)
+    out = tmp_path / "edit"
+    code = main(["edit", str(photo), "--sound", str(esc50_root / "audio" / SIREN), *models, "--preset", "scenes",
+                 "--steps", "2", "--invert-method", "projection", "--invert-steps", "2", "--no-align",
+                 "--lpips", "none", "--out", str(out)])
+    err = capfd.readouterr().err
+    assert code == 130
+    assert (out / "inversion" / "w_plus.pt").is_file() and not (out / "edited.png").exists()
+    assert f"the edit did not finish; only the photo's inversion was written, to {out / 'inversion'}" in err
+    assert "nothing was written" not in err

@@ -93,3 +93,24 @@ def test_malformed_metadata_is_an_input_error(tmp_path):
     (tmp_path / "meta" / "esc50.csv").write_text("filename,fold,target,category\nx.wav,one,0,dog\n")
     with pytest.raises(InputError, match="row 2.*'fold'"):
         load_dataset(tmp_path)
+
+
+@pytest.mark.parametrize("text, message", [
+    # rows longer than an unrelated header: the header is named, not a TypeError from sorting None
+    ("a,b,c\nx.wav,1,0,dog,True,1,A\n",
+     "esc50.csv: expected columns filename, fold, target, category; missing filename, fold, target, category "
+     "(got a, b, c)"),
+    ("", "esc50.csv: expected columns filename, fold, target, category; missing filename, fold, target, category "
+         "(got an empty file)"),
+    ("filename,fold,target,category\n", "esc50.csv: expected one row per clip under the header, got no rows"),
+    ("filename,fold,target,category\nx.wav,1,0,dog\ny.wav,1\n",
+     "esc50.csv: row 3: expected 4 cells (one per header column), got 2"),
+    ("filename,fold,target,category\nx.wav,1,0,dog,extra\n",
+     "esc50.csv: row 2: expected 4 cells (one per header column), got 5"),
+])
+def test_esc50_metadata_with_wrong_columns_names_the_file_and_columns(tmp_path, text, message):
+    (tmp_path / "meta").mkdir()
+    (tmp_path / "meta" / "esc50.csv").write_text(text)
+    with pytest.raises(InputError) as err:
+        load_dataset(tmp_path)
+    assert str(err.value) == f"{tmp_path / 'meta' / message}"

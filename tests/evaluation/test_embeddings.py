@@ -54,3 +54,18 @@ def test_cache_hits_misses_and_failures(tmp_path):
     fourth = embed_files(other, files[:2], cache_dir=tmp_path / "cache")
     assert fourth.cache_hits == 0 and not torch.allclose(torch.from_numpy(fourth.embeddings),
                                                          torch.from_numpy(third.embeddings))
+
+
+def test_decoding_failures_come_from_the_named_file(tmp_path):
+    from soundedit.audio import load_audio
+
+    class _Decoding(_ByteEncoder):
+        def prepare(self, data, *, device=None):
+            load_audio(data)  # raises: not audio
+
+    path = tmp_path / "notes.wav"
+    path.write_bytes(b"hello, these are notes, not audio")
+    got = embed_files(_Decoding(), [path], cache_dir=None)
+    # the reason is about the file (paired with it by every caller), never about "<bytes>"
+    assert got.failures == {0: "not a readable audio file (Format not recognised); expected WAV, FLAC, Ogg "
+                                "Vorbis or MP3 with a valid header"}

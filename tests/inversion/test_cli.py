@@ -55,6 +55,8 @@ def test_invert_cli_errors_are_one_line(tiny, tmp_path):
     d, g = tiny
     r = _run("invert", "--image", str(tmp_path / "missing.jpg"), "-g", str(g), "--out", str(tmp_path / "o"))
     assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+    r = _run("invert", str(d), "-g", str(g), "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and r.stderr.strip() == f"error: IMAGE: expected a file, got the folder {str(d)!r}"
     pytest.importorskip("dlib")
     pytest.importorskip("face_recognition_models")
     # a face generator aligns faces by default; random pixels have none

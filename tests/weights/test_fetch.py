@@ -230,3 +230,48 @@ def test_stale_partial_file_is_discarded_and_fetched_again(test_lock, soundedit_
     path = weights.fetch("good")
     assert path.read_bytes() == payload
     assert [r[1] for r in server.requests] == ["bytes=1000-", None]  # resumed, failed to verify, started over
+
+
+@pytest.fixture
+def generator_slot(tmp_path, monkeypatch, soundedit_home):
+    """A weights.lock with one unpinned generator slot; returns its path."""
+    text = ('version = 1\n[weights.gen]\nfile = "gen.pt"\nurls = ["http://127.0.0.1:9/gen.pt"]\n'
+            'sha256 = "unknown"\nsize = "unknown"\nlayout = "rosinality-stylegan2-pt"\nlicence = "CC0"\n'
+            'description = "test generator slot"\n')
+    path = tmp_path / "weights.lock"
+    path.write_text(text)
+    monkeypatch.setenv("SOUNDEDIT_WEIGHTS_LOCK", str(path))
+    monkeypatch.setenv("SOUNDEDIT_OFFLINE", "1")
+    return path
+
+
+def test_unpinned_import_and_pin_check_the_slots_kind(generator_slot, soundedit_home, tmp_path):
+    from soundedit.testing.generators import write_tiny_generator
+
+    text = tmp_path / "text.wav"
+    text.write_text("hello, this is no generator\n")
+    before = generator_slot.read_text()
+    with pytest.raises(InputError, match=rf"{text} is not weights 'gen' \(layout rosinality-stylegan2-pt\): "
+                                         r"not a StyleGAN2 generator: .* got text"):
+        weights.import_file("gen", text)
+    with pytest.raises(InputError, match="is not weights 'gen'"):
+        weights.pin("gen", file=text)
+    assert _blobs(soundedit_home) == [] and generator_slot.read_text() == before  # nothing cached, nothing pinned
+    good = write_tiny_generator(tmp_path / "g.pt", size=8, style_dim=16, max_channels=16)
+    assert weights.import_file("gen", good).read_bytes() == good.read_bytes()
+    assert weights.pin("gen")["sha256"] == hashlib.sha256(good.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("var, value, message", [
+    ("SOUNDEDIT_OFFLINE", "maybe", "SOUNDEDIT_OFFLINE: expected one of 0, 1, false, true, no, yes, off, on, got 'maybe'"),
+    ("SOUNDEDIT_TIMEOUT", "-1", "SOUNDEDIT_TIMEOUT: expected a positive number of seconds, got '-1'"),
+    ("SOUNDEDIT_TIMEOUT", "soon", "SOUNDEDIT_TIMEOUT: expected a positive number of seconds, got 'soon'"),
+])
+def test_bad_network_settings_are_errors(test_lock, soundedit_home, monkeypatch, var, value, message):
+    monkeypatch.setenv(var, value)
+    for call in (lambda: weights.fetch("good"), lambda: weights.resolve("good")):
+        with pytest.raises(InputError) as err:
+            call()
+        assert str(err.value) == message
+    _, server, _ = test_lock
+    assert server.requests == []

@@ -20,43 +20,31 @@ import argparse
 import json
 import logging
 import os
-import pickle
 import re
-import struct
-import zipfile
 from pathlib import Path
 
 import torch
 
 from soundedit.config import from_dict, to_dict
 from soundedit.errors import CheckpointError
-from soundedit.models.checkpoint import check_state_dict
+from soundedit.models.checkpoint import check_state_dict, describe_file, load_torch, sniff_file
 from soundedit.models.stylegan2.generator import Generator, GeneratorConfig, default_channels
 
 logger = logging.getLogger("soundedit")
 
 #: metadata["format"] of our safetensors generator files.
 SAFETENSORS_FORMAT = "soundedit.stylegan2"
-_TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."
 
 
 def sniff_format(path: Path) -> str:
     """``"torch"`` (zip or legacy torch.save), ``"pickle"`` (plain pickle), ``"safetensors"``."""
-    with open(path, "rb") as f:
-        head = f.read(16)
-    if len(head) < 9:
-        raise CheckpointError(f"{path}: file is empty or truncated ({len(head)} bytes); expected a checkpoint")
-    if head.startswith(b"PK\x03\x04"):
-        return "torch"
-    if head.startswith(_TORCH_LEGACY_MAGIC[:len(head)]):
-        return "torch"
-    if head[:1] == b"\x80":
-        return "pickle"
-    header_len = struct.unpack("<Q", head[:8])[0]
-    if head[8:9] == b"{" and header_len < 100_000_000:
-        return "safetensors"
-    raise CheckpointError(f"{path}: unrecognised file format (expected a PyTorch .pt, an NVIDIA .pkl or a "
-                          f".safetensors file; first bytes {head[:8]!r})")
+    kind = sniff_file(path)
+    if kind == "short":
+        raise CheckpointError(f"{path}: file is empty or truncated ({path.stat().st_size} bytes); expected a checkpoint")
+    if kind == "unknown":
+        raise CheckpointError(f"{path}: not a StyleGAN2 generator: expected a PyTorch .pt, an NVIDIA .pkl or a "
+                              f".safetensors file, got {describe_file(path)}")
+    return kind
 
 
 def read_generator_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], torch.Tensor | None,
@@ -95,16 +83,7 @@ def read_generator_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.
 def _torch_load(path: Path):
     # Training checkpoints of rosinality's train.py also hold an argparse.Namespace ("args"); it
     # only sets attributes, so it is safe to allow next to tensors.
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path}: refused to load: the checkpoint holds objects other than tensors and "
-                              f"plain containers ({first})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
-        raise CheckpointError(f"{path}: cannot read the PyTorch checkpoint (truncated or corrupt?): "
-                              f"{str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}") from None
+    return load_torch(path, what="a StyleGAN2 generator", allow=[argparse.Namespace])
 
 
 def _read_safetensors(path: Path):

@@ -1,0 +1,89 @@
+"""Does a file hold what its weights.lock slot says (its ``layout``)?
+
+A pinned entry is proved by its sha256. An unpinned one has nothing to compare with, so
+before a file is cached (import, incoming/, an unpinned download) or pinned, it is read
+with the loader of its slot's layout: a text file or a CLIP file offered as a generator is
+refused then, instead of being cached, pinned and failing at every later use.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from soundedit.errors import CheckpointError, InputError
+
+
+def _generator(path: Path) -> None:
+    from soundedit.models.stylegan2.loading import read_generator_checkpoint
+
+    read_generator_checkpoint(path)
+
+
+def _audio_encoder(path: Path) -> None:
+    from soundedit.models.audio_encoder import load_audio_encoder
+
+    load_audio_encoder(path)
+
+
+def _clip(path: Path) -> None:
+    from soundedit.models.clip_space import _load_openai_layout
+
+    _load_openai_layout(path)
+
+
+def _identity(path: Path) -> None:
+    from soundedit.models.identity import load_identity_net
+
+    load_identity_net(path)
+
+
+def _e4e(path: Path) -> None:
+    from soundedit.inversion.e4e import load_e4e
+
+    load_e4e(path)
+
+
+def _vgg16(path: Path) -> None:
+    from soundedit.inversion.perceptual import vgg16_features_state
+
+    vgg16_features_state(path)
+
+
+def _bz2(path: Path) -> None:
+    with open(path, "rb") as fh:
+        head = fh.read(3)
+    if head != b"BZh":
+        from soundedit.models.checkpoint import describe_file
+
+        raise CheckpointError(f"{path}: expected a bzip2-compressed dlib shape predictor (.dat.bz2), "
+                              f"got {describe_file(path)}")
+
+
+#: layout tag of weights.lock -> a check that raises CheckpointError when the file is not of that layout
+CHECKS: dict[str, Callable[[Path], None]] = {
+    "rosinality-stylegan2-pt": _generator,
+    "nvidia-stylegan2-pkl": _generator,
+    "authors-audio-encoder-pth": _audio_encoder,
+    "openai-clip-pt": _clip,
+    "treb1en-irse50-pth": _identity,
+    "e4e-pt": _e4e,
+    "torchvision-vgg16-pth": _vgg16,
+    "dlib-shape-predictor-dat-bz2": _bz2,
+}
+
+
+def check_layout(name: str, layout: str, path: str | os.PathLike) -> None:
+    """Raise ``InputError`` when ``path`` does not load as weights ``name`` of ``layout``.
+
+    Layouts without a check (e.g. ones added to a private weights.lock) pass.
+    """
+    check = CHECKS.get(layout)
+    if check is None:
+        return
+    try:
+        check(Path(path))
+    except CheckpointError as exc:
+        detail = str(exc).removeprefix(f"{os.fspath(path)}: ")  # the loaders start with the path, named already
+        raise InputError(f"{os.fspath(path)} is not weights {name!r} (layout {layout}): {detail}") from None
