@@ -8,6 +8,7 @@ refused then, instead of being cached, pinned and failing at every later use.
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -15,40 +16,12 @@ from pathlib import Path
 from soundedit.errors import CheckpointError, InputError
 
 
-def _generator(path: Path) -> None:
-    from soundedit.models.stylegan2.loading import read_generator_checkpoint
+def _loader(module: str, function: str) -> Callable[[Path], None]:
+    """The loader ``module.function(path)``, imported when called (each pulls in torch and its model)."""
+    def load(path: Path) -> None:
+        getattr(importlib.import_module(module), function)(path)
 
-    read_generator_checkpoint(path)
-
-
-def _audio_encoder(path: Path) -> None:
-    from soundedit.models.audio_encoder import load_audio_encoder
-
-    load_audio_encoder(path)
-
-
-def _clip(path: Path) -> None:
-    from soundedit.models.clip_space import _load_openai_layout
-
-    _load_openai_layout(path)
-
-
-def _identity(path: Path) -> None:
-    from soundedit.models.identity import load_identity_net
-
-    load_identity_net(path)
-
-
-def _e4e(path: Path) -> None:
-    from soundedit.inversion.e4e import load_e4e
-
-    load_e4e(path)
-
-
-def _vgg16(path: Path) -> None:
-    from soundedit.inversion.perceptual import vgg16_features_state
-
-    vgg16_features_state(path)
+    return load
 
 
 def _bz2(path: Path) -> None:
@@ -63,13 +36,13 @@ def _bz2(path: Path) -> None:
 
 #: layout tag of weights.lock -> a check that raises CheckpointError when the file is not of that layout
 CHECKS: dict[str, Callable[[Path], None]] = {
-    "rosinality-stylegan2-pt": _generator,
-    "nvidia-stylegan2-pkl": _generator,
-    "authors-audio-encoder-pth": _audio_encoder,
-    "openai-clip-pt": _clip,
-    "treb1en-irse50-pth": _identity,
-    "e4e-pt": _e4e,
-    "torchvision-vgg16-pth": _vgg16,
+    "rosinality-stylegan2-pt": _loader("soundedit.models.stylegan2.loading", "read_generator_checkpoint"),
+    "nvidia-stylegan2-pkl": _loader("soundedit.models.stylegan2.loading", "read_generator_checkpoint"),
+    "authors-audio-encoder-pth": _loader("soundedit.models.audio_encoder", "load_audio_encoder"),
+    "openai-clip-pt": _loader("soundedit.models.clip_space", "_load_openai_layout"),
+    "treb1en-irse50-pth": _loader("soundedit.models.identity", "load_identity_net"),
+    "e4e-pt": _loader("soundedit.inversion.e4e", "load_e4e"),
+    "torchvision-vgg16-pth": _loader("soundedit.inversion.perceptual", "vgg16_features_state"),
     "dlib-shape-predictor-dat-bz2": _bz2,
 }
 
