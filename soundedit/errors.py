@@ -13,6 +13,8 @@ import operator
 
 #: seeds are 0 .. 2**63 - 1 (torch's generators take 64-bit seeds; a larger int overflows inside torch)
 MAX_SEED = 2**63 - 1
+#: the evaluation commands' seeds also seed scikit-learn, which takes 0 .. 2**32 - 1
+MAX_EVAL_SEED = 2**32 - 1
 
 
 class SoundeditError(Exception):

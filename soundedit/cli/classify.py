@@ -9,6 +9,7 @@ import typer
 
 from soundedit.cli._common import DeviceOpt, JsonOpt, SeedOpt, embedding_cache, emit_json, stderr, stdout
 from soundedit.cli.main import app
+from soundedit.errors import MAX_EVAL_SEED, check_int
 
 # -- shared options -------------------------------------------------------------------------------
 
@@ -350,6 +351,7 @@ def eval_probe(
 
     Example: soundedit eval probe --dataset us8k --root UrbanSound8K/ --encoder authors-resnet18 --out out/
     """
+    check_int(seed, "--seed", low=0, high=MAX_EVAL_SEED, hint=" (scikit-learn takes 32-bit seeds)")
     from soundedit.errors import InputError
     from soundedit.evaluation.runs import run_probe
 
@@ -391,6 +393,7 @@ def eval_table1(
 
     Example: soundedit eval table1 --root ESC-50-master/ --root UrbanSound8K/ -e authors-resnet18 -e ours.safetensors
     """
+    check_int(seed, "--seed", low=0, high=MAX_EVAL_SEED, hint=" (scikit-learn takes 32-bit seeds)")
     from soundedit.evaluation.runs import run_probe, run_zero_shot, write_table1
 
     templates = _templates(template, ensemble)
@@ -478,6 +481,7 @@ def eval_edits(
 
     Example: soundedit eval edits --jobs jobs.csv -g ffhq-1024 --identity ir-se50 --semantic-audio labels/ --out out/
     """
+    check_int(seed, "--seed", low=0, high=MAX_EVAL_SEED, hint=" (scikit-learn takes 32-bit seeds)")
     from rich.markup import escape
 
     from soundedit.editing import Editor

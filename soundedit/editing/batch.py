@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from soundedit.errors import InputError, check_number, check_seed
+from soundedit.fileio import check_file
 
 COLUMNS = ("out", "sound", "gain", "text", "seed", "latent", "image")
 
@@ -123,8 +124,7 @@ def read_jobs(text: str, *, out_dir: Path, source_name: str = "jobs") -> list[Jo
         row = {k.strip(): (v or "").strip() for k, v in raw.items()}
         sounds = _split(row.get("sound", ""))
         for s in sounds:
-            if not Path(s).is_file():
-                raise InputError(f"{where}: sound {s!r} does not exist")
+            check_file(s, f"{where}: sound")
         gains = parse_gains(row.get("gain"), f"{where} gain")
         if gains is not None and len(gains) != len(sounds):
             raise InputError(f"{where}: expected one gain per sound ({len(sounds)}), got {len(gains)}")
@@ -143,8 +143,7 @@ def read_jobs(text: str, *, out_dir: Path, source_name: str = "jobs") -> list[Jo
             check_seed(source, f"{where} seed")
         elif given:
             source = row[given[0]]
-            if not Path(source).is_file():
-                raise InputError(f"{where}: {given[0]} {source!r} does not exist")
+            check_file(source, f"{where}: {given[0]}")
             if given == ["latent"]:
                 _check_one_code(source, where)
         out = out_dir / _row_folder(row.get("out"), where, i)

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from soundedit.errors import InputError, check_number, check_seed
+from soundedit.fileio import check_file
 
 LATENT_SUFFIXES = (".pt", ".pth", ".npy")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -92,9 +93,7 @@ def read_latent(path: str | os.PathLike, *, what: str = "--latent") -> torch.Ten
         InputError: missing file, unknown suffix, unreadable content, no values or non-finite values;
             the message starts with ``what``.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{what}: {str(p)!r} does not exist")
+    p = check_file(path, what)
     suffix = p.suffix.lower()
     if suffix not in LATENT_SUFFIXES:
         raise InputError(f"{what}: expected a {'/'.join(LATENT_SUFFIXES)} file, got {p.name!r}")
@@ -146,9 +145,7 @@ def invert_photo(generator: torch.nn.Module, path: str | os.PathLike, **kwargs: 
     Raises:
         InputError: the inversion module is not available, or the photo is missing.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"IMAGE: {str(p)!r} does not exist")
+    p = check_file(path, "IMAGE")
     invert = getattr(importlib.import_module("soundedit.inversion"), "invert_image", None)
     if invert is None:
         raise InputError(f"IMAGE {p.name!r}: photo sources need the inversion module (soundedit.inversion.invert_image), "

@@ -177,7 +177,7 @@ def invert_image(image: Any, generator: torch.nn.Module, *, method: str = "auto"
     res, n_latent, style_dim = int(generator.resolution), int(generator.n_latent), int(generator.style_dim)
     name = Path(image).name if isinstance(image, (str, os.PathLike)) else "image"
     target, align_info = prepare_image(image, res, align=align, landmarks=landmarks, landmark_model=landmark_model,
-                                       what=f"image {name!r}")
+                                       what="image")  # load_image adds the path
     if method == "auto":
         method = "e4e" if align_info["mode"] == "face" else "projection"
     target = target.to(device)

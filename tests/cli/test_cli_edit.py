@@ -180,7 +180,7 @@ def test_bad_batch_rows_are_reported_before_any_work(tmp_path, soundedit_home, c
     assert "unknown columns ['colour']" in capfd.readouterr().err
     jobs.write_text("sound,seed\nmissing.wav,1\n")
     assert main(["edit", "--batch", str(jobs)]) == 2
-    assert "row 1: sound 'missing.wav' does not exist" in capfd.readouterr().err
+    assert "row 1: sound: 'missing.wav' does not exist" in capfd.readouterr().err
 
 
 def test_named_weights_missing_offline_fail_fast_with_instructions(soundedit_home, esc50_root, capfd, monkeypatch):
@@ -323,7 +323,7 @@ def test_bad_batch_files_are_one_line_errors_before_any_work(esc50_root, sounded
         (f"out,sound,seed\na,{siren},99999999999999999999999\n", "row 1 seed: expected an integer from 0 to"),
         (f"out,sound,latent\na,{siren},{tmp_path / 'nan.pt'}\n", "row 1 latent nan.pt: expected finite numbers"),
         (f"out,sound,latent\na,{siren},{tmp_path / 'three.pt'}\n", "row 1: latent"),
-        ("\ufeffout,sound\na,missing.wav\n", "row 1: sound 'missing.wav' does not exist"),  # an Excel BOM is fine
+        ("\ufeffout,sound\na,missing.wav\n", "row 1: sound: 'missing.wav' does not exist"),  # an Excel BOM is fine
     ]
     for content, message in cases:
         jobs = _batch(tmp_path, content)

@@ -45,11 +45,18 @@ def test_classify_refuses_a_partial_protocol(capsys, esc50_root):
     assert "--folds 1" in err and "--skip-missing" in err
 
 
+@pytest.mark.parametrize("command", [["probe", "--root"], ["table1", "--root"], ["edits", "--jobs"]])
+def test_eval_seeds_are_checked_before_any_work(capsys, tmp_path, command):
+    code, out, err = _run(capsys, "eval", *command, tmp_path / "missing", "--seed", str(2**32))
+    assert code == 2 and out == ""
+    assert f"--seed: expected an integer from 0 to {2**32 - 1} (scikit-learn takes 32-bit seeds), got {2**32}" in err
+
 
 def test_classify_names_an_input_that_does_not_exist(capsys, tmp_path):
     code, out, err = _run(capsys, "classify", tmp_path / "no-such-folder", "--labels", "dog,rain")
     assert code == 2 and out == ""
     assert "INPUTS: " in err and "no-such-folder' does not exist" in err and len(err.strip().splitlines()) == 1
+
 
 @pytest.mark.parametrize("flag, value, message", [
     ("--labels", "", "--labels: expected comma-separated class names (e.g. 'dog,rain,siren'), got ''"),
