@@ -193,12 +193,12 @@ def _common_setup(sound, gain, text, image, seed, latent, free):
         _check_file(s, "--sound")
         check_guide_sound(s, what="--sound")  # decoded now: a bad or too short sound fails before the models load
     from soundedit.editing.batch import parse_gains
+    from soundedit.editing.targets import check_prompt
 
     gains = parse_gains(gain)
     if gains is not None and len(gains) != len(sound or []):
         raise InputError(f"--gain: expected one gain per --sound ({len(sound or [])}), got {len(gains)}: {gain!r}")
-    if text is not None and not text.strip():
-        raise InputError(f"--text: expected a prompt, got {text!r}")
+    check_prompt(text)
     if not sound and not text:
         raise InputError("expected a target: --sound FILE and/or --text PROMPT")
     source, described = _source(image, seed, latent, free)

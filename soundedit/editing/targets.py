@@ -40,9 +40,11 @@ def load_sound(clip_space: Any, audio: AudioLike | list[AudioLike], gains_db: li
     matter relative to each other (rain at −10 dB under thunder).
 
     Raises:
-        InputError: gains that do not match the sounds.
+        InputError: gains that do not match the sounds, or a sound shorter than ``MIN_GUIDE_DURATION``
+            (a fraction of the encoder's analysis window: mostly padding).
     """
     from soundedit.audio import Waveform, load_audio, mix
+    from soundedit.audio.io import MIN_GUIDE_DURATION
 
     items = audio if isinstance(audio, (list, tuple)) else [audio]
     if not items:
@@ -50,10 +52,21 @@ def load_sound(clip_space: Any, audio: AudioLike | list[AudioLike], gains_db: li
     if gains_db is not None and len(gains_db) != len(items):
         raise InputError(f"--gain: expected one gain per sound ({len(items)}), got {len(gains_db)}: {list(gains_db)}")
     rate = _sample_rate(clip_space)
-    waves = [a if isinstance(a, Waveform) else load_audio(a, sample_rate=rate) for a in items]
+    waves = [a if isinstance(a, Waveform) else load_audio(a, sample_rate=rate, min_duration=MIN_GUIDE_DURATION)
+             for a in items]
+    for i, w in enumerate(waves):
+        if w.duration < MIN_GUIDE_DURATION:  # a Waveform given directly
+            raise InputError(f"--sound {i + 1}: {w.duration * 1e3:.1f} ms of audio; expected at least "
+                             f"{MIN_GUIDE_DURATION:g} s")
     if len(waves) == 1:
         return waves[0]
     return mix(waves, list(gains_db) if gains_db is not None else [0.0] * len(waves))
+
+
+def check_prompt(text: str | None, what: str = "--text") -> None:
+    """A text target must say something: ``None`` (no text) passes, blank text raises ``InputError``."""
+    if text is not None and not text.strip():
+        raise InputError(f"{what}: expected a prompt, got {text!r}")
 
 
 def build_target(clip_space: Any, *, audio: AudioLike | list[AudioLike] | None = None,
@@ -77,8 +90,7 @@ def build_target(clip_space: Any, *, audio: AudioLike | list[AudioLike] | None =
     """
     if audio is None and not text:
         raise InputError("target: expected a sound (--sound) and/or a text (--text), got neither")
-    if text is not None and not text.strip():
-        raise InputError(f"--text: expected a prompt, got {text!r}")
+    check_prompt(text)
     check_number(audio_weight, "audio_weight", low=0)
     check_number(text_weight, "text_weight", low=0)
     parts: list[torch.Tensor] = []

@@ -79,6 +79,21 @@ def test_targets_sound_mix_gains_and_text_combination(editor, sounds):
         build_target(clip, audio=[sounds["thunder"], sounds["rain"]], gains_db=[0.0])
     with pytest.raises(InputError, match="neither"):
         build_target(clip)
+    with pytest.raises(InputError, match=r"--text: expected a prompt, got '  '"):
+        build_target(clip, text="  ")
+
+
+def test_a_too_short_sound_is_refused_by_the_library_too(editor, tmp_path):
+    import soundfile as sf
+
+    from soundedit.audio import Waveform
+
+    blip = Waveform(torch.full((1, 441), 0.1), 44100)  # 10 ms
+    with pytest.raises(InputError, match=r"--sound 1: 10.0 ms of audio; expected at least 0.1 s"):
+        build_target(editor.clip_space, audio=blip)
+    sf.write(tmp_path / "blip.wav", blip.samples[0].numpy(), 44100)
+    with pytest.raises(InputError, match=r"expected at least 0.1 s"):
+        editor.edit(audio=tmp_path / "blip.wav", source=0, steps=1)
 
 
 def test_mix_takes_exactly_the_requested_layers(editor, sounds):
