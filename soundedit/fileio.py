@@ -93,6 +93,21 @@ def check_file(path: str | os.PathLike, what: str) -> Path:
     return p
 
 
+def read_text_file(path: str | os.PathLike, what: str, kind: str = "text") -> str:
+    """The UTF-8 text of an input file (job lists, manifests, label lists), without a leading
+    byte-order mark (Excel and Notepad write one; it would stick to the first column's name).
+
+    Raises:
+        InputError: it is missing or a folder, or it is not UTF-8 (named as ``what``, a ``kind`` file).
+    """
+    p = check_file(path, what)
+    try:
+        return p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{what}: expected a UTF-8 {kind} file, got {str(p)!r} with a non-UTF-8 byte "
+                         f"at offset {exc.start}") from None
+
+
 def check_folder(path: str | os.PathLike, what: str, *, writable: bool = False) -> Path:
     """``path`` as a folder soundedit may create files under; returns it as a Path (not created).
 

@@ -355,13 +355,9 @@ def _run_batch(batch: str, generator, audio_encoder, clip, identity, preset, ste
     if batch == "-":
         text, name = sys.stdin.read(), "<stdin>"
     else:
-        path = Path(batch)
-        _check_file(path, "--batch")
-        try:  # utf-8-sig: files saved by Excel start with a byte-order mark
-            text, name = path.read_text(encoding="utf-8-sig"), path.name
-        except UnicodeDecodeError as exc:
-            raise InputError(f"--batch: expected a UTF-8 CSV file, got {str(path)!r} with a non-UTF-8 byte "
-                             f"at offset {exc.start}") from None
+        from soundedit.fileio import read_text_file
+
+        text, name = read_text_file(batch, "--batch", "CSV"), Path(batch).name
     jobs = read_jobs(text, out_dir=out, source_name=name)
     rank, world, local_rank = distributed_rank()
     mine = shard(jobs, rank, world)

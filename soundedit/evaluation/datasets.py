@@ -202,14 +202,9 @@ def subsample(clips: list[Clip], limit: int) -> list[Clip]:
 
 def read_labels_file(path: str | Path) -> list[str]:
     """Class names from a text file: one per line, ``#`` comments and blank lines ignored."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"--labels-file: {str(p)!r} does not exist")
-    try:
-        text = p.read_text(encoding="utf-8-sig")  # -sig: a byte-order mark (Notepad, Excel) is not a label
-    except UnicodeDecodeError as exc:
-        raise InputError(f"--labels-file: expected a UTF-8 text file, got {str(p)!r} with a non-UTF-8 byte "
-                         f"at offset {exc.start}") from None
+    from soundedit.fileio import read_text_file
+
+    text = read_text_file(path, "--labels-file")
     lines = [line.split("#", 1)[0].strip() for line in text.splitlines()]
     return [line for line in lines if line]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import io
 import logging
 import re
 from collections.abc import Sequence
@@ -352,18 +353,20 @@ def read_jobs(path: str | Path) -> list[dict]:
 
     from soundedit.text.templates import clean_label
 
+    from soundedit.fileio import read_text_file
+
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"--jobs: {str(path)!r} does not exist")
-    with path.open(newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    header = set(rows[0]) if rows else set()
+    rows = list(csv.DictReader(io.StringIO(read_text_file(path, "--jobs", "CSV"), newline="")))
+    header = set(rows[0]) - {None} if rows else set()
     absent = [c for c in ("source", "sound", "label") if c not in header]
     if absent:
         raise InputError(f"--jobs {path}: expected columns source, sound, label (text optional); missing "
                          f"{', '.join(absent)}")
     jobs = []
     for line, row in enumerate(rows, start=2):
+        if None in row:  # cells beyond the header: usually an unquoted comma
+            raise InputError(f"--jobs {path}: row {line}: more fields than the header's {len(row) - 1} "
+                             "(quote values that contain commas)")
         source, sound = (row["source"] or "").strip(), (row["sound"] or "").strip()
         label = clean_label(row["label"] or "")
         if not (source and sound and label):

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from soundedit.errors import InputError
+from soundedit.fileio import read_text_file
 from soundedit.text.templates import DEFAULT_TEMPLATE
 
 logger = logging.getLogger("soundedit")
@@ -127,10 +128,8 @@ def read_manifest(path: str | os.PathLike, *, split: str | None = None) -> list[
         InputError: the file is missing, empty, or has a malformed row (named by line number).
     """
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"manifest: {str(p)!r} does not exist or is not a file")
+    text = read_text_file(p, "manifest")
     base = p.resolve().parent
-    text = p.read_text(encoding="utf-8")
     rows: list[ManifestRow] = []
     if p.suffix.lower() in (".jsonl", ".json", ".ndjson"):
         for n, line in enumerate(text.splitlines(), 1):

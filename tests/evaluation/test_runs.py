@@ -82,3 +82,19 @@ def test_probe_run_uses_official_folds(tmp_path):
     r = report["results"]["right"]["esc50"]
     assert r["protocol"] == "official-folds" and set(r["folds"]) == set("12345")
     assert r["mean"] == pytest.approx(1.0) and report["table1"][0]["probe"]["esc50"] == (1.0, 0.0)
+
+
+def test_edit_job_lists_take_a_bom_and_refuse_extra_fields_and_other_encodings(tmp_path, esc50_root):
+    from soundedit.errors import InputError
+    from soundedit.evaluation.runs import read_jobs
+
+    sound = esc50_root / "audio" / "1-31482-A-42.flac"
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_bytes(f"\ufeffsource,sound,label\n3,{sound},siren\n".encode())
+    assert read_jobs(jobs) == [{"source": 3, "sound": str(sound), "label": "siren", "text": "siren"}]
+    jobs.write_text(f"source,sound,label\n3,{sound},siren, loud\n")
+    with pytest.raises(InputError, match="row 2: more fields than the header's 3"):
+        read_jobs(jobs)
+    jobs.write_bytes(b"source,sound,label\n3,x.wav,caf\xe9\n")
+    with pytest.raises(InputError, match="--jobs: expected a UTF-8 CSV file"):
+        read_jobs(jobs)

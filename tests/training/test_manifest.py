@@ -39,6 +39,16 @@ def test_manifest_errors_name_the_line(tmp_path):
     (tmp_path / "s.jsonl").write_text('{"audio": "x.wav", "label": "dog", "start": "soon"}\n')
     with pytest.raises(InputError, match="'start' expected a number"):
         read_manifest(tmp_path / "s.jsonl")
+    (tmp_path / "latin1.csv").write_bytes(b"audio,label\nx.wav,caf\xe9\n")
+    with pytest.raises(InputError, match="manifest: expected a UTF-8 text file, got .*latin1.csv"):
+        read_manifest(tmp_path / "latin1.csv")
+    with pytest.raises(InputError, match="manifest: expected a file, got the folder"):
+        read_manifest(tmp_path)
+
+
+def test_a_byte_order_mark_is_not_part_of_the_header(tmp_path):
+    (tmp_path / "excel.csv").write_bytes("\ufeffaudio,label\nx.wav,dog\n".encode())
+    assert read_manifest(tmp_path / "excel.csv") == [ManifestRow(audio=str(tmp_path / "x.wav"), label="dog")]
 
 
 def test_missing_and_unreadable_files_are_reported(esc50_root, tmp_path):
