@@ -93,6 +93,15 @@ def _source(image: Path | None, seed: int | None, latent: Path | None, free: boo
     return (seed if seed is not None else 0), f"seed {seed if seed is not None else 0}"
 
 
+def _check_photo(image: Path | None) -> None:
+    """Decode the photo now, so an unreadable, oversized or tiny one fails before the models load."""
+    if image is not None:
+        from soundedit.inversion.api import check_photo
+        from soundedit.inversion.image import load_image
+
+        check_photo(load_image(image, what="IMAGE"), what="IMAGE")
+
+
 def _steps(value: str, device) -> tuple[int, str | None]:
     """``--steps``: an integer, or ``auto`` (fewer on a CPU); returns the steps and a note to show."""
     if value.strip().lower() == "auto":
@@ -282,6 +291,7 @@ def edit(
 
         invert_options = inversion_options(generator, align, invert_method, invert_steps, lpips, encoder, "w+", None, 0,
                                            prefix="--invert-")
+    _check_photo(image)
     dev = resolve_device(device)
     n_steps, note = _steps(steps, dev)
     editor = _load_editor(generator, audio_encoder, clip, identity, dev, note, preset=preset, lambda_id=lambda_id,
@@ -471,6 +481,7 @@ def mix(
         from soundedit.editing.mixing import check_layers_syntax
 
         check_layers_syntax(layers)  # ranges are checked against n_latent once the generator is loaded
+    _check_photo(image)
     dev = resolve_device(device)
     n_steps, note = _steps(steps, dev)
     editor = _load_editor(generator, audio_encoder, clip, identity, dev, note, preset=preset, lambda_id=lambda_id,

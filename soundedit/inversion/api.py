@@ -72,6 +72,18 @@ class InversionResult:
         return paths
 
 
+def check_photo(rgb: Any, *, what: str = "image", size: int | None = None) -> None:
+    """Refuse a photo too small to invert: ``(H, W, 3)`` pixels with a side under :data:`MIN_PHOTO_SIDE`.
+
+    Resizing a few pixels up to the generator's side gives a flat or blocky image: nothing to invert.
+    """
+    height, width = int(rgb.shape[0]), int(rgb.shape[1])
+    if min(height, width) < MIN_PHOTO_SIDE:
+        to = f"the generator's {size} x {size}" if size else "the generator's side"
+        raise InputError(f"{what}: the photo is {width} x {height} px; expected at least {MIN_PHOTO_SIDE} px on its "
+                         f"shorter side (it is resized to {to})")
+
+
 def prepare_image(image: Any, size: int, *, align: bool | str = True, landmarks: Any = None,
                   landmark_model: str | os.PathLike | None = None, what: str = "image") -> tuple[torch.Tensor, dict]:
     """Load and crop a photo for a generator of side ``size``.
@@ -96,11 +108,8 @@ def prepare_image(image: Any, size: int, *, align: bool | str = True, landmarks:
     if mode not in ALIGN_MODES:
         raise InputError(f"align: expected True/False or one of {', '.join(ALIGN_MODES)}, got {align!r}")
     rgb = load_image(image, what=what)
+    check_photo(rgb, what=what, size=size)
     height, width = int(rgb.shape[0]), int(rgb.shape[1])
-    # Resizing a few pixels up to the generator's side gives a flat or blocky image: nothing to invert.
-    if min(height, width) < MIN_PHOTO_SIDE:
-        raise InputError(f"{what}: the photo is {width} x {height} px; expected at least {MIN_PHOTO_SIDE} px on its "
-                         f"shorter side (it is resized to the generator's {size} x {size})")
     if min(height, width) * MAX_UPSCALE < size:
         logger.warning("%s: the photo is %d x %d px, upscaled more than %dx to the generator's %d x %d: expect a "
                        "blurry inversion", what, width, height, MAX_UPSCALE, size, size)

@@ -40,3 +40,17 @@ def test_tiny_photos_are_refused_and_small_ones_warned_about(caplog):
     with caplog.at_level(logging.WARNING, logger="soundedit"):
         prepare_image(np.zeros((64, 64, 3), np.uint8), 256, align=False, what="IMAGE")
     assert caplog.text == ""
+
+
+def test_edit_refuses_a_tiny_or_unreadable_photo_before_any_model_loads(tmp_path, esc50_root, soundedit_home, capfd):
+    from soundedit.cli.main import main
+
+    sound = str(esc50_root / "audio" / "1-31482-A-42.flac")
+    tiny, junk = tmp_path / "tiny.png", tmp_path / "junk.png"
+    Image.new("RGB", (1, 1), "red").save(tiny)
+    junk.write_bytes(b"not a png")
+    # the generator named does not exist: the photo must be refused before it is looked for
+    for photo, message in ((tiny, "IMAGE: the photo is 1 x 1 px; expected at least 16 px"), (junk, f"IMAGE {str(junk)!r}")):
+        code = main(["edit", str(photo), "--sound", sound, "--generator", "no-such-model", "--device", "cpu"])
+        err = capfd.readouterr().err.strip()
+        assert code == 2 and message in err and len(err.splitlines()) == 1, err
