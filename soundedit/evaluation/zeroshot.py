@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from soundedit.errors import InputError
-from soundedit.text.templates import DEFAULT_TEMPLATE, SOUND_TEMPLATES, label_to_prompt
+from soundedit.text.templates import DEFAULT_TEMPLATE, SOUND_TEMPLATES, check_template, label_to_prompt
 from soundedit.evaluation.metrics import (confusion_matrix, grouped_accuracy, mean_std, per_class_accuracy,
                                           topk_correct, topk_predictions)
 
@@ -24,13 +24,13 @@ ENSEMBLE_TEMPLATES: tuple[str, ...] = SOUND_TEMPLATES
 
 
 def check_templates(templates: Sequence[str]) -> list[str]:
-    """Validate prompt templates: each must contain ``{label}`` exactly once."""
+    """Validate prompt templates: each must have one ``{label}`` and no other placeholder (see
+    :func:`soundedit.text.templates.check_template`)."""
     out = list(templates)
     if not out:
         raise InputError("--template: expected at least one prompt template such as \"the sound of {label}\"")
-    bad = [t for t in out if t.count("{label}") != 1]
-    if bad:
-        raise InputError(f"--template: each template needs exactly one {{label}} for the class name, got {bad}")
+    for t in out:
+        check_template(t, "--template")
     return out
 
 

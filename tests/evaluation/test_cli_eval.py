@@ -198,3 +198,20 @@ def test_eval_edits_with_tiny_generator(capsys, tmp_path, esc50_root, models):
         _png_ok(out_dir / name)
     assert len(list((out_dir / "images").glob("edit_*.png"))) == 3
     assert "t-SNE of directions | edits_tsne.png" in (out_dir / "edits.md").read_text()
+
+
+@pytest.mark.parametrize("template, why", [
+    ("{label} {other}", "unknown placeholder {other}"),
+    ("{label} {0}", "unknown placeholder {0}"),
+    ("{label} }", "Single '}' encountered"),
+])
+@pytest.mark.parametrize("command", ["classify", "zeroshot", "table1"])
+def test_templates_with_stray_braces_are_refused_before_any_work(capsys, tmp_path, command, template, why):
+    (tmp_path / "dog").mkdir()
+    argv = (["classify", tmp_path, "--labels", "dog,cat"] if command == "classify"
+            else ["eval", command, "--root", tmp_path, "--out", tmp_path / "out"])
+    code, out, err = _run(capsys, *argv, "--template", template, "--encoder", "/nonexistent/enc.pth")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("error: --template: expected a text with one {label} placeholder "
+                          "(write literal braces as {{ and }})")
+    assert f"got {template!r}" in err and why in err
