@@ -290,22 +290,30 @@ def embed(
     from soundedit.audio import AUDIO_EXTENSIONS
     from soundedit.cli._common import embedding_cache, expand_inputs
     from soundedit.errors import InputError
-    from soundedit.fileio import atomic_open, check_file, write_json
+    from soundedit.fileio import atomic_open, check_folder, write_json
+    from soundedit.inversion.image import load_image
     from soundedit.models import load_clip_space
     from soundedit.runtime import progress, resolve_device
-    from soundedit.training.targets import load_frame
+    from soundedit.text.templates import check_template, fill_template
 
     if out is None and not json_out:
         raise InputError("soundedit embed: expected --out FILE.npy or --json (where should the embeddings go?)")
     if out is not None and out.suffix != ".npy":
         raise InputError(f"--out: expected a .npy path, got {str(out)!r}")
+    if out is not None:  # before any model loads: an unusable --out would otherwise fail after the embedding
+        if out.is_dir():
+            raise InputError(f"--out: expected a .npy file path, got the folder {str(out)!r}")
+        check_folder(out.parent, f"--out {str(out)!r}", writable=True)
     audio_paths = expand_inputs(sounds, what="SOUNDS", suffixes=tuple(AUDIO_EXTENSIONS)) if sounds else []
     texts, images = list(text or []), list(image or [])
     blank = [t for t in texts if not t.strip()]
     if blank:  # an empty prompt embeds to a meaningless vector that would sit in the output unnoticed
         raise InputError(f"--text: expected a non-empty text, got {blank[0]!r}")
-    for p in images:
-        check_file(p, "--image")
+    check_template(template, "--template", fields=("", "label"))
+    prompts = [fill_template(template, t, "--template", fields=("", "label")) for t in texts]
+    # decoded now, before any model loads: an unreadable or oversized image (a decompression bomb) is
+    # refused up front, through the same loader as the editing commands
+    frames = [load_image(p, what="--image") for p in images]
     if not (audio_paths or texts or images):
         raise InputError("soundedit embed: expected audio files, --text or --image, got nothing to embed")
     cache = embedding_cache(cache_dir, no_cache) if audio_paths else None
@@ -325,11 +333,13 @@ def embed(
     with torch.no_grad(), progress("embedding", total=len(texts) + len(images)) as bar:
         for s in range(0, len(texts), batch_size):
             batch = texts[s:s + batch_size]
-            chunks.append(space.embed_text(batch, templates=(template,)).cpu())
+            # the prompts are complete already: "{}" keeps ClipSpace from wrapping them again
+            chunks.append(space.embed_text(prompts[s:s + batch_size], templates=("{}",)).cpu())
             index += [{"kind": "text", "source": t} for t in batch]
             bar.advance(len(batch))
-        for p in images:
-            chunks.append(space.embed_image(load_frame(str(p)).to(dev)).cpu())
+        for p, frame in zip(images, frames):
+            pixels = torch.tensor(frame).permute(2, 0, 1)[None].float() / 127.5 - 1.0  # (1, 3, H, W) in [-1, 1]
+            chunks.append(space.embed_image(pixels.to(dev)).cpu())
             index.append({"kind": "image", "source": str(p)})
             bar.advance(1)
     emb = torch.cat(chunks).float().numpy()
