@@ -59,6 +59,8 @@ class AudioDataset:
         metadata: the metadata CSV that was read, if any.
         all_folds: every official fold the metadata names (empty without folds).
         n_listed: rows of the metadata in the selected folds (present + missing, before ``limit``).
+        selected_folds: the folds asked for (``None``: all of them).
+        present_folds: official folds with at least one present file, whatever the selection.
     """
 
     name: str
@@ -69,6 +71,8 @@ class AudioDataset:
     metadata: Path | None = None
     all_folds: list[int] = field(default_factory=list)
     n_listed: int = 0
+    selected_folds: list[int] | None = None
+    present_folds: list[int] = field(default_factory=list)
 
     @property
     def labelled(self) -> bool:
@@ -160,12 +164,14 @@ def load_dataset(
         ds = _load_us8k(root)
     else:
         ds = _load_folder(root, labels)
+    ds.present_folds = sorted({c.fold for c in ds.clips if c.fold is not None})
     if folds:
         wanted = sorted(set(int(f) for f in folds))
         unknown = [f for f in wanted if f not in ds.all_folds]
         if unknown:
             have = ",".join(map(str, ds.all_folds)) or "none (this layout has no folds)"
             raise InputError(f"--folds: {ds.name} at {root} has folds {have}; got {','.join(map(str, unknown))}")
+        ds.selected_folds = wanted
         ds.clips = [c for c in ds.clips if c.fold in wanted]
         ds.missing = [c for c in ds.missing if c.fold in wanted]
     ds.n_listed = len(ds.clips) + len(ds.missing)

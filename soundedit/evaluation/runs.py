@@ -86,6 +86,19 @@ def require_complete(dataset: AudioDataset, *, skip_missing: bool = False) -> No
     """
     if not dataset.missing:
         return
+    if not dataset.clips:  # --skip-missing would leave nothing to evaluate: say so, and what is there
+        where = str(dataset.metadata.relative_to(dataset.root)) if dataset.metadata and dataset.root \
+            else "the metadata"
+        asked = dataset.selected_folds
+        have = dataset.present_folds
+        there = (f"files are present for {'fold' if len(have) == 1 else 'folds'} {','.join(map(str, have))} only" if have
+                 else "no listed file is present at all")
+        if asked:
+            raise InputError(f"--folds {','.join(map(str, asked))}: no clips are left to evaluate: all "
+                             f"{len(dataset.missing)} files listed for {'fold' if len(asked) == 1 else 'folds'} "
+                             f"{','.join(map(str, asked))} in {where} are missing from {dataset.root} ({there})")
+        raise InputError(f"{dataset.root}: no clips are left to evaluate: all {len(dataset.missing)} files listed in "
+                         f"{where} are missing ({there})")
     if skip_missing:
         logger.warning("%s: %s; evaluating the %d present clips (--skip-missing)", dataset.root,
                        dataset.missing_summary(), len(dataset.clips))

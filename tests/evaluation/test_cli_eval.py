@@ -215,3 +215,15 @@ def test_templates_with_stray_braces_are_refused_before_any_work(capsys, tmp_pat
     assert err.startswith("error: --template: expected a text with one {label} placeholder "
                           "(write literal braces as {{ and }})")
     assert f"got {template!r}" in err and why in err
+
+
+@pytest.mark.parametrize("argv", [["eval", "zeroshot", "--root"], ["eval", "probe", "--root"], ["classify"]])
+@pytest.mark.parametrize("skip", [[], ["--skip-missing"]])
+def test_folds_with_no_present_clips_say_so(capsys, esc50_root, argv, skip):
+    # fold-1-only data asked for fold 3: nothing is left, with or without --skip-missing
+    code, out, err = _run(capsys, *argv, esc50_root, "--folds", "3", *skip, "--encoder", "/nonexistent/enc.pth")
+    assert code == 2 and out == ""
+    assert err.strip().splitlines()[-1] == (
+        f"error: --folds 3: no clips are left to evaluate: all 400 files listed for fold 3 in meta/esc50.csv are "
+        f"missing from {esc50_root} (files are present for fold 1 only)")
+    assert "no label" not in err and "pass --skip-missing" not in err
