@@ -9,7 +9,7 @@ import typer
 
 from soundedit.cli._common import DeviceOpt, JsonOpt, SeedOpt, embedding_cache, emit_json, stderr, stdout
 from soundedit.cli.main import app
-from soundedit.errors import MAX_EVAL_SEED, check_int
+from soundedit.errors import MAX_EVAL_SEED, check_int, check_number
 
 # -- shared options -------------------------------------------------------------------------------
 
@@ -321,6 +321,7 @@ def eval_zeroshot(
     from soundedit.evaluation.runs import run_zero_shot
 
     templates = _templates(template, ensemble)
+    _check_out(out)
     datasets, dev, encoders, settings = _eval_inputs(root, dataset, encoder, folds=folds, limit=limit,
                                                      skip_missing=skip_missing, device=device)
     space = _load_clip(clip, encoders, dev)
@@ -359,8 +360,11 @@ def eval_probe(
         Cs = [float(x) for x in c_values.split(",") if x.strip()]
     except ValueError:
         raise InputError(f"--C: expected comma-separated numbers, got {c_values!r}") from None
-    if not Cs or any(c <= 0 for c in Cs):
-        raise InputError(f"--C: expected positive numbers, got {c_values!r}")
+    if not Cs:
+        raise InputError(f"--C: expected comma-separated positive numbers, got {c_values!r}")
+    for c in Cs:  # nan passes a plain "c <= 0" and would only fail in scikit-learn, after the embedding
+        check_number(c, f"--C {c_values!r}", low=0, low_open=True)
+    _check_out(out)
     datasets, dev, encoders, settings = _eval_inputs(root, dataset, encoder, folds=folds, limit=limit,
                                                      skip_missing=skip_missing, device=device)
     report = run_probe(datasets, encoders, Cs=Cs, cache_dir=embedding_cache(cache_dir, no_cache), batch_size=batch_size,
@@ -397,6 +401,7 @@ def eval_table1(
     from soundedit.evaluation.runs import run_probe, run_zero_shot, write_table1
 
     templates = _templates(template, ensemble)
+    _check_out(out)
     datasets, dev, encoders, settings = _eval_inputs(root, dataset, encoder, folds=folds, limit=limit,
                                                      skip_missing=skip_missing, device=device)
     space = _load_clip(clip, encoders, dev)
@@ -410,6 +415,19 @@ def eval_table1(
               "plots": {**zs.get("plots", {}), **pr.get("plots", {})}}
     _finish(merged if not json_out else {"table1": merged["table1"], "zeroshot": zs, "probe": pr}, json_out,
             part="table1")
+
+
+def _check_out(out: Path, *subfolders: str) -> None:
+    """``--out`` (and the sub-folders written there) as folders soundedit can write to, before any work."""
+    from soundedit.fileio import check_folder
+
+    check_folder(out, "--out", writable=True)
+    for sub in subfolders:
+        if (out / sub).exists() and not (out / sub).is_dir():
+            from soundedit.errors import InputError
+
+            raise InputError(f"--out: expected {str(out / sub)!r} to be a folder (the command writes its {sub} "
+                             f"there), got a file")
 
 
 def _eval_inputs(roots: list[Path], datasets: list[str], encoders: list[str], *, folds: str, limit: int,
@@ -489,6 +507,7 @@ def eval_edits(
     from soundedit.evaluation.runs import NamedEncoder, read_jobs, run_edits, semantic_classifier_from_sounds
     from soundedit.runtime import resolve_device, seed_everything
 
+    _check_out(out, "images")
     job_list = read_jobs(jobs)
     seed_everything(seed)
     dev = resolve_device(device)

@@ -227,3 +227,26 @@ def test_folds_with_no_present_clips_say_so(capsys, esc50_root, argv, skip):
         f"error: --folds 3: no clips are left to evaluate: all 400 files listed for fold 3 in meta/esc50.csv are "
         f"missing from {esc50_root} (files are present for fold 1 only)")
     assert "no label" not in err and "pass --skip-missing" not in err
+
+
+@pytest.mark.parametrize("value, got", [("nan,1", "nan"), ("1,inf", "inf"), ("0,1", "0.0"), ("-1", "-1.0")])
+def test_probe_c_grid_is_checked_before_any_work(capsys, tmp_path, value, got):
+    code, out, err = _run(capsys, "eval", "probe", "--root", tmp_path / "missing", "--C", value)
+    assert code == 2 and out == ""
+    assert err.strip() == f"error: --C {value!r}: expected a finite number > 0, got {got}"
+
+
+@pytest.mark.parametrize("command", [["zeroshot", "--root", "{root}"], ["probe", "--root", "{root}"],
+                                     ["table1", "--root", "{root}"], ["edits", "--jobs", "{root}/jobs.csv"]])
+@pytest.mark.parametrize("below", [False, True])
+def test_eval_out_is_checked_before_any_work(capsys, tmp_path, command, below):
+    # the dataset folder / job list does not exist either: --out must be the first thing refused
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    out_arg = afile / "x" if below else afile
+    argv = [a.replace("{root}", str(tmp_path / "missing")) for a in command]
+    code, out, err = _run(capsys, "eval", *argv, "--out", out_arg, "--encoder", "/nonexistent/enc.pth")
+    assert code == 2 and out == ""
+    got = f"{str(afile)!r} is a file" if below else "a file"
+    assert err.strip() == f"error: --out: expected a folder, got {str(out_arg)!r} ({got})"
+
