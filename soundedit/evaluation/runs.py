@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from soundedit.errors import InputError
+from soundedit.errors import InputError, check_seed
 from soundedit.evaluation import reports
 from soundedit.evaluation.datasets import AudioDataset, Clip
 from soundedit.evaluation.embeddings import embed_files, encoder_fingerprint
@@ -359,8 +359,13 @@ def read_jobs(path: str | Path) -> list[dict]:
     paired text-guided edit (default: the label).  Relative paths are relative to
     the CSV's folder.
 
+    Every source is checked here, before any model loads: a seed's range, a latent file's content
+    (one code: a ``(N, L, D)`` file with N > 1 is refused) and a photo's decoding and size.  Each job
+    also records its CSV ``row`` for later messages.
+
     Raises:
-        InputError: missing columns, empty rows, or files that do not exist.
+        InputError: missing columns, empty rows, files that do not exist, or unusable sources; the
+            message names the file and row.
     """
     import csv
 
@@ -387,18 +392,54 @@ def read_jobs(path: str | Path) -> list[dict]:
         sound_path = (path.parent / sound) if not Path(sound).is_absolute() else Path(sound)
         if not sound_path.is_file():
             raise InputError(f"--jobs {path}: row {line}: sound {sound!r} does not exist (looked at {sound_path})")
+        where = f"--jobs {path}: row {line}"
         if source.lstrip("-").isdigit():
-            src: object = int(source)
+            src: object = check_seed(int(source), f"{where}: source")
         else:
             src = (path.parent / source) if not Path(source).is_absolute() else Path(source)
             if not Path(src).is_file():
-                raise InputError(f"--jobs {path}: row {line}: source {source!r} is neither a seed nor a file")
+                raise InputError(f"{where}: source {source!r} is neither a seed nor a file")
             src = str(src)
+            _check_job_source(src, source, where)
         jobs.append({"source": src, "sound": str(sound_path), "label": label,
-                     "text": (row.get("text") or "").strip() or label})
+                     "text": (row.get("text") or "").strip() or label, "row": line})
     if not jobs:
         raise InputError(f"--jobs {path}: no rows")
     return jobs
+
+
+def _check_job_source(src: str, given: str, where: str) -> None:
+    """A job's source file: a latent holding one code, or a photo that decodes and is large enough."""
+    from soundedit.editing.sources import IMAGE_SUFFIXES, LATENT_SUFFIXES
+
+    suffix = Path(src).suffix.lower()
+    if suffix in LATENT_SUFFIXES:
+        from soundedit.editing.batch import _check_one_code  # the edit batch's own check of a row's latent
+
+        _check_one_code(src, where)
+    elif suffix in IMAGE_SUFFIXES:
+        from soundedit.inversion.api import check_photo
+        from soundedit.inversion.image import load_image
+
+        check_photo(load_image(src, what=f"{where}: source"), what=f"{where}: source {given!r}")
+    else:
+        raise InputError(f"{where}: source {given!r}: expected a seed, a latent ({'/'.join(LATENT_SUFFIXES)}) or "
+                         f"a photo ({'/'.join(IMAGE_SUFFIXES)})")
+
+
+def check_job_latents(jobs: Sequence[dict], generator, jobs_file: str | Path = "") -> None:
+    """Every job's latent holds one code for this generator: a 2-D file is one W+ code ``(L, D)`` or N W
+    codes ``(N, D)``, which only the generator's ``n_latent`` tells apart.  Run once the generator is
+    loaded, before any edit is optimised."""
+    from soundedit.editing.sources import LATENT_SUFFIXES, load_latent
+
+    for i, job in enumerate(jobs):
+        source = job["source"]
+        if isinstance(source, str) and Path(source).suffix.lower() in LATENT_SUFFIXES:
+            n = load_latent(source, n_latent=int(generator.n_latent), style_dim=int(generator.style_dim)).shape[0]
+            if n != 1:
+                raise InputError(f"--jobs {jobs_file}: row {job.get('row', i + 2)}: latent {source!r} holds {n} "
+                                 "codes for this generator; expected one code per row")
 
 
 def semantic_classifier_from_sounds(encoder: NamedEncoder, sounds: Sequence[str | Path], labels: Sequence[str], *,

@@ -91,10 +91,73 @@ def test_edit_job_lists_take_a_bom_and_refuse_extra_fields_and_other_encodings(t
     sound = esc50_root / "audio" / "1-31482-A-42.flac"
     jobs = tmp_path / "jobs.csv"
     jobs.write_bytes(f"\ufeffsource,sound,label\n3,{sound},siren\n".encode())
-    assert read_jobs(jobs) == [{"source": 3, "sound": str(sound), "label": "siren", "text": "siren"}]
+    assert read_jobs(jobs) == [{"source": 3, "sound": str(sound), "label": "siren", "text": "siren", "row": 2}]
     jobs.write_text(f"source,sound,label\n3,{sound},siren, loud\n")
     with pytest.raises(InputError, match="row 2: more fields than the header's 3"):
         read_jobs(jobs)
     jobs.write_bytes(b"source,sound,label\n3,x.wav,caf\xe9\n")
     with pytest.raises(InputError, match="--jobs: expected a UTF-8 CSV file"):
         read_jobs(jobs)
+
+
+def _jobs_file(tmp_path, esc50_root, source: str):
+    sound = esc50_root / "audio" / "1-31482-A-42.flac"
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_text(f"source,sound,label\n0,{sound},siren\n{source},{sound},siren\n")
+    return jobs
+
+
+def test_edit_job_sources_are_checked_while_reading(tmp_path, esc50_root, monkeypatch):
+    import torch
+    from PIL import Image
+
+    from soundedit.errors import InputError
+    from soundedit.evaluation.runs import read_jobs
+
+    jobs = _jobs_file(tmp_path, esc50_root, "-3")
+    with pytest.raises(InputError) as info:
+        read_jobs(jobs)
+    assert str(info.value) == (f"--jobs {jobs}: row 3: source: expected an integer from 0 to {2**63 - 1} "
+                               "(2**63 - 1), got -3")
+
+    torch.save(torch.zeros(3, 8, 32), tmp_path / "w_three.pt")
+    jobs = _jobs_file(tmp_path, esc50_root, "w_three.pt")
+    with pytest.raises(InputError, match=r"^--jobs .*jobs.csv: row 3: latent .*w_three.pt' holds 3 codes "
+                                         r"\(shape \(3, 8, 32\)\); expected one code per row$"):
+        read_jobs(jobs)
+
+    torch.save(torch.full((1, 8, 32), float("nan")), tmp_path / "w_nan.pt")
+    with pytest.raises(InputError, match=r"row 3 latent w_nan.pt: expected finite numbers, got 256 NaN"):
+        read_jobs(_jobs_file(tmp_path, esc50_root, "w_nan.pt"))
+
+    Image.new("RGB", (40, 40)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 1600 pixels: a decompression bomb now
+    with pytest.raises(InputError, match=r"row 3: source .*big.png': the image has 1,600 pixels"):
+        read_jobs(_jobs_file(tmp_path, esc50_root, "big.png"))
+    monkeypatch.undo()
+    Image.new("RGB", (2, 2)).save(tmp_path / "tiny.png")
+    with pytest.raises(InputError, match=r"row 3: source 'tiny.png': the photo is 2 x 2 px"):
+        read_jobs(_jobs_file(tmp_path, esc50_root, "tiny.png"))
+
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(InputError, match=r"row 3: source 'notes.txt': expected a seed, a latent \(.pt/.pth/.npy\) "
+                                         r"or a photo"):
+        read_jobs(_jobs_file(tmp_path, esc50_root, "notes.txt"))
+
+
+def test_edit_job_latents_hold_one_code_for_the_generator(tmp_path, esc50_root):
+    from types import SimpleNamespace
+
+    import torch
+
+    from soundedit.errors import InputError
+    from soundedit.evaluation.runs import check_job_latents, read_jobs
+
+    generator = SimpleNamespace(n_latent=8, style_dim=32)
+    torch.save(torch.zeros(8, 32), tmp_path / "w_plus.pt")  # one W+ code
+    check_job_latents(read_jobs(_jobs_file(tmp_path, esc50_root, "w_plus.pt")), generator, "jobs.csv")
+    torch.save(torch.zeros(3, 32), tmp_path / "w3.pt")  # three W codes: only the generator tells them apart
+    jobs = read_jobs(_jobs_file(tmp_path, esc50_root, "w3.pt"))
+    with pytest.raises(InputError, match=r"^--jobs jobs.csv: row 3: latent .*w3.pt' holds 3 codes for this "
+                                         r"generator; expected one code per row$"):
+        check_job_latents(jobs, generator, "jobs.csv")
