@@ -96,7 +96,7 @@ def _load_datasets(roots: list[Path], datasets: list[str], *, folds, limit, skip
         kind = datasets[i].lower() if datasets else "auto"
         if kind not in DATASET_ALIASES:
             raise InputError(f"--dataset: expected esc50, urbansound8k or folder, got {datasets[i]!r}")
-        ds = load_dataset(root, layout="auto", folds=folds, limit=limit or None)
+        ds = load_dataset(root, layout="auto", folds=folds, limit=limit or None, what="--root", takes_labels=False)
         if DATASET_ALIASES[kind] not in ("auto", ds.name):
             raise InputError(f"--root {root}: --dataset says {DATASET_ALIASES[kind]} but the folder has the "
                              f"{ds.name} layout")
@@ -504,19 +504,14 @@ def eval_edits(
 
     from soundedit.editing import Editor
     from soundedit.evaluation.datasets import load_dataset
-    from soundedit.evaluation.runs import NamedEncoder, read_jobs, run_edits, semantic_classifier_from_sounds
+    from soundedit.evaluation.runs import (NamedEncoder, check_job_latents, read_jobs, run_edits,
+                                           semantic_classifier_from_sounds)
     from soundedit.runtime import resolve_device, seed_everything
 
     _check_out(out, "images")
     job_list = read_jobs(jobs)
-    seed_everything(seed)
-    dev = resolve_device(device)
-    editor = Editor.from_pretrained(generator=generator, audio_encoder=encoder, clip=clip,
-                                    identity=identity or None, device=str(dev))
-    named = NamedEncoder(encoder, editor.clip_space.audio_encoder)
-    cache = embedding_cache(cache_dir, no_cache)
-    if semantic_audio is not None:
-        ds = load_dataset(semantic_audio)
+    if semantic_audio is not None:  # read before any model loads
+        ds = load_dataset(semantic_audio, what="--semantic-audio", takes_labels=False)
         if not ds.labelled:
             from soundedit.errors import InputError
 
@@ -525,6 +520,13 @@ def eval_edits(
         sounds, labels = [c.path for c in ds.clips], [c.label for c in ds.clips]
     else:
         sounds, labels = [j["sound"] for j in job_list], [j["label"] for j in job_list]
+    seed_everything(seed)
+    dev = resolve_device(device)
+    editor = Editor.from_pretrained(generator=generator, audio_encoder=encoder, clip=clip,
+                                    identity=identity or None, device=str(dev))
+    check_job_latents(job_list, editor.generator, jobs)
+    named = NamedEncoder(encoder, editor.clip_space.audio_encoder)
+    cache = embedding_cache(cache_dir, no_cache)
     semantic = semantic_classifier_from_sounds(named, sounds, labels, cache_dir=cache, device=dev, seed=seed)
     overrides = {k: v for k, v in {"steps": steps, "preset": preset}.items() if v is not None}
     metrics = run_edits(editor, job_list, semantic=semantic, identity_net=editor.identity_net() if identity else None,

@@ -132,6 +132,8 @@ def load_dataset(
     labels: Sequence[str] | None = None,
     folds: Sequence[int] | None = None,
     limit: int | None = None,
+    what: str | None = None,
+    takes_labels: bool = True,
 ) -> AudioDataset:
     """Read a dataset folder in its original layout.
 
@@ -144,6 +146,9 @@ def load_dataset(
         folds: keep only these official folds (rows of other folds are neither
             evaluated nor reported missing).
         limit: keep at most this many clips, taken evenly across classes (for quick runs).
+        what: the flag ``root`` came from (``"--root"``), named in errors about the folder.
+        takes_labels: the caller accepts ``--labels``/``--labels-file`` for a folder without
+            class sub-folders (if not, the error asks for class sub-folders only).
 
     Returns:
         The :class:`AudioDataset`; absent files are in ``.missing``.
@@ -156,14 +161,15 @@ def load_dataset(
     if layout not in LAYOUTS:
         raise InputError(f"layout: expected one of {', '.join(LAYOUTS)}, got {layout!r}")
     if not root.is_dir():
-        raise InputError(f"dataset root: expected a folder, got {str(root)!r} ({'a file' if root.exists() else 'does not exist'})")
+        raise InputError(f"{what or 'dataset root'}: expected a folder, got {str(root)!r} "
+                         f"({'a file' if root.exists() else 'does not exist'})")
     layout = detect_layout(root) if layout == "auto" else layout
     if layout == "esc50":
         ds = _load_esc50(root)
     elif layout == "urbansound8k":
         ds = _load_us8k(root)
     else:
-        ds = _load_folder(root, labels)
+        ds = _load_folder(root, labels, what=what, takes_labels=takes_labels)
     ds.present_folds = sorted({c.fold for c in ds.clips if c.fold is not None})
     if folds:
         wanted = sorted(set(int(f) for f in folds))
@@ -178,7 +184,8 @@ def load_dataset(
     if limit is not None:
         ds.clips = subsample(ds.clips, limit)
     if not ds.clips and not ds.missing:
-        raise InputError(f"dataset root {root}: expected audio files ({', '.join(AUDIO_SUFFIXES)}), found none")
+        raise InputError(f"{what or 'dataset root'} {root}: expected audio files ({', '.join(AUDIO_SUFFIXES)}), "
+                         "found none")
     return ds
 
 
@@ -301,7 +308,8 @@ def _load_us8k(root: Path) -> AudioDataset:
                       class_col="class", audio_dir=lambda row, fold: root / "audio" / f"fold{fold}")
 
 
-def _load_folder(root: Path, labels: Sequence[str] | None) -> AudioDataset:
+def _load_folder(root: Path, labels: Sequence[str] | None, *, what: str | None = None,
+                 takes_labels: bool = True) -> AudioDataset:
     files = sorted(f for f in root.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES
                    and not any(part.startswith(".") for part in f.relative_to(root).parts))
     if labels:
@@ -309,8 +317,11 @@ def _load_folder(root: Path, labels: Sequence[str] | None) -> AudioDataset:
     else:
         subdirs = sorted({f.relative_to(root).parts[0] for f in files if len(f.relative_to(root).parts) > 1})
         if len(subdirs) < 2:
-            raise InputError(f"{root}: not an ESC-50 ({ESC50_CSV}) or UrbanSound8K ({US8K_CSV}) layout and no "
-                             f"class sub-folders; expected --labels \"a,b,c\" or --labels-file")
+            expected = ("--labels \"a,b,c\" or --labels-file" if takes_labels
+                        else "at least two class sub-folders of audio files (their names are the labels)")
+            got = ("no class sub-folders" if not subdirs else f"only the class sub-folder {subdirs[0]!r}")
+            raise InputError(f"{what + ' ' if what else ''}{root}: not an ESC-50 ({ESC50_CSV}) or UrbanSound8K "
+                             f"({US8K_CSV}) layout and {got}; expected {expected}")
         classes = _unique_labels(subdirs, what=f"sub-folders of {root}")
         files = [f for f in files if len(f.relative_to(root).parts) > 1]
     index = {c: i for i, c in enumerate(classes)}

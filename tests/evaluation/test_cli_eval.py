@@ -250,3 +250,41 @@ def test_eval_out_is_checked_before_any_work(capsys, tmp_path, command, below):
     got = f"{str(afile)!r} is a file" if below else "a file"
     assert err.strip() == f"error: --out: expected a folder, got {str(out_arg)!r} ({got})"
 
+
+def test_eval_edits_checks_its_inputs_before_the_models_load(capsys, tmp_path, esc50_root):
+    sound = esc50_root / "audio" / "1-31482-A-42.flac"
+    jobs = tmp_path / "jobs.csv"
+    no_models = ["-g", "/nonexistent/g.pt", "-e", "/nonexistent/enc.pth", "--clip", "/nonexistent/clip.pt"]
+    jobs.write_text(f"source,sound,label\n0,{sound},siren\n-3,{sound},siren\n")
+    code, out, err = _run(capsys, "eval", "edits", "--jobs", jobs, *no_models, "--out", tmp_path / "o")
+    assert code == 2 and out == ""
+    assert err.strip() == (f"error: --jobs {jobs}: row 3: source: expected an integer from 0 to {2**63 - 1} "
+                           "(2**63 - 1), got -3")
+
+    jobs.write_text(f"source,sound,label\n0,{sound},siren\n")
+    (tmp_path / "images-file").mkdir()
+    ((tmp_path / "images-file") / "images").write_text("")
+    code, out, err = _run(capsys, "eval", "edits", "--jobs", jobs, *no_models, "--out", tmp_path / "images-file")
+    assert code == 2 and "--out: expected" in err and "images" in err and len(err.strip().splitlines()) == 1
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, out, err = _run(capsys, "eval", "edits", "--jobs", jobs, *no_models, "--semantic-audio", empty,
+                          "--out", tmp_path / "o")
+    assert code == 2 and out == ""
+    assert err.strip() == (f"error: --semantic-audio {empty}: not an ESC-50 (meta/esc50.csv) or UrbanSound8K "
+                           "(metadata/UrbanSound8K.csv) layout and no class sub-folders; expected at least two "
+                           "class sub-folders of audio files (their names are the labels)")
+    assert "--labels" not in err
+    code, out, err = _run(capsys, "eval", "edits", "--jobs", jobs, *no_models, "--semantic-audio",
+                          tmp_path / "absent", "--out", tmp_path / "o")
+    assert code == 2 and err.strip() == (f"error: --semantic-audio: expected a folder, got "
+                                         f"{str(tmp_path / 'absent')!r} (does not exist)")
+
+
+def test_eval_root_without_class_folders_does_not_ask_for_labels(capsys, tmp_path):
+    (tmp_path / "a.flac").write_bytes(b"fLaC")
+    code, out, err = _run(capsys, "eval", "zeroshot", "--root", tmp_path, "--encoder", "/nonexistent/enc.pth",
+                          "--out", tmp_path / "o")
+    assert code == 2 and "--root " in err and "expected at least two class sub-folders" in err
+    assert "--labels" not in err
