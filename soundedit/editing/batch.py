@@ -79,7 +79,7 @@ def _row_folder(value: str | None, where: str, index: int) -> Path:
     return p
 
 
-def _check_one_code(path: str, where: str) -> None:
+def check_one_code(path: str, where: str) -> None:
     """A row's latent must hold one code; checked before any model loads or any group is optimised.
 
     A 3-D file's code count is clear without the generator; a 2-D one ((L, D) W+ or (N, D) W codes)
@@ -145,7 +145,7 @@ def read_jobs(text: str, *, out_dir: Path, source_name: str = "jobs") -> list[Jo
             source = row[given[0]]
             check_file(source, f"{where}: {given[0]}")
             if given == ["latent"]:
-                _check_one_code(source, where)
+                check_one_code(source, where)
         out = out_dir / _row_folder(row.get("out"), where, i)
         if out in seen:
             raise InputError(f"{where}: output folder {str(out)!r} is also used by row {seen[out] + 1}")

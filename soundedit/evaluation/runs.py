@@ -414,9 +414,9 @@ def _check_job_source(src: str, given: str, where: str) -> None:
 
     suffix = Path(src).suffix.lower()
     if suffix in LATENT_SUFFIXES:
-        from soundedit.editing.batch import _check_one_code  # the edit batch's own check of a row's latent
+        from soundedit.editing.batch import check_one_code  # the edit batch's own check of a row's latent
 
-        _check_one_code(src, where)
+        check_one_code(src, where)
     elif suffix in IMAGE_SUFFIXES:
         from soundedit.inversion.api import check_photo
         from soundedit.inversion.image import load_image
