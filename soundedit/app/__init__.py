@@ -43,11 +43,13 @@ def serve(settings: Any, *, host: str = "127.0.0.1", port: int = 7860, share: bo
         ready: ``ready(url)`` once the server listens.
 
     Raises:
-        InputError: Gradio missing, or a component that is neither a weights.lock name nor a file.
+        InputError: Gradio missing, ``host:port`` unusable (in use, not this machine's), or a component
+            that is neither a weights.lock name nor a file.
     """
-    from soundedit.app.jobs import Workspace
+    from soundedit.app.jobs import Workspace, check_address
 
     require_gradio()
+    check_address(host, port)
     # the server never downloads on its own (no calls outside this machine): a missing checkpoint is
     # named on the page with how to get it (`soundedit weights fetch NAME`) instead
     os.environ["SOUNDEDIT_OFFLINE"] = "1"
