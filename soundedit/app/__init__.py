@@ -10,8 +10,11 @@ imported by :func:`build_app` and :func:`launch`.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import signal
+import threading
 from typing import Any
 
 __all__ = ["AppSettings", "build_app", "require_gradio", "serve"]
@@ -43,11 +46,13 @@ def serve(settings: Any, *, host: str = "127.0.0.1", port: int = 7860, share: bo
         ready: ``ready(url)`` once the server listens.
 
     Raises:
-        InputError: Gradio missing, or a component that is neither a weights.lock name nor a file.
+        InputError: Gradio missing, ``host:port`` unusable (in use, not this machine's), or a component
+            that is neither a weights.lock name nor a file.
     """
-    from soundedit.app.jobs import Workspace
+    from soundedit.app.jobs import Workspace, check_address
 
     require_gradio()
+    check_address(host, port)
     # the server never downloads on its own (no calls outside this machine): a missing checkpoint is
     # named on the page with how to get it (`soundedit weights fetch NAME`) instead
     os.environ["SOUNDEDIT_OFFLINE"] = "1"
@@ -57,9 +62,27 @@ def serve(settings: Any, *, host: str = "127.0.0.1", port: int = 7860, share: bo
     try:
         from soundedit.app.ui import launch
 
-        launch(settings, workspace, host=host, port=port, share=share, ready=ready)
+        with _sigterm_as_interrupt():
+            launch(settings, workspace, host=host, port=port, share=share, ready=ready)
     finally:
         workspace.remove()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Any:
+    """SIGTERM (``kill``, systemd, docker stop) stops the server as Ctrl+C does, so the workspace is removed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def __getattr__(name: str) -> Any:

@@ -15,10 +15,12 @@ Nothing here imports Gradio, so it is tested without a browser:
 
 from __future__ import annotations
 
+import errno
 import itertools
 import logging
 import os
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -249,6 +251,33 @@ class Workspace:
     def remove(self) -> None:
         """Delete the whole workspace (at shutdown)."""
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def check_address(host: str, port: int) -> None:
+    """Whether the server can listen on ``host:port``, tried with a socket before anything starts.
+
+    Raises:
+        InputError: naming ``--host`` (not an address of this machine, or not resolvable) or
+            ``--port`` (in use, or not allowed).
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError, OSError) as exc:
+        raise InputError(f"--host: expected an address or host name of this machine, got {host!r} "
+                         f"({getattr(exc, 'strerror', None) or exc})") from None
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does: TIME_WAIT is no conflict
+        try:
+            s.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise InputError(f"--port: expected a free port, got {port}, which is already in use on {host} "
+                                 "(another server?); pick another --port") from None
+            if exc.errno == errno.EACCES:
+                raise InputError(f"--port: expected a port this user may open, got {port} ({exc.strerror}; "
+                                 "ports below 1024 need root)") from None
+            raise InputError(f"--host: expected an address of this machine to listen on, got {host!r} "
+                             f"({exc.strerror or exc})") from None
 
 
 def _size(n: int) -> str:

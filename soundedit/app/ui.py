@@ -26,7 +26,7 @@ import gradio as gr
 from soundedit.app.jobs import EditorCache, JobCancelled, JobQueue, QueueFull, Workspace, check_sound, check_upload
 from soundedit.app.settings import AppSettings
 from soundedit.audio.io import AUDIO_EXTENSIONS
-from soundedit.errors import InputError, SoundeditError, WeightsMissingError
+from soundedit.errors import InputError, SoundeditError, WeightsMissingError, check_seed
 from soundedit.inversion.image import to_uint8
 
 logger = logging.getLogger("soundedit")
@@ -104,6 +104,48 @@ def _examples(settings: AppSettings, workspace: Workspace) -> list[str]:
     return paths
 
 
+def _upload_path(payload: Any) -> str | None:
+    """A photo upload's path, not decoded: Gradio's own decoding fails on a bad file with a bare "Error";
+    :func:`_check_photo` decodes it and names the photo instead."""
+    if payload is None:
+        return None
+    return str(payload.path) if payload.path else None
+
+
+def _check_photo(path: Path) -> None:
+    """Decode an uploaded photo now, so a bad one (not an image, too large, too small) is named up front."""
+    from soundedit.inversion.api import check_photo
+    from soundedit.inversion.image import load_image
+
+    try:
+        check_photo(load_image(path, what="photo"), what="photo")
+    except InputError as exc:  # named by its own name, not by its place on the server
+        raise type(exc)(str(exc).replace(str(path), path.name)) from None
+
+
+def _check_wplus(path: Path, *, n_latent: int | None = None, style_dim: int | None = None) -> None:
+    """An uploaded W+ file holding one code: the page edits and shows one image.
+
+    Without a generator only the file itself is checked (readable, finite values, one code if it is
+    ``(N, L, D)``); with ``n_latent``/``style_dim`` its shape is fitted to the generator too.
+    """
+    from soundedit.editing.sources import load_latent, read_latent
+
+    try:
+        w = read_latent(path, what="W+ file")
+    except InputError as exc:  # named by its own name, not by its place on the server
+        raise type(exc)(str(exc).replace(str(path), path.name)) from None
+    n = int(w.shape[0]) if w.dim() == 3 else 1
+    if n_latent is not None and style_dim is not None:
+        try:
+            n = int(load_latent(path, n_latent=n_latent, style_dim=style_dim).shape[0])
+        except InputError as exc:  # its message names the CLI flag: name the page's field instead
+            raise InputError(str(exc).replace(f"--latent {path.name}", f"W+ file {path.name!r}", 1)) from None
+    if n != 1:
+        raise InputError(f"W+ file: {path.name!r} holds {n} codes (shape {tuple(w.shape)}); expected one code, as "
+                         "this page edits one image (`soundedit edit --latent FILE` edits every code of a file)")
+
+
 def _md_error(exc: BaseException | str) -> str:
     return f"<div class='se-error'><b>Error:</b> {html.escape(str(exc))}</div>"
 
@@ -177,12 +219,14 @@ def build_app(settings: AppSettings, *, workspace: Workspace | None = None) -> t
                 source_kinds = ["Random seed", "W+ file", "Photo"]
                 source_kind = gr.Radio(source_kinds, value="Random seed", label="Source", elem_id="source-kind")
                 with gr.Row() as seed_row:
-                    seed = gr.Number(value=0, precision=0, label="Seed", elem_id="seed")
+                    # no precision: Gradio would round 1.5 to 2 silently; _check_inputs refuses it instead
+                    seed = gr.Number(value=0, label="Seed", elem_id="seed")
                     new_seed = gr.Button("New seed", elem_id="new-seed", size="sm")
                 wplus = gr.File(label="W+ file (.pt / .pth / .npy)", file_types=[".pt", ".pth", ".npy"],
                                 elem_id="wplus-upload", visible=False)
                 photo = gr.Image(label="Photo (inverted into the generator's W+)", type="filepath",
                                  sources=["upload"], elem_id="photo-upload", visible=False)
+                photo.preprocess = _upload_path  # decoded by _check_inputs, which names a bad photo
                 sound = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Sound",
                                  elem_id="sound")
                 gr.Examples(examples=[[p] for p in example_sounds], inputs=[sound], label="Example sounds")
@@ -277,6 +321,9 @@ def build_app(settings: AppSettings, *, workspace: Workspace | None = None) -> t
                                           if len(cache) == 0 else "Starting…"),
                        preview: None}
                 editor = cache.get(job["generator"], encoder.value, clip.value)
+                if kind == "W+ file":  # its shape needs the generator: fitted now, named by the page's field
+                    _check_wplus(Path(job["source"]), n_latent=int(editor.generator.n_latent),
+                                 style_dim=int(editor.generator.style_dim))
                 events: queue_mod.Queue = queue_mod.Queue()
                 settings_kw = {"steps": job["steps"], "lr": job["lr"], "lambda_sim": job["lambda_sim"],
                                "lambda_id": job["lambda_id"], "preset": None if preset_name == "auto" else preset_name,
@@ -408,17 +455,23 @@ def build_app(settings: AppSettings, *, workspace: Workspace | None = None) -> t
             if kind == "Random seed":
                 if seed_value is None:
                     raise InputError("seed: expected a whole number, got an empty field")
-                source: Any = int(seed_value)
+                if isinstance(seed_value, float) and seed_value.is_integer():
+                    seed_value = int(seed_value)
+                source: Any = check_seed(seed_value, "seed")
                 caption = f"seed {source}"
             elif kind == "W+ file":
                 if not wplus_file:
                     raise InputError("source: 'W+ file' is selected but no file was uploaded")
-                source = str(check_upload(wplus_file, what="W+ file", max_bytes=max_bytes))
+                path = check_upload(wplus_file, what="W+ file", max_bytes=max_bytes)
+                _check_wplus(path)
+                source = str(path)
                 caption = Path(source).name
             elif kind == "Photo":
                 if not photo_file:
                     raise InputError("source: 'Photo' is selected but no photo was uploaded")
-                source = str(check_upload(photo_file, what="photo", max_bytes=max_bytes))
+                path = check_upload(photo_file, what="photo", max_bytes=max_bytes)
+                _check_photo(path)
+                source = str(path)
                 caption = Path(source).name
             else:
                 raise InputError(f"source: expected one of {source_kinds}, got {kind!r}")

@@ -160,3 +160,67 @@ def test_editor_cache_shares_models_and_taps_previews(tmp_path, formats_dir):
         editor.clip_space.stop()
     assert len(previews) == 2 and all(p is not None and p.shape == (1, 3, 32, 32) for p in previews)
     assert result.image.shape == (1, 3, 32, 32)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_names_a_port_in_use_and_a_bad_host():
+    import socket
+
+    from soundedit.app.jobs import check_address
+    from soundedit.cli.main import main
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(InputError, match=f"--port: expected a free port, got {port}, which is already in use"):
+            check_address("127.0.0.1", port)
+        assert main(["serve", "--port", str(port)]) == 2  # refused before Gradio starts (it said "internal error")
+    with pytest.raises(InputError, match="--host: expected an address or host name of this machine, got '999.1.1.1'"):
+        check_address("999.1.1.1", _free_port())
+    with pytest.raises(InputError, match="--host: expected an address of this machine to listen on, got '192.0.2.1'"):
+        check_address("192.0.2.1", _free_port())  # TEST-NET-1: never this machine's
+    assert main(["serve", "--host", "999.1.1.1"]) == 2
+    check_address("127.0.0.1", _free_port())
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gradio") is None, reason="gradio is not installed (app extra)")
+def test_serve_removes_its_temp_folder_on_sigterm(tmp_path):
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    tmp, home = tmp_path / "tmp", tmp_path / "home"
+    tmp.mkdir()
+    home.mkdir()
+    port = _free_port()
+    env = {**os.environ, "TMPDIR": str(tmp), "SOUNDEDIT_HOME": str(home), "SOUNDEDIT_OFFLINE": "1"}
+    with open(tmp_path / "server.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "soundedit", "serve", "--port", str(port), "--device", "cpu"],
+                                env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        while True:  # no weights in this SOUNDEDIT_HOME: the page names them, the server still listens
+            assert proc.poll() is None, (tmp_path / "server.log").read_text()
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.5)
+        assert len(list(tmp.glob("soundedit-app-*"))) == 1
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert not list(tmp.glob("soundedit-app-*")), (tmp_path / "server.log").read_text()
