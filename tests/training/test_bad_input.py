@@ -1,0 +1,47 @@
+"""Bad input to `soundedit train` and `train prepare`: one clear line naming the input, exit 2."""
+
+from __future__ import annotations
+
+import pytest
+
+from soundedit.cli.main import main
+from soundedit.errors import InputError
+from soundedit.training import importers
+
+HEADER = "filename,fold,target,category,esc10,src_file,take\n"
+
+
+def _esc50(tmp_path, body: bytes | str, header: str = HEADER):
+    root = tmp_path / "esc"
+    (root / "meta").mkdir(parents=True)
+    (root / "audio").mkdir()
+    data = body if isinstance(body, bytes) else (header + body).encode()
+    (root / "meta" / "esc50.csv").write_bytes(data)
+    return root
+
+
+@pytest.mark.parametrize("body, message", [
+    ("a,b,c\n1.wav,1,0\n", r"esc50.csv: expected columns filename, fold, category; missing .*got a, b, c"),
+    ("1.wav,x,0,dog,True,1,A\n", r"esc50.csv: row 2: expected an integer in column 'fold', got 'x'"),
+    ("1.wav,1,0,dog,True,1,A\n2.wav,1\n", r"esc50.csv: row 3: expected 7 cells"),
+    (b"filename,fold,target,category\n1.wav,1,0,caf\xe7\n", r"esc50.csv: cannot read the metadata CSV"),
+    ("1.wav,1,0,,True,1,A\n", r"esc50.csv: row 2: expected a value in column 'category'"),
+    ("", r"esc50.csv: expected one row per clip under the header, got no rows"),
+])
+def test_prepare_esc50_refuses_malformed_metadata(tmp_path, capsys, body, message):
+    root = _esc50(tmp_path, body, header="" if isinstance(body, str) and body.startswith("a,b") else HEADER)
+    with pytest.raises(InputError, match=message):
+        importers.esc50(root)
+    assert main(["train", "prepare", "esc50", str(root), "--out", str(tmp_path / "m.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "internal error" not in err and "esc50.csv" in err and len(err.strip().splitlines()) == 1
+
+
+def test_prepare_esc50_names_requested_and_available_folds(esc50_root, tmp_path, capsys):
+    out = tmp_path / "m.csv"
+    assert main(["train", "prepare", "esc50", str(esc50_root), "--out", str(out), "--folds", "9"]) == 2
+    assert "--folds: " in (err := capsys.readouterr().err) and "folds 1,2,3,4,5; got 9" in err
+    assert main(["train", "prepare", "esc50", str(esc50_root), "--out", str(out), "--folds", "1",
+                 "--val-folds", "7"]) == 2
+    assert "--val-folds: " in (err := capsys.readouterr().err) and "got 7" in err
+    assert not out.exists()
