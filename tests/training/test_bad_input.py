@@ -45,3 +45,15 @@ def test_prepare_esc50_names_requested_and_available_folds(esc50_root, tmp_path,
                  "--val-folds", "7"]) == 2
     assert "--val-folds: " in (err := capsys.readouterr().err) and "got 7" in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command", [["esc50", "{root}"], ["folder", "{root}"], ["urbansound8k", "{root}"]])
+def test_prepare_checks_out_before_scanning(tmp_path, capsys, command):
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "file").write_text("x")
+    args = [a.format(root=tmp_path / "no-such-dataset") for a in command]
+    assert main(["train", "prepare", *args, "--out", str(tmp_path / "taken")]) == 2
+    err = capsys.readouterr().err
+    assert "--out: expected a manifest file path (.csv or .jsonl), got the folder" in err and "taken" in err
+    assert main(["train", "prepare", *args, "--out", str(tmp_path / "file" / "m.csv")]) == 2
+    assert "--out " in (err := capsys.readouterr().err) and "expected a folder" in err
