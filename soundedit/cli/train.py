@@ -162,6 +162,18 @@ def _parse_ints(text: str | None, what: str) -> list[int] | None:
         raise InputError(f"{what}: expected numbers like '1' or '1,2', got {text!r}") from None
 
 
+def _check_out(out: Path) -> None:
+    """``--out`` as a manifest file path, checked before the dataset is scanned."""
+    from soundedit.errors import InputError
+    from soundedit.fileio import check_folder
+
+    if out.is_dir():
+        raise InputError(f"--out: expected a manifest file path (.csv or .jsonl), got the folder {str(out)!r}")
+    if out.exists() and not out.is_file():
+        raise InputError(f"--out: expected a manifest file path (.csv or .jsonl), got {str(out)!r} (a device, pipe or socket)")
+    check_folder(out.parent, f"--out {str(out)!r}: its folder", writable=True)
+
+
 def _write(rows, out: Path, allow_missing: bool, what: str, json_out: bool) -> None:
     from collections import Counter
 
@@ -192,6 +204,7 @@ def prepare_esc50(
     """ESC-50 -> manifest (label = category). Example: soundedit train prepare esc50 ESC-50/ --out esc50.csv"""
     from soundedit.training import importers
 
+    _check_out(out)
     rows = importers.esc50(root, folds=_parse_ints(folds, "--folds"), val_folds=_parse_ints(val_folds, "--val-folds") or [])
     _write(rows, out, allow_missing, f"ESC-50 {root}", json_out)
 
@@ -208,6 +221,7 @@ def prepare_urbansound8k(
     """UrbanSound8K -> manifest. Example: soundedit train prepare urbansound8k UrbanSound8K/ --out us8k.csv"""
     from soundedit.training import importers
 
+    _check_out(out)
     rows = importers.urbansound8k(root, folds=_parse_ints(folds, "--folds"),
                                   val_folds=_parse_ints(val_folds, "--val-folds") or [])
     _write(rows, out, allow_missing, f"UrbanSound8K {root}", json_out)
@@ -225,6 +239,7 @@ def prepare_vggsound(
     """VGGSound -> manifest. Example: soundedit train prepare vggsound vggsound.csv clips/ --out vgg.csv --frames frames/"""
     from soundedit.training import importers
 
+    _check_out(out)
     _write(importers.vggsound(csv_path, clips, frames_dir=frames), out, allow_missing, f"VGGSound {csv_path}", json_out)
 
 
@@ -242,6 +257,7 @@ def prepare_audioset(
     """AudioSet -> manifest. Example: soundedit train prepare audioset balanced_train_segments.csv ontology.json clips/ --out as.csv"""
     from soundedit.training import importers
 
+    _check_out(out)
     rows = importers.audioset(segments, ontology, clips, split=split, frames_dir=frames)
     _write(rows, out, allow_missing, f"AudioSet {segments}", json_out)
 
@@ -255,6 +271,7 @@ def prepare_folder(
     """Class folders -> manifest (label = folder name). Example: soundedit train prepare folder sounds/ --out m.csv"""
     from soundedit.training import importers
 
+    _check_out(out)
     _write(importers.folder(root), out, False, f"folder {root}", json_out)
 
 
