@@ -71,7 +71,7 @@ def train(
     from soundedit.runtime import set_progress_enabled
     from soundedit.training import distributed
     from soundedit.training.loop import check_config, train_alignment
-    from soundedit.training.manifest import check_audio, read_manifest
+    from soundedit.training.manifest import check_audio, read_manifest, split_rows
 
     if manifest is None or out is None:
         raise InputError("soundedit train: expected --manifest and --out (see `soundedit train --help`), "
@@ -103,8 +103,7 @@ def train(
     if val is not None:
         train_rows, val_rows = rows, read_manifest(val)
     elif any(r.split for r in rows):
-        train_rows = [r for r in rows if r.split in (None, "train")]
-        val_rows = [r for r in rows if r.split in ("val", "valid", "validation")]
+        train_rows, val_rows = split_rows(rows, what=f"--manifest {manifest}")
     else:
         train_rows, val_rows = rows, []
     train_rows, train_report = check_audio(train_rows, allow_missing=allow_missing, what=f"--manifest {manifest}")
@@ -258,6 +257,11 @@ def prepare_audioset(
     from soundedit.training import importers
 
     _check_out(out)
+    from soundedit.errors import InputError
+    from soundedit.training.manifest import SPLITS
+
+    if split not in SPLITS:  # `train` would refuse the manifest
+        raise InputError(f"--split: expected one of {', '.join(SPLITS)}, got {split!r}")
     rows = importers.audioset(segments, ontology, clips, split=split, frames_dir=frames)
     _write(rows, out, allow_missing, f"AudioSet {segments}", json_out)
 

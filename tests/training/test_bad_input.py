@@ -57,3 +57,62 @@ def test_prepare_checks_out_before_scanning(tmp_path, capsys, command):
     assert "--out: expected a manifest file path (.csv or .jsonl), got the folder" in err and "taken" in err
     assert main(["train", "prepare", *args, "--out", str(tmp_path / "file" / "m.csv")]) == 2
     assert "--out " in (err := capsys.readouterr().err) and "expected a folder" in err
+
+
+def _manifest(tmp_path, esc50_root, rows: list[str], header: str = "audio,label,start,duration"):
+    clip = sorted((esc50_root / "audio").iterdir())[0]
+    path = tmp_path / "m.csv"
+    path.write_text(header + "\n" + "".join(r.format(clip=clip) + "\n" for r in rows))
+    return path
+
+
+@pytest.mark.parametrize("rows, message", [
+    (["{clip},dog,0,", "{clip},dog,nan,"], r"m.csv:3: column 'start' expected seconds >= 0, got 'nan'"),
+    (["{clip},dog,-2,"], r"m.csv:2: column 'start' expected seconds >= 0, got '-2'"),
+    (["{clip},dog,,-1"], r"m.csv:2: column 'duration' expected seconds > 0, got '-1'"),
+    (["{clip},dog,,inf"], r"m.csv:2: column 'duration' expected seconds > 0, got 'inf'"),
+])
+def test_manifest_windows_are_checked_when_read(tmp_path, esc50_root, rows, message):
+    from soundedit.training.manifest import read_manifest
+
+    with pytest.raises(InputError, match=message):
+        read_manifest(_manifest(tmp_path, esc50_root, rows))
+
+
+def test_a_start_past_the_end_names_the_manifest_line(tmp_path, esc50_root, capsys):
+    from soundedit.training.manifest import check_audio, read_manifest
+
+    path = _manifest(tmp_path, esc50_root, ["{clip},dog,1,", "{clip},dog,99,"])
+    with pytest.raises(InputError, match=r"m.csv:3: column 'start' expected a time inside the audio, got 99 s"):
+        check_audio(read_manifest(path))
+    # the CLI refuses it before any model is loaded (the CLIP name does not exist)
+    assert main(["train", "--manifest", str(path), "--out", str(tmp_path / "run"), "--clip", "no-such-clip"]) == 2
+    assert "m.csv:3: column 'start' expected a time inside the audio" in capsys.readouterr().err
+
+
+def test_train_names_an_unknown_split_or_no_train_rows(tmp_path, esc50_root, capsys):
+    run = ["--out", str(tmp_path / "run"), "--clip", "no-such-clip"]
+    bogus = _manifest(tmp_path, esc50_root, ["{clip},dog,bogus"], header="audio,label,split")
+    assert main(["train", "--manifest", str(bogus), *run]) == 2
+    err = capsys.readouterr().err
+    assert "m.csv:2: column 'split' expected one of train, val, valid, validation, test or empty, got 'bogus'" in err
+    only_val = _manifest(tmp_path, esc50_root, ["{clip},dog,val", "{clip},cat,test"], header="audio,label,split")
+    assert main(["train", "--manifest", str(only_val), *run]) == 2
+    err = capsys.readouterr().err
+    assert "expected rows with split 'train' (or empty) to train on, got none (rows per split: test 1, val 1)" in err
+
+
+def test_prepare_audioset_refuses_an_unknown_split(tmp_path, capsys):
+    assert main(["train", "prepare", "audioset", "s.csv", "o.json", "clips", "--out", str(tmp_path / "m.csv"),
+                 "--split", "bogus"]) == 2
+    assert "--split: expected one of train, val, valid, validation, test, got 'bogus'" in capsys.readouterr().err
+
+
+def test_where_is_neither_compared_nor_written(tmp_path):
+    from soundedit.training.manifest import ManifestRow, read_manifest, write_manifest
+
+    row = ManifestRow(audio=str(tmp_path / "x.wav"), label="dog")
+    write_manifest([row], tmp_path / "m.csv")
+    assert (tmp_path / "m.csv").read_text().splitlines()[0] == "audio,text,label,image,split,start,duration"
+    (back,) = read_manifest(tmp_path / "m.csv")
+    assert back == row and back.where.endswith("m.csv:2")
