@@ -116,7 +116,7 @@ def train(
     try:
         space = load_clip_space(clip, device=dev)
         result = train_alignment(cfg, train_rows, clip=space, out_dir=out, val_rows=val_rows or None, device=dev,
-                                 resume=resume, cache_dir=mel_cache, num_workers=workers)
+                                 resume=resume, cache_dir=mel_cache, num_workers=workers, manifest=manifest)
     except BaseException:
         distributed.shutdown(clean=False)
         raise

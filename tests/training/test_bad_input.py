@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from soundedit.cli.main import main
@@ -116,3 +118,30 @@ def test_where_is_neither_compared_nor_written(tmp_path):
     assert (tmp_path / "m.csv").read_text().splitlines()[0] == "audio,text,label,image,split,start,duration"
     (back,) = read_manifest(tmp_path / "m.csv")
     assert back == row and back.where.endswith("m.csv:2")
+
+
+def test_resume_refuses_another_manifest_like_other_settings(esc50_root, tmp_path, capsys):
+    from soundedit.testing.clip import write_tiny_openai_clip
+    from soundedit.training.manifest import ManifestRow, write_manifest
+
+    clip = write_tiny_openai_clip(tmp_path / "tiny-clip.pt", embed_dim=64)
+    clips = sorted((esc50_root / "audio").iterdir())
+    rows = [ManifestRow(audio=str(p), label=f"class {i % 2}") for i, p in enumerate(clips[:6])]
+    write_manifest(rows[:4], tmp_path / "a.csv")
+    write_manifest(rows[2:], tmp_path / "b.csv")
+    (tmp_path / "moved").mkdir()
+    write_manifest(rows[:4], tmp_path / "moved" / "a-copy.jsonl")  # the same clips under another name
+    args = ["--out", str(tmp_path / "run"), "--config", "fast", "--arch", "test_byobnet", "--epochs", "1",
+            "--batch-size", "2", "--sample-rate", "16000", "--no-text-augment", "--clip", str(clip),
+            "--workers", "0", "--device", "cpu", "--json"]
+    assert main(["train", "--manifest", str(tmp_path / "a.csv"), *args]) == 0
+    capsys.readouterr()
+    resume = [a if a != "1" else "2" for a in args] + ["--resume"]  # --epochs 2: a setting a resume may change
+    assert main(["train", "--manifest", str(tmp_path / "b.csv"), *resume]) == 2
+    err = capsys.readouterr().err
+    assert f"was trained on --manifest {tmp_path / 'a.csv'} (4 clips); --manifest {tmp_path / 'b.csv'} (4 clips) " \
+           "lists other clips" in err
+    assert main(["train", "--manifest", str(tmp_path / "a.csv"), *resume, "--lr", "0.01"]) == 2
+    assert "used other settings (lr differ)" in capsys.readouterr().err
+    assert main(["train", "--manifest", str(tmp_path / "moved" / "a-copy.jsonl"), *resume]) == 0
+    assert json.loads(capsys.readouterr().out)["epochs"] == 2
