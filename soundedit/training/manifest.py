@@ -7,7 +7,7 @@ audio      path of the audio file (relative paths are relative to the manifest's
 text       caption/prompt (optional when ``label`` is given: a template makes one)
 label      class label (optional; zero-shot validation uses it)
 image      path of a video frame / image (optional: enables the L(a<->v) term)
-split      free text, e.g. ``train``/``val``/``test`` (optional)
+split      ``train``, ``val`` (``valid``, ``validation``), ``test`` or empty (optional; see :func:`split_rows`)
 start      clip start in seconds within the file (optional)
 duration   clip length in seconds (optional)
 =========  =========================================================================
@@ -34,6 +34,8 @@ from soundedit.text.templates import DEFAULT_TEMPLATE
 logger = logging.getLogger("soundedit")
 
 COLUMNS = ("audio", "text", "label", "image", "split", "start", "duration")
+#: manifests with these suffixes are JSON lines (one object per line); any other is CSV
+_JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,7 @@ def read_manifest(path: str | os.PathLike, *, split: str | None = None) -> list[
     text = read_text_file(p, "manifest")
     base = p.resolve().parent
     rows: list[ManifestRow] = []
-    if p.suffix.lower() in (".jsonl", ".json", ".ndjson"):
+    if p.suffix.lower() in _JSON_SUFFIXES:
         for n, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
@@ -211,7 +213,7 @@ def write_manifest(rows: list[ManifestRow], path: str | os.PathLike) -> Path:
         del d["where"]
         d["audio"], d["image"] = rel(r.audio), rel(r.image)
         recs.append(d)
-    if p.suffix.lower() in (".jsonl", ".ndjson"):
+    if p.suffix.lower() in _JSON_SUFFIXES:  # as read_manifest reads it
         return write_text(p, "".join(json.dumps({k: v for k, v in d.items() if v is not None}) + "\n" for d in recs))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")

@@ -145,3 +145,11 @@ def test_resume_refuses_another_manifest_like_other_settings(esc50_root, tmp_pat
     assert "used other settings (lr differ)" in capsys.readouterr().err
     assert main(["train", "--manifest", str(tmp_path / "moved" / "a-copy.jsonl"), *resume]) == 0
     assert json.loads(capsys.readouterr().out)["epochs"] == 2
+
+
+def test_a_json_manifest_is_written_as_it_is_read(tmp_path):
+    from soundedit.training.manifest import ManifestRow, read_manifest, write_manifest
+
+    rows = [ManifestRow(audio=str(tmp_path / "x.wav"), label="dog", split="train")]
+    write_manifest(rows, tmp_path / "m.json")
+    assert read_manifest(tmp_path / "m.json") == rows
