@@ -71,7 +71,7 @@ def train(
     from soundedit.runtime import set_progress_enabled
     from soundedit.training import distributed
     from soundedit.training.loop import check_config, train_alignment
-    from soundedit.training.manifest import check_audio, read_manifest
+    from soundedit.training.manifest import check_audio, read_manifest, split_rows
 
     if manifest is None or out is None:
         raise InputError("soundedit train: expected --manifest and --out (see `soundedit train --help`), "
@@ -103,8 +103,7 @@ def train(
     if val is not None:
         train_rows, val_rows = rows, read_manifest(val)
     elif any(r.split for r in rows):
-        train_rows = [r for r in rows if r.split in (None, "train")]
-        val_rows = [r for r in rows if r.split in ("val", "valid", "validation")]
+        train_rows, val_rows = split_rows(rows, what=f"--manifest {manifest}")
     else:
         train_rows, val_rows = rows, []
     train_rows, train_report = check_audio(train_rows, allow_missing=allow_missing, what=f"--manifest {manifest}")
@@ -117,7 +116,7 @@ def train(
     try:
         space = load_clip_space(clip, device=dev)
         result = train_alignment(cfg, train_rows, clip=space, out_dir=out, val_rows=val_rows or None, device=dev,
-                                 resume=resume, cache_dir=mel_cache, num_workers=workers)
+                                 resume=resume, cache_dir=mel_cache, num_workers=workers, manifest=manifest)
     except BaseException:
         distributed.shutdown(clean=False)
         raise
@@ -162,6 +161,18 @@ def _parse_ints(text: str | None, what: str) -> list[int] | None:
         raise InputError(f"{what}: expected numbers like '1' or '1,2', got {text!r}") from None
 
 
+def _check_out(out: Path) -> None:
+    """``--out`` as a manifest file path, checked before the dataset is scanned."""
+    from soundedit.errors import InputError
+    from soundedit.fileio import check_folder
+
+    if out.is_dir():
+        raise InputError(f"--out: expected a manifest file path (.csv or .jsonl), got the folder {str(out)!r}")
+    if out.exists() and not out.is_file():
+        raise InputError(f"--out: expected a manifest file path (.csv or .jsonl), got {str(out)!r} (a device, pipe or socket)")
+    check_folder(out.parent, f"--out {str(out)!r}: its folder", writable=True)
+
+
 def _write(rows, out: Path, allow_missing: bool, what: str, json_out: bool) -> None:
     from collections import Counter
 
@@ -192,6 +203,7 @@ def prepare_esc50(
     """ESC-50 -> manifest (label = category). Example: soundedit train prepare esc50 ESC-50/ --out esc50.csv"""
     from soundedit.training import importers
 
+    _check_out(out)
     rows = importers.esc50(root, folds=_parse_ints(folds, "--folds"), val_folds=_parse_ints(val_folds, "--val-folds") or [])
     _write(rows, out, allow_missing, f"ESC-50 {root}", json_out)
 
@@ -208,6 +220,7 @@ def prepare_urbansound8k(
     """UrbanSound8K -> manifest. Example: soundedit train prepare urbansound8k UrbanSound8K/ --out us8k.csv"""
     from soundedit.training import importers
 
+    _check_out(out)
     rows = importers.urbansound8k(root, folds=_parse_ints(folds, "--folds"),
                                   val_folds=_parse_ints(val_folds, "--val-folds") or [])
     _write(rows, out, allow_missing, f"UrbanSound8K {root}", json_out)
@@ -225,6 +238,7 @@ def prepare_vggsound(
     """VGGSound -> manifest. Example: soundedit train prepare vggsound vggsound.csv clips/ --out vgg.csv --frames frames/"""
     from soundedit.training import importers
 
+    _check_out(out)
     _write(importers.vggsound(csv_path, clips, frames_dir=frames), out, allow_missing, f"VGGSound {csv_path}", json_out)
 
 
@@ -242,6 +256,12 @@ def prepare_audioset(
     """AudioSet -> manifest. Example: soundedit train prepare audioset balanced_train_segments.csv ontology.json clips/ --out as.csv"""
     from soundedit.training import importers
 
+    _check_out(out)
+    from soundedit.errors import InputError
+    from soundedit.training.manifest import SPLITS
+
+    if split not in SPLITS:  # `train` would refuse the manifest
+        raise InputError(f"--split: expected one of {', '.join(SPLITS)}, got {split!r}")
     rows = importers.audioset(segments, ontology, clips, split=split, frames_dir=frames)
     _write(rows, out, allow_missing, f"AudioSet {segments}", json_out)
 
@@ -255,6 +275,7 @@ def prepare_folder(
     """Class folders -> manifest (label = folder name). Example: soundedit train prepare folder sounds/ --out m.csv"""
     from soundedit.training import importers
 
+    _check_out(out)
     _write(importers.folder(root), out, False, f"folder {root}", json_out)
 
 

@@ -29,27 +29,43 @@ _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
 def _need_file(path: Path, what: str) -> Path:
     if not path.is_file():
-        raise InputError(f"{what}: expected the file {str(path)!r}, it does not exist")
+        got = "a folder" if path.is_dir() else "it does not exist"
+        raise InputError(f"{what}: expected the file {str(path)!r}, {got}")
     return path
 
 
-def _fold_rows(meta: Path, folds: Iterable[int] | None, val_folds: Iterable[int],
-               audio_and_label: Callable[[dict[str, str], int], tuple[Path, str]]) -> list[ManifestRow]:
+def _fold_rows(meta: Path, columns: tuple[str, str], folds: Iterable[int] | None, val_folds: Iterable[int],
+               audio_of: Callable[[str, int], Path]) -> list[ManifestRow]:
     """Rows of a metadata CSV with a ``fold`` column (ESC-50, UrbanSound8K), folds filtered and split assigned.
 
-    ``audio_and_label(record, fold)`` gives the clip's path and its raw label.
+    The CSV is read and checked as classify/eval read it (header, cells per row, UTF-8).
+    ``columns`` are the file-name and class-name columns; ``audio_of(file_name, fold)`` gives the clip's path.
+
+    Raises:
+        InputError: malformed metadata (named by row), or ``folds``/``val_folds`` the metadata does not list.
     """
+    from soundedit.evaluation.datasets import _int, _read_csv
+
+    file_col, class_col = columns
+    records = []
+    for line, rec in enumerate(_read_csv(meta, [file_col, "fold", class_col]), start=2):  # line 1 is the header
+        fold = _int(rec["fold"], path=meta, line=line, column="fold")
+        for col in (file_col, class_col):
+            if not rec[col].strip():
+                raise InputError(f"{meta}: row {line}: expected a value in column {col!r}, got an empty cell")
+        records.append((fold, rec))
+    have = sorted({fold for fold, _ in records})
+    for flag, wanted in (("--folds", folds), ("--val-folds", val_folds)):
+        unknown = sorted(set(wanted or ()) - set(have))
+        if unknown:
+            raise InputError(f"{flag}: {meta} lists clips in folds {','.join(map(str, have))}; "
+                             f"got {','.join(map(str, unknown))}"
+                             + (" (pass --val-folds '' for no validation split)" if flag == "--val-folds" else ""))
     keep = None if folds is None else set(folds)
     val = set(val_folds)
-    rows = []
-    with open(meta, newline="", encoding="utf-8") as fh:
-        for rec in csv.DictReader(fh):
-            fold = int(rec["fold"])
-            if keep is not None and fold not in keep:
-                continue
-            audio, label = audio_and_label(rec, fold)
-            rows.append(ManifestRow(audio=str(audio), label=clean_label(label), split="val" if fold in val else "train"))
-    return rows
+    return [ManifestRow(audio=str(audio_of(rec[file_col].strip(), fold)), label=clean_label(rec[class_col]),
+                        split="val" if fold in val else "train")
+            for fold, rec in records if keep is None or fold in keep]
 
 
 def esc50(root: str | os.PathLike, *, folds: Iterable[int] | None = None, val_folds: Iterable[int] = (5,)) -> list[ManifestRow]:
@@ -65,8 +81,7 @@ def esc50(root: str | os.PathLike, *, folds: Iterable[int] | None = None, val_fo
     """
     root = Path(root)
     meta = _need_file(root / "meta" / "esc50.csv", "ESC-50 root")
-    return _fold_rows(meta, folds, val_folds,
-                      lambda rec, fold: (root / "audio" / rec["filename"], rec["category"]))
+    return _fold_rows(meta, ("filename", "category"), folds, val_folds, lambda name, fold: root / "audio" / name)
 
 
 def urbansound8k(root: str | os.PathLike, *, folds: Iterable[int] | None = None,
@@ -80,8 +95,8 @@ def urbansound8k(root: str | os.PathLike, *, folds: Iterable[int] | None = None,
     """
     root = Path(root)
     meta = _need_file(root / "metadata" / "UrbanSound8K.csv", "UrbanSound8K root")
-    return _fold_rows(meta, folds, val_folds,
-                      lambda rec, fold: (root / "audio" / f"fold{fold}" / rec["slice_file_name"], rec["class"]))
+    return _fold_rows(meta, ("slice_file_name", "class"), folds, val_folds,
+                      lambda name, fold: root / "audio" / f"fold{fold}" / name)
 
 
 class _ClipIndex:

@@ -188,6 +188,18 @@ def _comparable(cfg_dict: dict) -> dict:
     return {k: v for k, v in cfg_dict.items() if k not in ("epochs", "log_every_steps", "save_every_steps")}
 
 
+def _data_fingerprint(rows: Sequence[ManifestRow]) -> str:
+    """sha256 of the training clips in order (file names, texts/labels, frames, windows): what a resumed
+    run must train on to continue the same batches.  File names, not paths, so a moved dataset still resumes."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for r in rows:
+        h.update(json.dumps([Path(r.audio).name, r.text, r.label, Path(r.image).name if r.image else None, r.start,
+                             r.duration]).encode() + b"\n")
+    return h.hexdigest()
+
+
 class _Trainer:
     def __init__(self, config: TrainConfig, train_rows: Sequence[ManifestRow], val_rows: Sequence[ManifestRow] | None,
                  clip, out_dir: Path, device: torch.device, cache_dir: Path | None, num_workers: int,
@@ -205,6 +217,7 @@ class _Trainer:
             config = dataclasses.replace(config, encoder=dataclasses.replace(config.encoder, embed_dim=clip.embed_dim))
         self.cfg = config
         self.train_rows, self.val_rows = list(train_rows), list(val_rows or [])
+        self.data_name: str | None = None  # the training manifest, for messages (train_alignment(manifest=...))
         self.prompts = [r.prompt(config.template) for r in self.train_rows]
         self.val_prompts = [r.prompt(config.template) for r in self.val_rows]
         self.images = [r.image for r in self.train_rows]
@@ -273,7 +286,9 @@ class _Trainer:
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                 "epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
                 "epoch_loss": self.epoch_loss, "epoch_n": self.epoch_n, "best_value": self.best_value,
-                "history": self.history, "rng": _rng_state()}
+                "history": self.history, "rng": _rng_state(),
+                "data": {"manifest": self.data_name, "rows": len(self.train_rows),
+                         "sha256": _data_fingerprint(self.train_rows)}}
 
     def load_state(self, path: Path) -> None:
         from soundedit.errors import CheckpointError
@@ -290,6 +305,13 @@ class _Trainer:
             diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
             raise InputError(f"--resume: the run in {path.parent} used other settings ({', '.join(diff)} differ); "
                              "resume with the same config or start a new --out")
+        data = state.get("data")  # absent from resume files written before it was recorded
+        if isinstance(data, dict) and data.get("sha256") != _data_fingerprint(self.train_rows):
+            old = f"--manifest {data['manifest']}" if data.get("manifest") else "another manifest"
+            new = f"--manifest {self.data_name}" if self.data_name else "these rows"
+            raise InputError(f"--resume: the run in {path.parent} was trained on {old} ({data.get('rows')} clips); "
+                             f"{new} ({len(self.train_rows)} clips) lists other clips; resume with the same manifest "
+                             "(and --allow-missing choice) or start a new --out")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -561,7 +583,8 @@ def _hms(seconds: float) -> str:
 def train_alignment(config: TrainConfig, train_rows: Sequence[ManifestRow], *, clip, out_dir: str | os.PathLike,
                     val_rows: Sequence[ManifestRow] | None = None, device: str | torch.device = "cpu",
                     resume: bool = False, cache_dir: str | os.PathLike | None = None, num_workers: int = 0,
-                    on_step: Callable[[int], None] | None = None) -> TrainResult:
+                    on_step: Callable[[int], None] | None = None, manifest: str | os.PathLike | None = None
+                    ) -> TrainResult:
     """Train an audio encoder into a frozen CLIP space (the paper's alignment stage).
 
     Runs single-process, or under ``torchrun`` when the process group is initialised
@@ -579,12 +602,14 @@ def train_alignment(config: TrainConfig, train_rows: Sequence[ManifestRow], *, c
         cache_dir: memory-mapped log-mel cache folder (``None``: decode audio every epoch).
         num_workers: DataLoader worker processes.
         on_step: called with the global step after every optimizer step (hooks, tests).
+        manifest: the training manifest's name, recorded in ``resume.pt``; a resume with other training
+            clips is refused naming the old and the new one (like a resume with other settings).
 
     Returns:
         A :class:`TrainResult` with the checkpoint paths and per-epoch metrics.
 
     Raises:
-        InputError: bad settings, a batch larger than the data, or a resume file from other settings.
+        InputError: bad settings, a batch larger than the data, or a resume file from other settings or clips.
     """
     from soundedit.runtime import resolve_device
 
@@ -595,6 +620,7 @@ def train_alignment(config: TrainConfig, train_rows: Sequence[ManifestRow], *, c
     out.mkdir(parents=True, exist_ok=True)
     trainer = _Trainer(config, train_rows, val_rows, clip, out, resolve_device(device),
                        Path(cache_dir) if cache_dir is not None else None, num_workers, on_step)
+    trainer.data_name = str(manifest) if manifest is not None else None
     resume_path = out / RESUME_FILE
     if resume:
         if not resume_path.is_file():

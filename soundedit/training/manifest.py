@@ -7,7 +7,7 @@ audio      path of the audio file (relative paths are relative to the manifest's
 text       caption/prompt (optional when ``label`` is given: a template makes one)
 label      class label (optional; zero-shot validation uses it)
 image      path of a video frame / image (optional: enables the L(a<->v) term)
-split      free text, e.g. ``train``/``val``/``test`` (optional)
+split      ``train``, ``val`` (``valid``, ``validation``), ``test`` or empty (optional; see :func:`split_rows`)
 start      clip start in seconds within the file (optional)
 duration   clip length in seconds (optional)
 =========  =========================================================================
@@ -22,6 +22,7 @@ import csv
 import io
 import json
 import logging
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +34,8 @@ from soundedit.text.templates import DEFAULT_TEMPLATE
 logger = logging.getLogger("soundedit")
 
 COLUMNS = ("audio", "text", "label", "image", "split", "start", "duration")
+#: manifests with these suffixes are JSON lines (one object per line); any other is CSV
+_JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,8 @@ class ManifestRow:
     split: str | None = None
     start: float | None = None
     duration: float | None = None
+    #: where the row came from, for messages (``"manifest m.csv:7"``); not data, so not compared or written
+    where: str | None = field(default=None, compare=False, repr=False)
 
     def prompt(self, template: str = DEFAULT_TEMPLATE) -> str:
         """The text target: ``text`` if given, else the label through ``template``."""
@@ -88,9 +93,15 @@ def _opt_float(value, where: str, column: str) -> float | None:
     if value is None or value == "":
         return None
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
         raise InputError(f"{where}: column {column!r} expected a number of seconds, got {value!r}") from None
+    # nan passes no range check and would only fail when the clip is decoded, mid-training
+    if column == "start" and not (math.isfinite(number) and number >= 0):
+        raise InputError(f"{where}: column 'start' expected seconds >= 0, got {value!r}")
+    if column == "duration" and not (math.isfinite(number) and number > 0):
+        raise InputError(f"{where}: column 'duration' expected seconds > 0, got {value!r}")
+    return number
 
 
 def _row_from_mapping(rec: dict, base: Path, where: str) -> ManifestRow:
@@ -108,7 +119,7 @@ def _row_from_mapping(rec: dict, base: Path, where: str) -> ManifestRow:
     row = ManifestRow(audio=path(audio), text=text("text"), label=text("label"),
                       image=path(text("image")) if text("image") else None, split=text("split"),
                       start=_opt_float(rec.get("start"), where, "start"),
-                      duration=_opt_float(rec.get("duration"), where, "duration"))
+                      duration=_opt_float(rec.get("duration"), where, "duration"), where=where)
     if not row.text and not row.label:
         raise InputError(f"{where}: expected a 'text' or a 'label', got neither")
     return row
@@ -131,7 +142,7 @@ def read_manifest(path: str | os.PathLike, *, split: str | None = None) -> list[
     text = read_text_file(p, "manifest")
     base = p.resolve().parent
     rows: list[ManifestRow] = []
-    if p.suffix.lower() in (".jsonl", ".json", ".ndjson"):
+    if p.suffix.lower() in _JSON_SUFFIXES:
         for n, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
@@ -156,6 +167,30 @@ def read_manifest(path: str | os.PathLike, *, split: str | None = None) -> list[
     return rows
 
 
+#: ``split`` values of the rows a run validates on; ``train`` (or empty) rows train, ``test`` rows are held out
+VAL_SPLITS = ("val", "valid", "validation")
+SPLITS = ("train", *VAL_SPLITS, "test")
+
+
+def split_rows(rows: list[ManifestRow], *, what: str = "manifest") -> tuple[list[ManifestRow], list[ManifestRow]]:
+    """``(train_rows, val_rows)`` by the ``split`` column (``test`` rows are left out of both).
+
+    Raises:
+        InputError: a split value outside :data:`SPLITS` (named with its row), or no row to train on.
+    """
+    for row in rows:
+        if row.split is not None and row.split not in SPLITS:
+            raise InputError(f"{row.where or what}: column 'split' expected one of {', '.join(SPLITS)} or empty, "
+                             f"got {row.split!r}")
+    train = [r for r in rows if r.split in (None, "train")]
+    if not train:
+        from collections import Counter
+
+        found = ", ".join(f"{k} {n}" for k, n in sorted(Counter(r.split for r in rows).items()))
+        raise InputError(f"{what}: expected rows with split 'train' (or empty) to train on, got none (rows per split: {found})")
+    return train, [r for r in rows if r.split in VAL_SPLITS]
+
+
 def write_manifest(rows: list[ManifestRow], path: str | os.PathLike) -> Path:
     """Write rows atomically as CSV (or JSONL for a ``.jsonl`` path).
 
@@ -175,9 +210,10 @@ def write_manifest(rows: list[ManifestRow], path: str | os.PathLike) -> Path:
     recs = []
     for r in rows:
         d = asdict(r)
+        del d["where"]
         d["audio"], d["image"] = rel(r.audio), rel(r.image)
         recs.append(d)
-    if p.suffix.lower() in (".jsonl", ".ndjson"):
+    if p.suffix.lower() in _JSON_SUFFIXES:  # as read_manifest reads it
         return write_text(p, "".join(json.dumps({k: v for k, v in d.items() if v is not None}) + "\n" for d in recs))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
@@ -223,6 +259,8 @@ def check_audio(rows: list[ManifestRow], *, allow_missing: bool = False, what: s
     report = FileReport(total=len(rows))
     keep = []
     checked: dict[str, str | None] = {}  # path -> reason (None: fine); a file can back many rows
+    lengths: dict[str, tuple[int, int]] = {}  # probed audio -> (frames, sample rate)
+    past_end: str | None = None  # the first row whose window starts after its audio ends
     for row in rows:
         if row.audio not in checked:
             reason = None
@@ -233,9 +271,15 @@ def check_audio(rows: list[ManifestRow], *, allow_missing: bool = False, what: s
                     info = sf.info(row.audio)
                     if info.frames == 0:
                         reason = "no samples"
+                    lengths[row.audio] = (info.frames, info.samplerate)
                 except (sf.LibsndfileError, RuntimeError, OSError) as exc:
                     reason = str(exc).splitlines()[0][:120]
             checked[row.audio] = reason
+        if checked[row.audio] is None and row.start is not None and row.audio in lengths:
+            frames, rate = lengths[row.audio]
+            if int(round(row.start * rate)) >= frames and past_end is None:  # load_audio would refuse it, mid-training
+                past_end = (f"{row.where or what}: column 'start' expected a time inside the audio, got "
+                            f"{row.start:g} s, at/after the end of {row.audio} ({frames / rate:.3f} s)")
         bad_path, reason = row.audio, checked[row.audio]
         if reason is None and row.image:  # the row's video frame, for the a<->v term
             if row.image not in checked:
@@ -251,6 +295,8 @@ def check_audio(rows: list[ManifestRow], *, allow_missing: bool = False, what: s
         if not allow_missing:
             raise InputError(f"{what}: {report.summary()} (pass --allow-missing to skip them)")
         logger.warning("%s: skipping %s", what, report.summary())
+    if past_end is not None:  # a mistake in the manifest, not a file to skip: never dropped
+        raise InputError(past_end)
     if not keep:
         raise InputError(f"{what}: none of the {len(rows)} audio file(s) can be used")
     return keep, report

@@ -167,8 +167,26 @@ def load_lock(path: str | os.PathLike | None = None) -> Lock:
     key = (str(p.resolve()), st.st_mtime_ns, st.st_size)
     if key not in _cache:
         _cache.clear()
-        _cache[key] = parse_lock(p.read_text(encoding="utf-8"), path=p)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{_lock_what(p)}: expected a UTF-8 TOML weights.lock, got {str(p)!r} with a non-UTF-8 "
+                             f"byte at offset {exc.start}") from None
+        except OSError as exc:
+            raise InputError(f"{_lock_what(p)}: cannot read {str(p)!r} ({exc.strerror or exc})") from None
+        _cache[key] = parse_lock(text, path=p)
     return _cache[key]
+
+
+def _lock_what(path: Path) -> str:
+    """How to name the lock file in messages: the environment variable when it chose the file."""
+    override = os.environ.get(LOCK_ENV, "").strip()
+    try:
+        if override and Path(override).expanduser().resolve() == path.resolve():
+            return LOCK_ENV
+    except OSError:
+        pass
+    return "weights.lock"
 
 
 def parse_lock(text: str, *, path: Path) -> Lock:

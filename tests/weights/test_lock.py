@@ -125,3 +125,17 @@ def test_importing_the_weights_package_is_light():
 
     code = "import sys, soundedit.weights; sys.exit(1 if 'torch' in sys.modules or 'urllib.request' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+@pytest.mark.parametrize("command", [["weights", "list"], ["weights", "import", "ffhq-1024", "{file}"]])
+def test_a_non_utf8_lock_override_is_named(monkeypatch, tmp_path, capsys, command):
+    from soundedit.cli.main import main
+
+    bad = tmp_path / "x.lock"
+    bad.write_bytes(b"\xff\xfe")
+    (tmp_path / "file.pt").write_bytes(b"x")
+    monkeypatch.setenv("SOUNDEDIT_WEIGHTS_LOCK", str(bad))
+    assert main([a.format(file=tmp_path / "file.pt") for a in command]) == 2
+    err = capsys.readouterr().err
+    assert "internal error" not in err
+    assert "SOUNDEDIT_WEIGHTS_LOCK: expected a UTF-8 TOML weights.lock" in err and "x.lock" in err
