@@ -15,10 +15,10 @@ from typing import Annotated, Any, Optional
 import typer
 
 from soundedit.cli._common import DeviceOpt, JsonOpt, emit_json, stderr, stdout
-from soundedit.fileio import check_folder
 from soundedit.cli.main import app
 from soundedit.config import MAX_INTERPOLATE, MAX_LR, MAX_STEPS
 from soundedit.errors import InputError, check_int, check_number, check_seed
+from soundedit.fileio import check_folder
 
 logger = logging.getLogger("soundedit")
 
@@ -358,7 +358,7 @@ def _photo_comparison(inversion, result, path: Path) -> None:
 def _run_batch(batch: str, generator, audio_encoder, clip, identity, preset, steps, lambda_sim, lambda_id, mask, lr,
                truncation, frame_every, batch_size, device, out: Path, json_out: bool) -> None:
     """``edit --batch``: rows validated up front, finished rows skipped, this rank's rows in batches."""
-    from soundedit.editing.batch import read_jobs, shard
+    from soundedit.editing.batch import check_row_latents, read_jobs, shard
     from soundedit.runtime import distributed_rank
     from soundedit.runtime import progress, resolve_device
 
@@ -385,7 +385,7 @@ def _run_batch(batch: str, generator, audio_encoder, clip, identity, preset, ste
     finished = 0
     if todo:
         editor = _load_editor(generator, audio_encoder, clip, identity, dev, note, preset=preset, lambda_id=lambda_id)
-        _check_row_latents(todo, editor.generator)
+        check_row_latents(((job.edit["source"], f"--batch row {job.index + 1}") for job in todo), editor.generator)
         groups = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
         try:
             with progress(f"editing {len(todo)} rows", total=n_steps * len(groups)) as bar:
@@ -410,20 +410,6 @@ def _run_batch(batch: str, generator, audio_encoder, clip, identity, preset, ste
         emit_json({"rank": rank, "world_size": world, "rows": summaries})
     else:
         stdout.print(f"{finished} edits done, {len(mine) - len(todo)} skipped (already finished) → {out}")
-
-
-def _check_row_latents(jobs, generator) -> None:
-    """Every row's latent holds one code for this generator, checked before any group is optimised
-    (read_jobs checks 3-D files without the generator; a 2-D file is one W+ code or N W codes)."""
-    from soundedit.editing.sources import LATENT_SUFFIXES, load_latent
-
-    for job in jobs:
-        source = job.edit["source"]
-        if isinstance(source, str) and Path(source).suffix.lower() in LATENT_SUFFIXES:
-            n = load_latent(source, n_latent=int(generator.n_latent), style_dim=int(generator.style_dim)).shape[0]
-            if n != 1:
-                raise InputError(f"--batch row {job.index + 1}: latent {source!r} holds {n} codes; "
-                                 "expected one code per row")
 
 
 @app.command()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,18 +80,33 @@ def _row_folder(value: str | None, where: str, index: int) -> Path:
     return p
 
 
-def check_one_code(path: str, where: str) -> None:
-    """A row's latent must hold one code; checked before any model loads or any group is optimised.
+def check_one_code(path: str, where: str, generator: Any = None) -> None:
+    """A row's latent must hold one code.
 
-    A 3-D file's code count is clear without the generator; a 2-D one ((L, D) W+ or (N, D) W codes)
-    is checked against the generator once it is loaded.
+    Without ``generator`` (while the job list is read, before any model loads) only a 3-D file's
+    code count is clear; with it a 2-D file, one W+ code ``(L, D)`` or N W codes ``(N, D)``, is
+    fitted to the generator's ``n_latent``/``style_dim`` and counted too.
     """
-    from soundedit.editing.sources import read_latent
+    from soundedit.editing.sources import _broadcast, read_latent
 
     w = read_latent(path, what=f"{where} latent")
-    if w.dim() == 3 and w.shape[0] != 1:
-        raise InputError(f"{where}: latent {path!r} holds {w.shape[0]} codes (shape {tuple(w.shape)}); "
+    n = int(w.shape[0]) if w.dim() == 3 else 1
+    if generator is not None:
+        n = int(_broadcast(w, int(generator.n_latent), int(generator.style_dim), f"{where} latent").shape[0])
+    if n != 1:
+        fitted = " for this generator" if generator is not None and w.dim() != 3 else ""
+        raise InputError(f"{where}: latent {path!r} holds {n} codes{fitted} (shape {tuple(w.shape)}); "
                          "expected one code per row")
+
+
+def check_row_latents(rows: Iterable[tuple[Any, str]], generator: Any) -> None:
+    """``check_one_code`` against the loaded generator for every ``(source, where)`` row whose source is
+    a latent file: run once the generator is loaded, before any edit is optimised."""
+    from soundedit.editing.sources import LATENT_SUFFIXES
+
+    for source, where in rows:
+        if isinstance(source, str) and Path(source).suffix.lower() in LATENT_SUFFIXES:
+            check_one_code(source, where, generator)
 
 
 def read_jobs(text: str, *, out_dir: Path, source_name: str = "jobs") -> list[Job]:

@@ -428,18 +428,11 @@ def _check_job_source(src: str, given: str, where: str) -> None:
 
 
 def check_job_latents(jobs: Sequence[dict], generator, jobs_file: str | Path = "") -> None:
-    """Every job's latent holds one code for this generator: a 2-D file is one W+ code ``(L, D)`` or N W
-    codes ``(N, D)``, which only the generator's ``n_latent`` tells apart.  Run once the generator is
-    loaded, before any edit is optimised."""
-    from soundedit.editing.sources import LATENT_SUFFIXES, load_latent
+    """Every job's latent holds one code for this generator (see :func:`soundedit.editing.batch.check_row_latents`)."""
+    from soundedit.editing.batch import check_row_latents
 
-    for i, job in enumerate(jobs):
-        source = job["source"]
-        if isinstance(source, str) and Path(source).suffix.lower() in LATENT_SUFFIXES:
-            n = load_latent(source, n_latent=int(generator.n_latent), style_dim=int(generator.style_dim)).shape[0]
-            if n != 1:
-                raise InputError(f"--jobs {jobs_file}: row {job.get('row', i + 2)}: latent {source!r} holds {n} "
-                                 "codes for this generator; expected one code per row")
+    check_row_latents(((job["source"], f"--jobs {jobs_file}: row {job.get('row', i + 2)}")
+                       for i, job in enumerate(jobs)), generator)
 
 
 def semantic_classifier_from_sounds(encoder: NamedEncoder, sounds: Sequence[str | Path], labels: Sequence[str], *,

@@ -348,7 +348,7 @@ def test_batch_row_latents_with_several_codes_fail_before_any_group_runs(models,
     out = tmp_path / "runs"
     assert main(["edit", "--batch", str(jobs), *models, "--steps", "1", "--out", str(out)]) == 2
     err = capfd.readouterr().err.strip()
-    assert "--batch row 2: latent" in err and "holds 3 codes; expected one code per row" in err, err
+    assert "--batch row 2: latent" in err and "holds 3 codes for this generator (shape (3, 32)); expected one code per row" in err, err
     assert not out.exists()  # the first row did not run either
 
 

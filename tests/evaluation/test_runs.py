@@ -159,5 +159,5 @@ def test_edit_job_latents_hold_one_code_for_the_generator(tmp_path, esc50_root):
     torch.save(torch.zeros(3, 32), tmp_path / "w3.pt")  # three W codes: only the generator tells them apart
     jobs = read_jobs(_jobs_file(tmp_path, esc50_root, "w3.pt"))
     with pytest.raises(InputError, match=r"^--jobs jobs.csv: row 3: latent .*w3.pt' holds 3 codes for this "
-                                         r"generator; expected one code per row$"):
+                                         r"generator \(shape \(3, 32\)\); expected one code per row$"):
         check_job_latents(jobs, generator, "jobs.csv")
