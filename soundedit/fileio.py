@@ -134,6 +134,22 @@ def check_folder(path: str | os.PathLike, what: str, *, writable: bool = False) 
     return folder
 
 
+def check_output_file(path: str | os.PathLike, what: str, expected: str) -> Path:
+    """``path`` as a file soundedit will write (a manifest, an embeddings array), checked before any work.
+
+    Raises:
+        InputError: ``path`` is a folder or a device, or its folder is unusable (see :func:`check_folder`);
+            the message names ``what`` and says what was expected (``expected``, e.g. "a .npy file path").
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{what}: expected {expected}, got the folder {str(p)!r}")
+    if p.exists() and not p.is_file():
+        raise InputError(f"{what}: expected {expected}, got {str(p)!r} (a device, pipe or socket)")
+    check_folder(p.parent, f"{what} {str(p)!r}", writable=True)
+    return p
+
+
 @contextlib.contextmanager
 def output_set(out_dir: str | os.PathLike, *, replaces: Callable[[str], bool], last: str = "report.json"
                ) -> Iterator[Path]:

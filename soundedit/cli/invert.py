@@ -9,10 +9,10 @@ from typing import Annotated, Optional
 import typer
 
 from soundedit.cli._common import DeviceOpt, JsonOpt, emit_json, stderr, stdout
-from soundedit.fileio import check_file, check_folder
 from soundedit.cli.main import app
 from soundedit.config import MAX_STEPS
 from soundedit.errors import InputError
+from soundedit.fileio import check_file, check_folder
 
 logger = logging.getLogger("soundedit")
 

@@ -163,14 +163,9 @@ def _parse_ints(text: str | None, what: str) -> list[int] | None:
 
 def _check_out(out: Path) -> None:
     """``--out`` as a manifest file path, checked before the dataset is scanned."""
-    from soundedit.errors import InputError
-    from soundedit.fileio import check_folder
+    from soundedit.fileio import check_output_file
 
-    if out.is_dir():
-        raise InputError(f"--out: expected a manifest file path (.csv or .jsonl), got the folder {str(out)!r}")
-    if out.exists() and not out.is_file():
-        raise InputError(f"--out: expected a manifest file path (.csv or .jsonl), got {str(out)!r} (a device, pipe or socket)")
-    check_folder(out.parent, f"--out {str(out)!r}: its folder", writable=True)
+    check_output_file(out, "--out", "a manifest file path (.csv or .jsonl)")
 
 
 def _write(rows, out: Path, allow_missing: bool, what: str, json_out: bool) -> None:
@@ -311,8 +306,8 @@ def embed(
     from soundedit.audio import AUDIO_EXTENSIONS
     from soundedit.cli._common import embedding_cache, expand_inputs
     from soundedit.errors import InputError
-    from soundedit.fileio import atomic_open, check_folder, write_json
-    from soundedit.inversion.image import load_image
+    from soundedit.fileio import atomic_open, check_output_file, write_json
+    from soundedit.inversion.image import load_image, to_tensor
     from soundedit.models import load_clip_space
     from soundedit.runtime import progress, resolve_device
     from soundedit.text.templates import check_template, fill_template
@@ -322,9 +317,7 @@ def embed(
     if out is not None and out.suffix != ".npy":
         raise InputError(f"--out: expected a .npy path, got {str(out)!r}")
     if out is not None:  # before any model loads: an unusable --out would otherwise fail after the embedding
-        if out.is_dir():
-            raise InputError(f"--out: expected a .npy file path, got the folder {str(out)!r}")
-        check_folder(out.parent, f"--out {str(out)!r}", writable=True)
+        check_output_file(out, "--out", "a .npy file path")
     audio_paths = expand_inputs(sounds, what="SOUNDS", suffixes=tuple(AUDIO_EXTENSIONS)) if sounds else []
     texts, images = list(text or []), list(image or [])
     blank = [t for t in texts if not t.strip()]
@@ -359,8 +352,7 @@ def embed(
             index += [{"kind": "text", "source": t} for t in batch]
             bar.advance(len(batch))
         for p, frame in zip(images, frames):
-            pixels = torch.tensor(frame).permute(2, 0, 1)[None].float() / 127.5 - 1.0  # (1, 3, H, W) in [-1, 1]
-            chunks.append(space.embed_image(pixels.to(dev)).cpu())
+            chunks.append(space.embed_image(to_tensor(frame).to(dev)).cpu())
             index.append({"kind": "image", "source": str(p)})
             bar.advance(1)
     emb = torch.cat(chunks).float().numpy()
