@@ -87,12 +87,12 @@ def check_one_code(path: str, where: str, generator: Any = None) -> None:
     code count is clear; with it a 2-D file, one W+ code ``(L, D)`` or N W codes ``(N, D)``, is
     fitted to the generator's ``n_latent``/``style_dim`` and counted too.
     """
-    from soundedit.editing.sources import _broadcast, read_latent
+    from soundedit.editing.sources import fit_latent, read_latent
 
     w = read_latent(path, what=f"{where} latent")
     n = int(w.shape[0]) if w.dim() == 3 else 1
     if generator is not None:
-        n = int(_broadcast(w, int(generator.n_latent), int(generator.style_dim), f"{where} latent").shape[0])
+        n = int(fit_latent(w, int(generator.n_latent), int(generator.style_dim), f"{where} latent").shape[0])
     if n != 1:
         fitted = " for this generator" if generator is not None and w.dim() != 3 else ""
         raise InputError(f"{where}: latent {path!r} holds {n} codes{fitted} (shape {tuple(w.shape)}); "

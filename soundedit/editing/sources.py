@@ -64,7 +64,7 @@ def _check_values(w: torch.Tensor, what: str) -> None:
         raise InputError(f"{what}: expected finite numbers, got {bad} NaN/inf value(s) in shape {tuple(w.shape)}")
 
 
-def _broadcast(w: torch.Tensor, n_latent: int, style_dim: int, what: str) -> torch.Tensor:
+def fit_latent(w: torch.Tensor, n_latent: int, style_dim: int, what: str) -> torch.Tensor:
     """W (D,), (N, D) or W+ (L, D), (N, L, D) -> (N, L, D); anything else is an error naming ``what``."""
     _check_values(w, what)
     w = w.detach().float()
@@ -129,14 +129,14 @@ def load_latent(path: str | os.PathLike, *, n_latent: int, style_dim: int) -> to
     Raises:
         InputError: missing file, unknown suffix, unreadable content, empty or non-finite codes, or wrong shape.
     """
-    return _broadcast(read_latent(path), n_latent, style_dim, f"--latent {Path(path).name}")
+    return fit_latent(read_latent(path), n_latent, style_dim, f"--latent {Path(path).name}")
 
 
 def mean_latent(generator: torch.nn.Module) -> torch.Tensor:
     """The generator's mean latent as W+ ``(1, n_latent, style_dim)`` (free generation's start)."""
     with torch.no_grad():
         w = generator.mean_latent()
-    return _broadcast(w, int(generator.n_latent), int(generator.style_dim), "generator.mean_latent()").to(_device(generator))
+    return fit_latent(w, int(generator.n_latent), int(generator.style_dim), "generator.mean_latent()").to(_device(generator))
 
 
 def invert_photo(generator: torch.nn.Module, path: str | os.PathLike, **kwargs: Any) -> torch.Tensor:
@@ -152,7 +152,7 @@ def invert_photo(generator: torch.nn.Module, path: str | os.PathLike, **kwargs: 
                          "which is not available in this version; use --seed N or --latent w.pt")
     out = invert(p, generator=generator, **kwargs)
     w = getattr(out, "w_plus", out)
-    return _broadcast(w, int(generator.n_latent), int(generator.style_dim), f"inversion of {p.name}").to(_device(generator))
+    return fit_latent(w, int(generator.n_latent), int(generator.style_dim), f"inversion of {p.name}").to(_device(generator))
 
 
 def resolve_source(generator: torch.nn.Module, source: Any = None, *, truncation: float = 0.7,
@@ -183,7 +183,7 @@ def resolve_source(generator: torch.nn.Module, source: Any = None, *, truncation
         return Source(seed_latent(generator, source, truncation=truncation),
                       {"kind": "seed", "seed": source, "truncation": truncation})
     if isinstance(source, torch.Tensor):
-        return Source(_broadcast(source, n_latent, style_dim, "source").to(_device(generator)), {"kind": "tensor"})
+        return Source(fit_latent(source, n_latent, style_dim, "source").to(_device(generator)), {"kind": "tensor"})
     if isinstance(source, (str, os.PathLike)):
         p = Path(source)
         if p.suffix.lower() in LATENT_SUFFIXES:
