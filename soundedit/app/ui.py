@@ -129,18 +129,13 @@ def _check_wplus(path: Path, *, n_latent: int | None = None, style_dim: int | No
     Without a generator only the file itself is checked (readable, finite values, one code if it is
     ``(N, L, D)``); with ``n_latent``/``style_dim`` its shape is fitted to the generator too.
     """
-    from soundedit.editing.sources import load_latent, read_latent
+    from soundedit.editing.sources import count_codes, read_latent
 
     try:
         w = read_latent(path, what="W+ file")
     except InputError as exc:  # named by its own name, not by its place on the server
         raise type(exc)(str(exc).replace(str(path), path.name)) from None
-    n = int(w.shape[0]) if w.dim() == 3 else 1
-    if n_latent is not None and style_dim is not None:
-        try:
-            n = int(load_latent(path, n_latent=n_latent, style_dim=style_dim).shape[0])
-        except InputError as exc:  # its message names the CLI flag: name the page's field instead
-            raise InputError(str(exc).replace(f"--latent {path.name}", f"W+ file {path.name!r}", 1)) from None
+    n = count_codes(w, f"W+ file {path.name!r}", n_latent=n_latent, style_dim=style_dim)
     if n != 1:
         raise InputError(f"W+ file: {path.name!r} holds {n} codes (shape {tuple(w.shape)}); expected one code, as "
                          "this page edits one image (`soundedit edit --latent FILE` edits every code of a file)")

@@ -87,12 +87,11 @@ def check_one_code(path: str, where: str, generator: Any = None) -> None:
     code count is clear; with it a 2-D file, one W+ code ``(L, D)`` or N W codes ``(N, D)``, is
     fitted to the generator's ``n_latent``/``style_dim`` and counted too.
     """
-    from soundedit.editing.sources import fit_latent, read_latent
+    from soundedit.editing.sources import count_codes, read_latent
 
     w = read_latent(path, what=f"{where} latent")
-    n = int(w.shape[0]) if w.dim() == 3 else 1
-    if generator is not None:
-        n = int(fit_latent(w, int(generator.n_latent), int(generator.style_dim), f"{where} latent").shape[0])
+    dims = {} if generator is None else {"n_latent": int(generator.n_latent), "style_dim": int(generator.style_dim)}
+    n = count_codes(w, f"{where} latent", **dims)
     if n != 1:
         fitted = " for this generator" if generator is not None and w.dim() != 3 else ""
         raise InputError(f"{where}: latent {path!r} holds {n} codes{fitted} (shape {tuple(w.shape)}); "

@@ -80,6 +80,18 @@ def fit_latent(w: torch.Tensor, n_latent: int, style_dim: int, what: str) -> tor
     return w.expand(-1, n_latent, -1).contiguous()  # a W code is the same w on every layer
 
 
+def count_codes(w: torch.Tensor, what: str, *, n_latent: int | None = None, style_dim: int | None = None) -> int:
+    """How many codes a stored latent ``w`` (as :func:`read_latent` returns it) holds.
+
+    Without the generator's ``n_latent``/``style_dim`` only an ``(N, L, D)`` file's count is known
+    (others count as one); with them a 2-D file, one W+ code ``(L, D)`` or N W codes ``(N, D)``, is
+    fitted (:func:`fit_latent`, errors naming ``what``) and counted.
+    """
+    if n_latent is not None and style_dim is not None:
+        return int(fit_latent(w, n_latent, style_dim, what).shape[0])
+    return int(w.shape[0]) if w.dim() == 3 else 1
+
+
 def read_latent(path: str | os.PathLike, *, what: str = "--latent") -> torch.Tensor:
     """Read a saved code as stored, without a generator: checks that need no model (file, content, values).
 
