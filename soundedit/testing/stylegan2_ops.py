@@ -102,9 +102,10 @@ def count_step_launches(step: Callable[[], object], ext) -> dict[str, dict[str, 
     """
     from soundedit.models.stylegan2 import ops
 
-    saved = ops._extension_for
+    saved = ops._extension_for, ops.scales_input
     counts = {}
     try:
+        ops.scales_input = lambda x, styles: False  # the GPU's reference path: modulated weights
         for path in ("reference", "kernels"):
             counting = CountingExtension(ext)
             ops._extension_for = (lambda x: counting) if path == "kernels" else (lambda x: None)
@@ -114,5 +115,5 @@ def count_step_launches(step: Callable[[], object], ext) -> dict[str, dict[str, 
                 step()
             counts[path] = {**launches.ops, **counting.calls}
     finally:
-        ops._extension_for = saved
+        ops._extension_for, ops.scales_input = saved
     return counts

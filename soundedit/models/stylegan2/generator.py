@@ -221,7 +221,7 @@ class Generator(nn.Module):
             out = self.convs[2 * k + 1](out, codes[i + 1], noises[2 * k + 2])
             skip = to_rgb(out, codes[i + 2], skip)
             i += 2
-        return skip
+        return skip.contiguous()  # channels-last on the scaled-input path (CPU): callers may view() it
 
     def forward(self, w_plus: torch.Tensor, noise: str | Sequence[torch.Tensor] = "const") -> torch.Tensor:
         """Same as :meth:`synthesize`."""
