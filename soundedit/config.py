@@ -59,6 +59,18 @@ class EncoderConfig:
 #: upper bound on edit/projection steps: far above any useful run (the paper edits for 300), and low enough
 #: that the per-step history (steps x N floats on the device) can always be allocated
 MAX_STEPS = 100_000
+#: steps of an edit left to us (``--steps auto``, the web app's slider): the paper's 300 on a GPU; on a CPU
+#: fewer, and the CLI says so. A step with CLIP ViT-B/32 takes 1.3 s at 256 px and 4.1 s at 1024 px on 2
+#: cores (benchmarks/edit.py), so 60 steps are 1.3 and 4 minutes.
+FULL_STEPS = 300
+CPU_AUTO_STEPS = 60
+
+
+def auto_steps(device_type: str) -> int:
+    """Edit steps when the user leaves them to us, on a device of this type (``"cpu"``, ``"cuda"``, ``"mps"``)."""
+    return CPU_AUTO_STEPS if device_type == "cpu" else FULL_STEPS
+
+
 #: upper bound on learning rates (edits, projection, training): Adam moves a code by about lr per step while
 #: W codes are O(1), so far smaller values already diverge; above float32's range torch itself fails (overflow)
 MAX_LR = 1000.0
@@ -75,7 +87,7 @@ class EditConfig:
     ``preset`` ``None`` picks the preset from the generator's domain.
     """
 
-    steps: int = 300
+    steps: int = FULL_STEPS
     lr: float = 0.1
     lambda_sim: float | None = None
     lambda_id: float | None = None

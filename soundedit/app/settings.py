@@ -20,7 +20,7 @@ class AppSettings:
         max_upload_mb: largest upload (sound, W+ file or photo).
         max_duration: longest sound, seconds.
         max_steps: the steps slider's maximum.
-        steps: the steps slider's start value (``None``: 300 on a GPU, 60 on a CPU, as ``soundedit edit``).
+        steps: the steps slider's start value (``None``: as ``soundedit edit --steps auto``, ``config.auto_steps``).
         examples: a folder of example sounds (up to 16 are offered beside a synthetic siren).
     """
 

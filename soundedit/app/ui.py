@@ -80,9 +80,10 @@ def generator_components(settings: AppSettings) -> list[Component]:
 def _default_steps(settings: AppSettings) -> int:
     if settings.steps is not None:
         return settings.steps
+    from soundedit.config import auto_steps
     from soundedit.runtime import resolve_device
 
-    return 300 if resolve_device(settings.device).type == "cuda" else 60
+    return auto_steps(resolve_device(settings.device).type)
 
 
 def _examples(settings: AppSettings, workspace: Workspace) -> list[str]:

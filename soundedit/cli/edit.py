@@ -16,16 +16,12 @@ import typer
 
 from soundedit.cli._common import DeviceOpt, JsonOpt, emit_json, stderr, stdout
 from soundedit.cli.main import app
-from soundedit.config import MAX_INTERPOLATE, MAX_LR, MAX_STEPS
+from soundedit.config import CPU_AUTO_STEPS, FULL_STEPS, MAX_INTERPOLATE, MAX_LR, MAX_STEPS, auto_steps
 from soundedit.errors import InputError, check_int, check_number, check_seed
 from soundedit.fileio import check_folder
 
 logger = logging.getLogger("soundedit")
 
-#: steps of ``--steps auto`` on a CPU: a 256-px step with CLIP ViT-B/32 takes 7-12 s on 2 cores (benchmarks/edit.py),
-#: so 30 steps keep `make demo` (loading included) well within 10 minutes
-CPU_AUTO_STEPS = 30
-FULL_STEPS = 300
 
 # -- shared options (Annotated so defaults show in --help) ---------------------------------------
 SoundOpt = Annotated[Optional[list[Path]], typer.Option("--sound", "--audio", "-s", help="Sound file (any format soundedit reads); repeat to mix several.")]
@@ -105,10 +101,11 @@ def _check_photo(image: Path | None) -> None:
 def _steps(value: str, device) -> tuple[int, str | None]:
     """``--steps``: an integer, or ``auto`` (fewer on a CPU); returns the steps and a note to show."""
     if value.strip().lower() == "auto":
-        if device.type == "cpu":
-            return CPU_AUTO_STEPS, (f"running on the CPU: {CPU_AUTO_STEPS} steps instead of {FULL_STEPS} "
-                                    f"(pass --steps {FULL_STEPS} for the full edit, or use a GPU)")
-        return FULL_STEPS, None
+        steps = auto_steps(device.type)
+        if steps < FULL_STEPS:
+            return steps, (f"running on the CPU: {steps} steps instead of {FULL_STEPS} "
+                           f"(pass --steps {FULL_STEPS} for the full edit, or use a GPU)")
+        return steps, None
     return _fixed_steps(value), None
 
 

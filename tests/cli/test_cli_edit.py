@@ -210,7 +210,8 @@ def test_bad_cuda_graph_setting_is_a_one_line_error(value, code, message, models
 def test_steps_auto_is_fewer_on_a_cpu_and_says_so():
     import torch
 
-    from soundedit.cli.edit import CPU_AUTO_STEPS, FULL_STEPS, _steps
+    from soundedit.cli.edit import _steps
+    from soundedit.config import CPU_AUTO_STEPS, FULL_STEPS
 
     steps, note = _steps("auto", torch.device("cpu"))
     assert steps == CPU_AUTO_STEPS < FULL_STEPS and f"{CPU_AUTO_STEPS} steps instead of {FULL_STEPS}" in note
