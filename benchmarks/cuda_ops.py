@@ -14,7 +14,9 @@ bfloat16 (autocast). Paths: ``kernels`` (SOUNDEDIT_CUDA_OPS=on), ``eager`` (off)
 latent optimisers run it on CUDA; the capture time is reported apart), ``compile``
 (off, the function under ``torch.compile(dynamic=False)``, compiled afresh per case; the compile
 time is reported apart) and ``compile+kernels`` (on, under ``torch.compile``: the kernels enter the
-compiled graph as custom operators). Median of ``--repeats`` timed runs after ``--warmup`` runs, CUDA events;
+compiled graph as custom operators). Asked for by ``--paths`` only: ``scaled`` and ``scaled+graph``, the
+eager reference with the modulated convolutions in the scaled-input, channels-last form that the CPU
+uses (``ops.scales_input``), to see whether it pays on the GPU too. Median of ``--repeats`` timed runs after ``--warmup`` runs, CUDA events;
 peak memory is ``torch.cuda.max_memory_allocated`` over the timed runs, above what was allocated
 before (for the graphed paths: over warm-up, capture and replays). "fp32" keeps torch's defaults
 (cuDNN convolutions may use TF32, matmuls do not). The compiled steps run last, so that a time
@@ -57,19 +59,29 @@ from soundedit.steps import StepGraph
 from soundedit.testing.generators import seeded_generator
 from soundedit.testing.stylegan2_ops import count_step_launches
 
-PATHS = ("kernels", "eager", "kernels+graph", "eager+graph", "compile", "compile+kernels")
+PATHS = ("kernels", "eager", "kernels+graph", "eager+graph", "compile", "compile+kernels", "scaled", "scaled+graph")
+DEFAULT_PATHS = PATHS[:6]
 COMPILED = ("compile", "compile+kernels")
-GRAPHED = ("kernels+graph", "eager+graph")  # whole step only: one op call gains nothing from a graph
+GRAPHED = ("kernels+graph", "eager+graph", "scaled+graph")  # whole step only: one op call gains nothing from a graph
+#: the reference path with the modulated convolutions in their scaled-input, channels-last form (the CPU's
+#: choice, ``ops.scales_input``), tried on the GPU; whole step only
+SCALED = ("scaled", "scaled+graph")
 LABELS = {"kernels": "k", "eager": "eager", "kernels+graph": "k+g", "eager+graph": "e+g", "compile": "compile",
-          "compile+kernels": "c+k"}  # table headings
+          "compile+kernels": "c+k", "scaled": "s", "scaled+graph": "s+g"}  # table headings
 #: speed-ups printed per row: (faster path, slower path)
 SPEEDUPS = (("kernels", "eager"), ("kernels+graph", "eager"), ("kernels+graph", "eager+graph"),
-            ("kernels", "compile"), ("kernels+graph", "compile"), ("compile+kernels", "compile"))
+            ("kernels", "compile"), ("kernels+graph", "compile"), ("compile+kernels", "compile"),
+            ("scaled+graph", "eager+graph"), ("kernels+graph", "scaled+graph"))
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+_scales_input_on_cpu = ops.scales_input
 
 
 def _set_path(path: str) -> None:
     os.environ[ops.ENV_VAR] = "on" if "kernels" in path else "off"
+    ops.scales_input = ((lambda x, styles: styles.requires_grad and torch.is_grad_enabled()) if path in SCALED
+                        else _scales_input_on_cpu)
 
 
 def _time_cuda(fn: Callable[[], None], warmup: int, repeats: int, base: int | None = None) -> tuple[float, float]:
@@ -189,7 +201,7 @@ def bench_ops(args, device: str, rec: Recorder) -> None:
         for batch in args.batch:
             cases = op_cases(args.resolution, batch, device, dtype)
             for name, case in cases.items():
-                for path in [p for p in args.paths if p not in GRAPHED]:
+                for path in [p for p in args.paths if p not in GRAPHED + SCALED]:
                     _set_path(path)
                     impl = _op_fns(path)
                     rec.measure(lambda: case(impl), args, kind="op", case=name, dtype=dtype_name,
@@ -352,7 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resolution", type=int, default=1024, help="generator / op size in px")
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--dtypes", nargs="+", choices=sorted(DTYPES), default=["fp32", "bf16"])
-    parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS))
+    parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(DEFAULT_PATHS),
+                        help="default: all but the scaled ones")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile paths (slow to compile)")
     parser.add_argument("--no-step-compile", action="store_true",
                         help="compile only the single ops, not the whole step (its compile takes about a minute per case)")
@@ -392,6 +405,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.no_step_compile:
                 bench_step(args, device, rec, [p for p in args.paths if p in COMPILED])
     finally:
+        ops.scales_input = _scales_input_on_cpu
         if saved is None:
             os.environ.pop(ops.ENV_VAR, None)
         else:
