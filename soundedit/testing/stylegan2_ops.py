@@ -105,7 +105,7 @@ def count_step_launches(step: Callable[[], object], ext) -> dict[str, dict[str, 
     saved = ops._extension_for, ops.scales_input
     counts = {}
     try:
-        ops.scales_input = lambda x, styles: False  # the GPU's reference path: modulated weights
+        ops.scales_input = lambda x: False  # the GPU's reference path: modulated weights
         for path in ("reference", "kernels"):
             counting = CountingExtension(ext)
             ops._extension_for = (lambda x: counting) if path == "kernels" else (lambda x: None)

@@ -10,7 +10,7 @@ from soundedit.models.stylegan2.layers import ModulatedConv2d
 
 
 def _run(conv, x, style, scaled: bool, monkeypatch):
-    monkeypatch.setattr(ops, "scales_input", lambda x, styles: scaled)
+    monkeypatch.setattr(ops, "scales_input", lambda x: scaled)
     x = x.clone().requires_grad_(True)
     style = style.clone().requires_grad_(True)
     conv.zero_grad()
@@ -38,25 +38,28 @@ def test_scaled_input_form_equals_modulated_weights(batch, kernel_size, demodula
         torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-12, msg=lambda m, name=name: f"{name}: {m}")
 
 
-def test_scaled_input_form_is_chosen_on_cpu_when_styles_need_a_gradient(monkeypatch):
+def test_scaled_input_form_is_chosen_on_cpu(monkeypatch):
     x = torch.zeros(1, 2, 4, 4)
-    styles = torch.ones(1, 2, requires_grad=True)
-    assert ops.scales_input(x, styles)
-    assert not ops.scales_input(x, styles.detach())  # nothing to differentiate: one fused convolution
-    with torch.no_grad():
-        assert not ops.scales_input(x, styles)
-    assert not ops.scales_input(x.to("meta"), styles.to("meta"))  # other devices keep the weights' form
-    monkeypatch.setattr(ops, "_extension_for", lambda x: object())  # kernels' CPU loop in the tests
-    assert not ops.scales_input(x, styles)
+    assert ops.scales_input(x)
+    assert not ops.scales_input(x.to("meta"))  # other devices keep the per-sample weights
+    monkeypatch.setattr(ops, "_extension_for", lambda x: object())  # the kernels' CPU loop, in tests
+    assert not ops.scales_input(x)
 
 
-def test_modulated_conv_takes_the_scaled_input_form_while_optimising(monkeypatch):
-    """The layer follows ``ops.scales_input``: no per-sample weights built when it says so."""
+def test_modulated_conv_follows_scales_input(monkeypatch):
+    """No per-sample weights are built on the scaled-input form, forward-only or with gradients, and
+    the image comes back contiguous (the layers run channels-last)."""
+    from soundedit.testing.generators import seeded_generator
+
     calls = []
     monkeypatch.setattr(ops, "modulated_weight", lambda *a, **k: calls.append(1) or ops.reference.modulated_weight(*a))
-    conv = ModulatedConv2d(4, 4, 3, 8)
-    conv(torch.randn(2, 4, 5, 5), torch.randn(2, 8, requires_grad=True)).sum().backward()
-    assert calls == []
+    G = seeded_generator(size=16, style_dim=8, max_channels=8, seed=1)
+    w = torch.randn(2, G.n_latent, G.style_dim, requires_grad=True)
+    img = G.synthesize(w)
+    img.sum().backward()
     with torch.no_grad():
-        conv(torch.randn(2, 4, 5, 5), torch.randn(2, 8))
-    assert calls == [1]
+        G.synthesize(w)
+    assert calls == [] and img.is_contiguous()
+    monkeypatch.setattr(ops, "scales_input", lambda x: False)
+    G.synthesize(w)
+    assert len(calls) == sum(isinstance(m, ModulatedConv2d) for m in G.modules()) == 8  # styled convs, ToRGBs

@@ -42,17 +42,17 @@ def _grad_w_plus(G, exp, dtype=torch.float32):
 def test_grad_w_plus_through_modulated_weights(golden_g, monkeypatch):
     """The reference's own form (per-sample weights), as on GPU: the recorded float32 gradient."""
     G, exp = golden_g
-    monkeypatch.setattr(ops, "scales_input", lambda x, styles: False)
+    monkeypatch.setattr(ops, "scales_input", lambda x: False)
     torch.testing.assert_close(_grad_w_plus(G, exp), exp["grad_w_plus"], **TOL)
 
 
 def test_grad_w_plus_through_scaled_inputs(golden_g):
-    """The CPU default when optimising (styles scale channels-last inputs, ``ops.scales_input``): the
+    """The CPU's form (styles scale channels-last inputs, ``ops.scales_input``): the
     reference's gradient exactly in float64; in float32 within the golden tolerance of
     :func:`assert_generator_matches_golden` (this generator amplifies rounding: the recorded gradient
     itself is 8.8e-3 from the float64 one, largest entry 18.6; this path lands 4.3e-3 from it)."""
     G, exp = golden_g
-    assert ops.scales_input(torch.zeros(1, 1, 1, 1), torch.zeros(1, 1, requires_grad=True))
+    assert ops.scales_input(torch.zeros(1, 1, 1, 1))
     w = exp["w_plus"].clone().requires_grad_(True)
     img = G.synthesize(w, noise="const")
     (img * exp["probe"]).sum().backward()
@@ -60,7 +60,7 @@ def test_grad_w_plus_through_scaled_inputs(golden_g):
     G64 = copy.deepcopy(G).double()
     want = _grad_w_plus(G64, exp, torch.float64)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(ops, "scales_input", lambda x, styles: False)
+        patch.setattr(ops, "scales_input", lambda x: False)
         torch.testing.assert_close(_grad_w_plus(G64, exp, torch.float64), want, rtol=1e-12, atol=1e-12)
 
 

@@ -115,8 +115,8 @@ class ModulatedConv2d(nn.Module):
     """Convolution whose weights are scaled per input channel by a style, then demodulated.
 
     Each sample gets its own weights, so the batch is folded into the channel axis and
-    run as one grouped convolution (groups = batch). Where :func:`ops.scales_input` says so (CPU,
-    styles that need a gradient) the styles scale the input instead (:meth:`_scaled_input`).
+    run as one grouped convolution (groups = batch). Where :func:`ops.scales_input` says so (on CPU)
+    the styles scale the input instead (:meth:`_scaled_input`).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, style_dim: int, *,
@@ -141,7 +141,7 @@ class ModulatedConv2d(nn.Module):
         batch, in_ch, height, width = x.shape
         k = self.kernel_size
         styles = self.modulation(style)  # (N, C_in)
-        if ops.scales_input(x, styles):
+        if ops.scales_input(x):
             return self._scaled_input(x, styles)
         # (N, C_out, C_in, k, k) per-sample weights
         weight = ops.modulated_weight(self.weight, styles, self.scale, self.demodulate)

@@ -216,16 +216,18 @@ def modulated_weight(weight: torch.Tensor, styles: torch.Tensor, scale: float, d
                      lambda: reference.modulated_weight(weight, styles, scale, demodulate))
 
 
-def scales_input(x: torch.Tensor, styles: torch.Tensor) -> bool:
-    """Whether a modulated convolution of ``x`` should scale its input by ``styles`` (N, I) instead of
-    building per-sample weights (:func:`modulated_weight`).
+def scales_input(x: torch.Tensor) -> bool:
+    """Whether a modulated convolution of ``x`` should scale its input by the styles (channels-last)
+    instead of building per-sample weights (:func:`modulated_weight`).
 
-    Yes on CPU when the styles need a gradient (latent optimisation): the per-sample weights' gradient
-    costs oneDNN as much as the rest of the convolution's backward. Elsewhere the weights are modulated:
-    forward-only runs measured slightly faster fused on CPU, and on CUDA the kernels fuse the
-    modulation (the reference path keeps the same form there).
+    Yes on CPU, where it is faster both ways (2 cores, config-f, batch 1): backward skips the
+    per-sample weights' gradient, which costs oneDNN as much as the rest of a convolution's backward
+    (forward + backward 256 px 1.23 -> 0.82 s, 1024 px 4.1 -> 3.15 s), and forward-only gains on
+    channels-last maps (256 px 0.45 -> 0.40 s, batch 4 2.7 -> 2.0 s). On CUDA the kernels fuse the
+    modulation and the reference keeps that form (``benchmarks/cuda_ops.py --paths scaled`` measures
+    the other one there).
     """
-    if x.device.type != "cpu" or not (styles.requires_grad and torch.is_grad_enabled()):
+    if x.device.type != "cpu":
         return False
     if torch.compiler.is_compiling():
         return not _compiling_with_kernels(x)
