@@ -90,6 +90,11 @@ class AudioEncoder(nn.Module):
         # Authors: Conv2d(1, 3, (3, 3)) with PyTorch defaults (stride 1, no padding).
         self.conv: nn.Module = nn.Conv2d(1, 3, (3, 3)) if official else nn.Identity()
         self.feature_extractor = backbone
+        # Channels-last convolution weights make the activations channels-last too (a 1-channel input
+        # cannot say which it is): oneDNN runs the ResNets 25 % (train step) to 38 % (forward) faster so
+        # on 2 CPU cores, and it is cuDNN's native layout. load_state_dict copies into these tensors;
+        # save_audio_encoder writes contiguous copies.
+        self.to(memory_format=torch.channels_last)
         self._frontends: dict[str, nn.Module] = {}  # LogMel per device, not part of the state dict
 
     @property

@@ -125,6 +125,29 @@ def test_clean_roundtrip_is_self_describing(tmp_path):
         torch.testing.assert_close(loaded(x), enc(x))
 
 
+def test_weights_run_channels_last_and_compute_what_contiguous_ones_do(official, tmp_path):
+    """Every 4-D weight is channels-last (built, loaded from ours or the authors' file), the saved file
+    holds plain tensors, and the outputs are those of the same weights in the default layout."""
+    import copy
+
+    path, expected = official
+    cfg = EncoderConfig(arch="resnet18", embed_dim=96, audio=SMALL_AUDIO)
+    built = build_audio_encoder(cfg).eval()
+    saved = save_audio_encoder(built, tmp_path / "enc.safetensors")
+    for enc, x in ((built, torch.randn(2, 1, 32, 40)), (load_audio_encoder(saved), torch.randn(2, 1, 32, 40)),
+                   (load_audio_encoder(path), expected["model_input"])):
+        convs = [p for p in enc.parameters() if p.ndim == 4]
+        assert convs and all(p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+                             for p in convs if p.shape[1] > 1 and p.shape[2] * p.shape[3] > 1)  # else both at once
+        plain = copy.deepcopy(enc).to(memory_format=torch.contiguous_format)
+        with torch.no_grad():
+            torch.testing.assert_close(enc(x), plain(x), rtol=1e-5, atol=1e-5)
+    from safetensors import safe_open
+
+    with safe_open(str(saved), "pt") as f:
+        assert all(f.get_tensor(k).is_contiguous() for k in f.keys())
+
+
 def test_safetensors_without_config_is_refused(tmp_path):
     from safetensors.torch import save_file
 
