@@ -14,9 +14,10 @@ bfloat16 (autocast). Paths: ``kernels`` (SOUNDEDIT_CUDA_OPS=on), ``eager`` (off)
 latent optimisers run it on CUDA; the capture time is reported apart), ``compile``
 (off, the function under ``torch.compile(dynamic=False)``, compiled afresh per case; the compile
 time is reported apart) and ``compile+kernels`` (on, under ``torch.compile``: the kernels enter the
-compiled graph as custom operators). Asked for by ``--paths`` only: ``scaled`` and ``scaled+graph``, the
-eager reference with the modulated convolutions in the scaled-input, channels-last form that the CPU
-uses (``ops.scales_input``), to see whether it pays on the GPU too. Median of ``--repeats`` timed runs after ``--warmup`` runs, CUDA events;
+compiled graph as custom operators). Asked for by ``--paths`` only: ``scaled``, ``scaled+graph`` and
+``kernels+scaled+graph``, the modulated convolutions in the scaled-input, channels-last form that the CPU
+uses (``ops.scales_input``: no per-sample weights, so no weight gradient in backward) with the reference
+ops or the kernels, to see whether it pays on the GPU too. Median of ``--repeats`` timed runs after ``--warmup`` runs, CUDA events;
 peak memory is ``torch.cuda.max_memory_allocated`` over the timed runs, above what was allocated
 before (for the graphed paths: over warm-up, capture and replays). "fp32" keeps torch's defaults
 (cuDNN convolutions may use TF32, matmuls do not). The compiled steps run last, so that a time
@@ -59,19 +60,21 @@ from soundedit.steps import StepGraph
 from soundedit.testing.generators import seeded_generator
 from soundedit.testing.stylegan2_ops import count_step_launches
 
-PATHS = ("kernels", "eager", "kernels+graph", "eager+graph", "compile", "compile+kernels", "scaled", "scaled+graph")
+PATHS = ("kernels", "eager", "kernels+graph", "eager+graph", "compile", "compile+kernels", "scaled", "scaled+graph",
+         "kernels+scaled+graph")
 DEFAULT_PATHS = PATHS[:6]
 COMPILED = ("compile", "compile+kernels")
-GRAPHED = ("kernels+graph", "eager+graph", "scaled+graph")  # whole step only: one op call gains nothing from a graph
-#: the reference path with the modulated convolutions in their scaled-input, channels-last form (the CPU's
-#: choice, ``ops.scales_input``), tried on the GPU; whole step only
-SCALED = ("scaled", "scaled+graph")
+GRAPHED = ("kernels+graph", "eager+graph", "scaled+graph", "kernels+scaled+graph")  # whole step only
+#: the modulated convolutions in their scaled-input, channels-last form (the CPU's choice,
+#: ``ops.scales_input``), tried on the GPU with the reference ops or the kernels; whole step only
+SCALED = ("scaled", "scaled+graph", "kernels+scaled+graph")
 LABELS = {"kernels": "k", "eager": "eager", "kernels+graph": "k+g", "eager+graph": "e+g", "compile": "compile",
-          "compile+kernels": "c+k", "scaled": "s", "scaled+graph": "s+g"}  # table headings
+          "compile+kernels": "c+k", "scaled": "s", "scaled+graph": "s+g",
+          "kernels+scaled+graph": "k+s+g"}  # table headings
 #: speed-ups printed per row: (faster path, slower path)
 SPEEDUPS = (("kernels", "eager"), ("kernels+graph", "eager"), ("kernels+graph", "eager+graph"),
             ("kernels", "compile"), ("kernels+graph", "compile"), ("compile+kernels", "compile"),
-            ("scaled+graph", "eager+graph"), ("kernels+graph", "scaled+graph"))
+            ("scaled+graph", "eager+graph"), ("kernels+scaled+graph", "kernels+graph"))
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 

@@ -31,9 +31,9 @@
 #             per-kernel profiles of one step
 #   step      only the whole-step part of "ops" (every path but the compiled ones) and its profiles:
 #             the quick check after a change to the step (CUDA graphs, the generator's layers)
-#   scaled    the whole step on the reference path with the CPU's scaled-input, channels-last modulated
-#             convolutions (eager and graphed) next to eager, eager+graph and kernels+graph: does that form
-#             pay on the GPU too? (about a minute; not in the default stages)
+#   scaled    the whole step (graphed) with the CPU's scaled-input, channels-last modulated convolutions,
+#             on the reference ops and on the kernels, next to eager+graph and kernels+graph: does that
+#             form pay on the GPU too? (about a minute; not in the default stages)
 #   compile   the whole step under torch.compile, without and with the kernels (30-50 s of
 #             compiling per case; batch 1, then batch 4 if BUDGET allows). fp32 fails inside
 #             torch 2.11's inductor (a stride assert on cuDNN's convolution_backward, with and without
@@ -88,8 +88,8 @@ PY
         timeout 200 python3 benchmarks/cuda_ops.py --step-only --no-compile --json "$OUT/cuda_ops_step.json" \
             --profile "$OUT" 2>&1 | tee "$OUT/cuda_ops_step.txt" | tail -10 ;;
     scaled)
-        timeout 150 python3 benchmarks/cuda_ops.py --step-only --paths eager eager+graph scaled scaled+graph \
-            kernels+graph --json "$OUT/cuda_ops_scaled.json" 2>&1 | tee "$OUT/cuda_ops_scaled.txt" | tail -8 ;;
+        timeout 150 python3 benchmarks/cuda_ops.py --step-only --paths eager+graph scaled+graph kernels+graph \
+            kernels+scaled+graph --json "$OUT/cuda_ops_scaled.json" 2>&1 | tee "$OUT/cuda_ops_scaled.txt" | tail -8 ;;
     compile)  # batch 1 first: each case compiles for about a minute, and the time limit cuts the last
         for batch in 1 4; do
             left=$((BUDGET - (SECONDS - start)))

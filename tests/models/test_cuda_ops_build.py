@@ -443,6 +443,36 @@ def test_generator_with_the_kernels_matches_golden_and_reference(kernels_on_cpu,
     torch.testing.assert_close(grad_k, grad_r, rtol=1e-10, atol=1e-12 * grad_r.abs().max().item())
 
 
+def test_generator_with_the_kernels_on_channels_last_maps(kernels_on_cpu, seeded_checkpoint, tmp_path, monkeypatch):
+    """The scaled-input form (``ops.scales_input``: channels-last maps, as on CPU) through the kernels'
+    element code: the reference's image and d/dW+ in float64. This runs the kernels' channels-last
+    indexing (bias + activation with the fused noise, the blurs and the skip upsampling) on real layers,
+    as ``benchmarks/cuda_ops.py --paths kernels+scaled+graph`` does on a GPU."""
+    from soundedit.models import load_generator
+
+    path, exp = seeded_checkpoint("stylegan2_64", tmp_path / "stylegan2_64.pt")
+    G = load_generator(path, device="cpu").double()
+    seen = []
+
+    class Recording(CountingExtension):
+        def __getattr__(self, name):
+            fn = super().__getattr__(name)
+            return lambda x, *a, **k: seen.append((name, x.is_contiguous())) or fn(x, *a, **k)
+
+    monkeypatch.setattr(kernels, "_bound", Recording(kernels_on_cpu))
+    monkeypatch.setattr(ops, "_extension_for", lambda x: Recording(kernels_on_cpu))
+    monkeypatch.setattr(ops, "scales_input", lambda x: True)
+    img_k, grad_k = _render(G, exp, torch.float64)
+    assert {"upfirdn2d", "bias_act", "bias_act_grad"} <= {name for name, _ in seen}
+    assert ("bias_act", False) in seen and ("upfirdn2d", False) in seen  # channels-last maps went in
+    assert "modulated_weight" not in {name for name, _ in seen}
+    monkeypatch.setattr(ops, "_extension_for", lambda x: None)
+    monkeypatch.setattr(ops, "scales_input", lambda x: False)
+    img_r, grad_r = _render(G, exp, torch.float64)
+    torch.testing.assert_close(img_k, img_r, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grad_k, grad_r, rtol=1e-10, atol=1e-12 * grad_r.abs().max().item())
+
+
 def test_generator_compiles_with_the_kernels_in_one_graph(kernels_on_cpu, seeded_checkpoint, tmp_path, monkeypatch):
     from soundedit.models import load_generator
 
