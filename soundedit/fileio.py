@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -163,7 +164,8 @@ def output_set(out_dir: str | os.PathLike, *, replaces: Callable[[str], bool], l
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
+    _sweep_orphaned_stages(out)
+    stage = Path(tempfile.mkdtemp(prefix=_stage_prefix(os.getpid()), dir=out))
     try:
         yield stage
         staged = sorted(stage.iterdir(), key=lambda p: (p.name == last, p.name))
@@ -176,6 +178,34 @@ def output_set(out_dir: str | os.PathLike, *, replaces: Callable[[str], bool], l
                 os.replace(new, out / new.name)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def _stage_prefix(pid: int) -> str:
+    """Staging folders are named for their host and process, so that a later set can tell one left
+    behind by a killed process (SIGKILL, the OOM killer: no ``finally`` ran) from a live one."""
+    return f".staging-{socket.gethostname()}-{pid}-"
+
+
+def _sweep_orphaned_stages(out: Path) -> None:
+    """Delete staging folders in ``out`` whose process on this host no longer runs (another host's
+    folders on a shared disk are left alone: their pids mean nothing here)."""
+    host_prefix = _stage_prefix(0)[:-2]  # ".staging-<host>-"
+    for entry in out.iterdir():
+        if not entry.name.startswith(host_prefix) or not entry.is_dir():
+            continue
+        pid = entry.name[len(host_prefix):].split("-", 1)[0]
+        if pid.isdigit() and not _process_runs(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _process_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 def _remove(path: Path) -> None:

@@ -41,6 +41,24 @@ def test_an_interrupted_save_leaves_the_earlier_set_untouched(tmp_path):
     assert _contents(tmp_path) == {"a.txt": "1", "b.txt": "1", "report.json": "1"}  # no staging folder left
 
 
+def test_staging_folders_of_killed_processes_are_swept_by_the_next_set(tmp_path):
+    """A SIGKILL during a save leaves its staging folder (no cleanup runs); the next set in that folder
+    removes it, but not a live process's, nor one from another host (a shared disk)."""
+    import subprocess
+    import sys
+
+    from soundedit import fileio
+
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = tmp_path / (fileio._stage_prefix(int(child.stdout)) + "abc")
+    live = tmp_path / (fileio._stage_prefix(os.getppid()) + "def")
+    elsewhere = tmp_path / f".staging-some-other-host-{int(child.stdout)}-ghi"
+    for folder in (dead, live, elsewhere):
+        write_text(folder / "edited.png", "half-written")
+    _save(tmp_path, {"a.txt": "1", "report.json": "1"})
+    assert {p.name for p in tmp_path.iterdir()} == {"a.txt", "report.json", live.name, elsewhere.name}
+
+
 def test_folders_in_a_set_replace_earlier_folders(tmp_path):
     with output_set(tmp_path, replaces=lambda name: name.startswith("item-")) as stage:
         for i in range(3):
