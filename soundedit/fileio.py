@@ -180,16 +180,20 @@ def output_set(out_dir: str | os.PathLike, *, replaces: Callable[[str], bool], l
         shutil.rmtree(stage, ignore_errors=True)
 
 
+def _host_stage_prefix() -> str:
+    return f".staging-{socket.gethostname()}-"
+
+
 def _stage_prefix(pid: int) -> str:
     """Staging folders are named for their host and process, so that a later set can tell one left
     behind by a killed process (SIGKILL, the OOM killer: no ``finally`` ran) from a live one."""
-    return f".staging-{socket.gethostname()}-{pid}-"
+    return f"{_host_stage_prefix()}{pid}-"
 
 
 def _sweep_orphaned_stages(out: Path) -> None:
     """Delete staging folders in ``out`` whose process on this host no longer runs (another host's
     folders on a shared disk are left alone: their pids mean nothing here)."""
-    host_prefix = _stage_prefix(0)[:-2]  # ".staging-<host>-"
+    host_prefix = _host_stage_prefix()
     for entry in out.iterdir():
         if not entry.name.startswith(host_prefix) or not entry.is_dir():
             continue

@@ -51,7 +51,9 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
     # input gradient 499 -> 28 ms on 2 cores); it was half of a 256-px generator step.
     weight = torch.flip(kernel, [0, 1]).reshape(1, 1, kh, kw).to(out).expand(c, 1, kh, kw)
     out = F.conv2d(out, weight, groups=c)
-    return out[:, :, ::down, ::down]
+    if down > 1:  # a copy: a strided view would keep the full-rate result alive
+        out = out[:, :, ::down, ::down].clone(memory_format=torch.preserve_format)
+    return out
 
 
 def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor | None, negative_slope: float = 0.2,
