@@ -322,19 +322,21 @@ def print_table(rows: list[dict]) -> None:
     for r in rows:
         if r.get("ms") is not None:
             groups.setdefault((r["kind"], r["case"], r["dtype"], r["batch"]), {})[r["path"]] = r
+    paths = [p for p in PATHS if any(p in by_path for by_path in groups.values())]  # the paths measured
+    speedups = [(fast, slow) for fast, slow in SPEEDUPS if fast in paths and slow in paths]
     head = f"{'kind':5s} {'case':18s} {'dtype':5s} {'batch':>5s}"
-    for p in PATHS:
+    for p in paths:
         head += f" {LABELS[p] + ' ms':>10s} {LABELS[p] + ' MiB':>10s}"
-    for fast, slow in SPEEDUPS:
+    for fast, slow in speedups:
         head += f" {LABELS[fast] + '/' + LABELS[slow]:>{_width(fast, slow)}s}"
     print(head)
     print("-" * len(head))
     for (kind, case, dtype, batch), by_path in groups.items():
         line = f"{kind:5s} {case:18s} {dtype:5s} {batch:5d}"
-        for p in PATHS:
+        for p in paths:
             r = by_path.get(p)
             line += f" {r['ms']:10.3f} {r['peak_mib']:10.1f}" if r else f" {'-':>10s} {'-':>10s}"
-        for fast, slow in SPEEDUPS:
+        for fast, slow in speedups:
             f, o, width = by_path.get(fast), by_path.get(slow), _width(fast, slow)
             line += f" {o['ms'] / f['ms']:{width}.2f}" if (f and o) else f" {'-':>{width}s}"
         print(line)

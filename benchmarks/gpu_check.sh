@@ -33,7 +33,7 @@
 #             the quick check after a change to the step (CUDA graphs, the generator's layers)
 #   scaled    the whole step (graphed) with the CPU's scaled-input, channels-last modulated convolutions,
 #             on the reference ops and on the kernels, next to eager+graph and kernels+graph: does that
-#             form pay on the GPU too? (about a minute; not in the default stages)
+#             form pay on the GPU too? (about a minute after "build"; not in the default stages)
 #   compile   the whole step under torch.compile, without and with the kernels (30-50 s of
 #             compiling per case; batch 1, then batch 4 if BUDGET allows). fp32 fails inside
 #             torch 2.11's inductor (a stride assert on cuDNN's convolution_backward, with and without

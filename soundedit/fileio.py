@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -151,6 +150,11 @@ def check_output_file(path: str | os.PathLike, what: str, expected: str) -> Path
     return p
 
 
+#: staging folders of output sets inside the output folder, and the lock file each holds (see _lock_stage)
+_STAGE_PREFIX = ".staging-"
+_STAGE_LOCK = ".lock"
+
+
 @contextlib.contextmanager
 def output_set(out_dir: str | os.PathLike, *, replaces: Callable[[str], bool], last: str = "report.json"
                ) -> Iterator[Path]:
@@ -165,10 +169,11 @@ def output_set(out_dir: str | os.PathLike, *, replaces: Callable[[str], bool], l
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _sweep_orphaned_stages(out)
-    stage = Path(tempfile.mkdtemp(prefix=_stage_prefix(os.getpid()), dir=out))
+    stage = Path(tempfile.mkdtemp(prefix=_STAGE_PREFIX, dir=out))
+    lock = _lock_stage(stage)
     try:
         yield stage
-        staged = sorted(stage.iterdir(), key=lambda p: (p.name == last, p.name))
+        staged = sorted((p for p in stage.iterdir() if p.name != _STAGE_LOCK), key=lambda p: (p.name == last, p.name))
         with _interrupts_deferred():
             for old in [out / last, *sorted(p for p in out.iterdir() if replaces(p.name) and p.name != last)]:
                 _remove(old)
@@ -178,38 +183,44 @@ def output_set(out_dir: str | os.PathLike, *, replaces: Callable[[str], bool], l
                 os.replace(new, out / new.name)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+        if lock is not None:
+            lock.close()
 
 
-def _host_stage_prefix() -> str:
-    return f".staging-{socket.gethostname()}-"
-
-
-def _stage_prefix(pid: int) -> str:
-    """Staging folders are named for their host and process, so that a later set can tell one left
-    behind by a killed process (SIGKILL, the OOM killer: no ``finally`` ran) from a live one."""
-    return f"{_host_stage_prefix()}{pid}-"
+def _lock_stage(stage: Path) -> IO | None:
+    """An exclusive ``flock`` on ``stage/.lock``, held while the set is written. The kernel drops it
+    when the process ends however it ends (SIGKILL and the OOM killer included: no ``finally`` runs
+    then), so a later set can tell a dead writer's staging folder from a live one's, whatever host
+    or pid namespace it runs in. ``None`` where there is no ``flock`` (Windows): no sweeping there."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    fh = open(stage / _STAGE_LOCK, "w")
+    fcntl.flock(fh, fcntl.LOCK_EX)  # a new file in a new folder: nobody else holds it
+    return fh
 
 
 def _sweep_orphaned_stages(out: Path) -> None:
-    """Delete staging folders in ``out`` whose process on this host no longer runs (another host's
-    folders on a shared disk are left alone: their pids mean nothing here)."""
-    host_prefix = _host_stage_prefix()
-    for entry in out.iterdir():
-        if not entry.name.startswith(host_prefix) or not entry.is_dir():
-            continue
-        pid = entry.name[len(host_prefix):].split("-", 1)[0]
-        if pid.isdigit() and not _process_runs(int(pid)):
-            shutil.rmtree(entry, ignore_errors=True)
-
-
-def _process_runs(pid: int) -> bool:
+    """Delete the staging folders in ``out`` whose lock no live process holds (left by a killed
+    save). A folder without a lock file (being set up, or from an older soundedit) is left alone."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
+        import fcntl
+    except ImportError:
+        return
+    for entry in out.iterdir():
+        if not entry.name.startswith(_STAGE_PREFIX) or entry.is_symlink() or not entry.is_dir():
+            continue
+        try:
+            fh = open(entry / _STAGE_LOCK, "r+")  # not "w": never create a lock in another writer's folder
+        except OSError:
+            continue
+        with fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # a live set holds it
+                continue
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def _remove(path: Path) -> None:

@@ -41,22 +41,30 @@ def test_an_interrupted_save_leaves_the_earlier_set_untouched(tmp_path):
     assert _contents(tmp_path) == {"a.txt": "1", "b.txt": "1", "report.json": "1"}  # no staging folder left
 
 
+@pytest.mark.skipif(os.name != "posix", reason="the sweep needs flock")
 def test_staging_folders_of_killed_processes_are_swept_by_the_next_set(tmp_path):
     """A SIGKILL during a save leaves its staging folder (no cleanup runs); the next set in that folder
-    removes it, but not a live process's, nor one from another host (a shared disk)."""
+    removes it, but not one whose writer is alive (its lock is held), nor one without a lock file."""
+    import fcntl
     import subprocess
     import sys
 
-    from soundedit import fileio
-
-    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead = tmp_path / (fileio._stage_prefix(int(child.stdout)) + "abc")
-    live = tmp_path / (fileio._stage_prefix(os.getppid()) + "def")
-    elsewhere = tmp_path / f".staging-some-other-host-{int(child.stdout)}-ghi"
-    for folder in (dead, live, elsewhere):
-        write_text(folder / "edited.png", "half-written")
-    _save(tmp_path, {"a.txt": "1", "report.json": "1"})
-    assert {p.name for p in tmp_path.iterdir()} == {"a.txt", "report.json", live.name, elsewhere.name}
+    killed = ("import os, signal, sys\n"
+              "from soundedit.fileio import output_set, write_text\n"
+              "with output_set(sys.argv[1], replaces=lambda name: False) as stage:\n"
+              "    write_text(stage / 'edited.png', 'half-written')\n"
+              "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    child = subprocess.run([sys.executable, "-c", killed, str(tmp_path)], capture_output=True)
+    assert child.returncode == -signal.SIGKILL
+    (dead,) = [p.name for p in tmp_path.iterdir()]
+    assert (tmp_path / dead / "edited.png").exists()  # what a killed save leaves
+    live, unlocked = tmp_path / ".staging-live", tmp_path / ".staging-nolock"
+    write_text(live / ".lock", "")
+    write_text(unlocked / "edited.png", "")
+    with open(live / ".lock", "r+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # a writer still at work (another open file: flock conflicts)
+        _save(tmp_path, {"a.txt": "1", "report.json": "1"})
+    assert {p.name for p in tmp_path.iterdir()} == {"a.txt", "report.json", live.name, unlocked.name}
 
 
 def test_folders_in_a_set_replace_earlier_folders(tmp_path):

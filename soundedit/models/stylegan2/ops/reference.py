@@ -38,6 +38,8 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
     px0, px1, py0, py1 = _pad4(pad)
     n, c, h, w = x.shape
     kh, kw = kernel.shape
+    if c == 0:  # a convolution cannot have 0 groups
+        return x.new_zeros(n, 0, (h * up + py0 + py1 - kh) // down + 1, (w * up + px0 + px1 - kw) // down + 1)
     out = x
     if up > 1:
         # insert up-1 zeros after every sample on both axes
