@@ -219,6 +219,15 @@ def test_steps_auto_is_fewer_on_a_cpu_and_says_so():
     assert _steps("40", torch.device("cpu")) == (40, None)
 
 
+def test_edit_and_mix_default_to_auto_steps():
+    """Without --steps a CPU user gets the CPU's count and the note, not a silent 300-step run."""
+    import inspect
+
+    from soundedit.cli.edit import edit, mix
+
+    assert [inspect.signature(cmd).parameters["steps"].default for cmd in (edit, mix)] == ["auto", "auto"]
+
+
 @pytest.mark.parametrize("command", [
     ["edit", "--seed", "1", "--text", "red", "--generator", "no-such-model"],
     ["mix", "--sound", "x.wav", "--text", "red", "--generator", "no-such-model"],
