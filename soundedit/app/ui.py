@@ -23,7 +23,8 @@ from typing import Any
 
 import gradio as gr
 
-from soundedit.app.jobs import EditorCache, JobCancelled, JobQueue, QueueFull, Workspace, check_sound, check_upload
+from soundedit.app.jobs import (EditorCache, JobCancelled, JobQueue, QueueFull, Workspace, check_address, check_sound,
+                                check_upload)
 from soundedit.app.settings import AppSettings
 from soundedit.audio.io import AUDIO_EXTENSIONS
 from soundedit.errors import InputError, SoundeditError, WeightsMissingError, check_seed
@@ -514,10 +515,16 @@ def launch(settings: AppSettings, workspace: Workspace, *, host: str = "127.0.0.
     demo, _ = build_app(settings, workspace=workspace)
     # edits are limited by our JobQueue (it shows positions); Gradio's own queue only holds the overflow
     demo.queue(max_size=max(1, settings.max_queue), default_concurrency_limit=None, api_open=False)
-    demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=True, quiet=True,
-                show_error=False, max_file_size=int(settings.max_upload_mb * 1e6), ssr_mode=False,
-                run_history=False, footer_links=["settings"], css=CSS, allowed_paths=[],
-                inbrowser=False, mcp_server=False, pwa=False, enable_monitoring=False)
+    try:
+        demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=True, quiet=True,
+                    show_error=False, max_file_size=int(settings.max_upload_mb * 1e6), ssr_mode=False,
+                    run_history=False, footer_links=["settings"], css=CSS, allowed_paths=[],
+                    inbrowser=False, mcp_server=False, pwa=False, enable_monitoring=False)
+    except OSError:
+        # Gradio's "Cannot find empty port": another server took the port after serve checked it
+        # (the model page takes seconds to build); name the port as that check does
+        check_address(host, port)
+        raise
     if ready is not None:
         ready(demo.local_url)
     demo.block_thread()

@@ -192,6 +192,30 @@ def test_serve_names_a_port_in_use_and_a_bad_host():
 
 
 @pytest.mark.skipif(importlib.util.find_spec("gradio") is None, reason="gradio is not installed (app extra)")
+def test_serve_names_a_port_taken_while_the_page_was_built(monkeypatch, capsys, soundedit_home):
+    """Another server takes the port between serve's check and Gradio's launch: still exit 2 naming
+    --port (it was "internal error: OSError")."""
+    import socket
+
+    import soundedit.app.jobs
+    from soundedit.cli.main import main
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        real_check = soundedit.app.jobs.check_address
+        checks = []
+        # the up-front check passes (the port was free then); the one after Gradio's failure sees it taken
+        monkeypatch.setattr(soundedit.app.jobs, "check_address",
+                            lambda host, p: checks.append(p) if not checks else real_check(host, p))
+        monkeypatch.setattr("soundedit.app.ui.check_address", soundedit.app.jobs.check_address)
+        assert main(["serve", "--port", str(port), "--device", "cpu"]) == 2
+    assert checks == [port]
+    assert f"--port: expected a free port, got {port}, which is already in use" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gradio") is None, reason="gradio is not installed (app extra)")
 def test_serve_removes_its_temp_folder_on_sigterm(tmp_path):
     import signal
     import socket
