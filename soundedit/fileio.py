@@ -196,8 +196,10 @@ def _lock_stage(stage: Path) -> IO | None:
         import fcntl
     except ImportError:
         return None
-    fh = open(stage / _STAGE_LOCK, "w")
-    fcntl.flock(fh, fcntl.LOCK_EX)  # a new file in a new folder: nobody else holds it
+    fresh = stage / f"{_STAGE_LOCK}.new"
+    fh = open(fresh, "w")
+    fcntl.flock(fh, fcntl.LOCK_EX)
+    os.replace(fresh, stage / _STAGE_LOCK)  # born locked: no sweep can find ".lock" free while we live
     return fh
 
 
@@ -212,7 +214,7 @@ def _sweep_orphaned_stages(out: Path) -> None:
         if not entry.name.startswith(_STAGE_PREFIX) or entry.is_symlink() or not entry.is_dir():
             continue
         try:
-            fh = open(entry / _STAGE_LOCK, "r+")  # not "w": never create a lock in another writer's folder
+            fh = open(entry / _STAGE_LOCK, "rb")  # read-only: never creates a lock in another writer's folder
         except OSError:
             continue
         with fh:

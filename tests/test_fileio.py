@@ -67,6 +67,18 @@ def test_staging_folders_of_killed_processes_are_swept_by_the_next_set(tmp_path)
     assert {p.name for p in tmp_path.iterdir()} == {"a.txt", "report.json", live.name, unlocked.name}
 
 
+@pytest.mark.skipif(os.name != "posix", reason="the sweep needs flock")
+def test_a_live_set_holds_its_lock_from_the_start_and_does_not_ship_it(tmp_path):
+    import fcntl
+
+    with output_set(tmp_path, replaces=lambda name: False) as stage:
+        assert sorted(p.name for p in stage.iterdir()) == [".lock"]  # renamed into place already locked
+        with open(stage / ".lock", "rb") as probe, pytest.raises(BlockingIOError):
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        write_text(stage / "report.json", "1")
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
 def test_folders_in_a_set_replace_earlier_folders(tmp_path):
     with output_set(tmp_path, replaces=lambda name: name.startswith("item-")) as stage:
         for i in range(3):
