@@ -62,12 +62,12 @@ from soundedit.testing.stylegan2_ops import count_step_launches
 
 PATHS = ("kernels", "eager", "kernels+graph", "eager+graph", "compile", "compile+kernels", "scaled", "scaled+graph",
          "kernels+scaled+graph")
-DEFAULT_PATHS = PATHS[:6]
 COMPILED = ("compile", "compile+kernels")
 GRAPHED = ("kernels+graph", "eager+graph", "scaled+graph", "kernels+scaled+graph")  # whole step only
 #: the modulated convolutions in their scaled-input, channels-last form (the CPU's choice,
 #: ``ops.scales_input``), tried on the GPU with the reference ops or the kernels; whole step only
 SCALED = ("scaled", "scaled+graph", "kernels+scaled+graph")
+DEFAULT_PATHS = tuple(p for p in PATHS if p not in SCALED)
 LABELS = {"kernels": "k", "eager": "eager", "kernels+graph": "k+g", "eager+graph": "e+g", "compile": "compile",
           "compile+kernels": "c+k", "scaled": "s", "scaled+graph": "s+g",
           "kernels+scaled+graph": "k+s+g"}  # table headings

@@ -26,6 +26,11 @@ from typing import IO, Any
 
 from soundedit.errors import InputError
 
+try:  # POSIX: staging folders hold an flock (see _lock_stage); Windows has none, and sweeps nothing
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
@@ -192,9 +197,7 @@ def _lock_stage(stage: Path) -> IO | None:
     when the process ends however it ends (SIGKILL and the OOM killer included: no ``finally`` runs
     then), so a later set can tell a dead writer's staging folder from a live one's, whatever host
     or pid namespace it runs in. ``None`` where there is no ``flock`` (Windows): no sweeping there."""
-    try:
-        import fcntl
-    except ImportError:
+    if fcntl is None:
         return None
     fresh = stage / f"{_STAGE_LOCK}.new"
     fh = open(fresh, "w")
@@ -206,9 +209,7 @@ def _lock_stage(stage: Path) -> IO | None:
 def _sweep_orphaned_stages(out: Path) -> None:
     """Delete the staging folders in ``out`` whose lock no live process holds (left by a killed
     save). A folder without a lock file (being set up, or from an older soundedit) is left alone."""
-    try:
-        import fcntl
-    except ImportError:
+    if fcntl is None:
         return
     for entry in out.iterdir():
         if not entry.name.startswith(_STAGE_PREFIX) or entry.is_symlink() or not entry.is_dir():

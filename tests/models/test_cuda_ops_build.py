@@ -459,8 +459,8 @@ def test_generator_with_the_kernels_on_channels_last_maps(kernels_on_cpu, seeded
             fn = super().__getattr__(name)
             return lambda x, *a, **k: seen.append((name, x.is_contiguous())) or fn(x, *a, **k)
 
-    monkeypatch.setattr(kernels, "_bound", Recording(kernels_on_cpu))
-    monkeypatch.setattr(ops, "_extension_for", lambda x: Recording(kernels_on_cpu))
+    recording = Recording(kernels_on_cpu)
+    monkeypatch.setattr(ops, "_extension_for", lambda x: recording)
     monkeypatch.setattr(ops, "scales_input", lambda x: True)
     img_k, grad_k = _render(G, exp, torch.float64)
     assert {"upfirdn2d", "bias_act", "bias_act_grad"} <= {name for name, _ in seen}
