@@ -16,34 +16,51 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from soundedit.errors import InputError
 
-try:  # POSIX: staging folders hold an flock (see _lock_stage); Windows has none, and sweeps nothing
+try:  # POSIX: writers hold flocks that tell their leftovers from live work; Windows has none, sweeps nothing
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
+
+
+#: ``atomic_open``'s temp files: ``.<target name>.<8 random characters>.soundedit.part``
+_PART_SUFFIX = ".soundedit.part"
+_PART_NAME = re.compile(r"\..+\.[a-z0-9_]{8}" + re.escape(_PART_SUFFIX))
+#: a temp file is an orphan once its writer's lock is free and it is older than this (covers the
+#: instant between creating it and locking it)
+_PART_GRACE_S = 60.0
+_swept_folders: set[str] = set()
 
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """Open ``path`` for writing through a temp file that is renamed into place on success.
 
-    On an exception the temp file is removed and ``path`` is left untouched.
+    On an exception the temp file is removed and ``path`` is left untouched. The temp file is
+    ``flock``-ed while it is written, so the first write into a folder (once per process) can delete
+    the temp files of writers that were killed (SIGKILL, the OOM killer: no cleanup runs then).
     """
     if not any(m in mode for m in "wax"):
         raise ValueError(f"atomic_open: mode must write, got {mode!r}")
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    _sweep_orphaned_parts(target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=_PART_SUFFIX, dir=target.parent)
     try:
+        if fcntl is not None:
+            with contextlib.suppress(OSError):  # a filesystem without locks: the sweep cannot lock it either
+                fcntl.flock(fd, fcntl.LOCK_EX)
         # mkstemp creates the file 0600 whatever the umask; give it the mode open() would have
         # (an existing file's own mode, else 0666 & ~umask) so outputs stay readable as usual.
         os.chmod(tmp, _output_mode(target))
@@ -51,11 +68,60 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, target)
+            if fcntl is not None:  # renamed while locked: a sweep never finds this name unlocked
+                os.replace(tmp, target)
+        if fcntl is None:  # Windows cannot rename an open file (and has no sweep to race)
+            os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _sweep_orphaned_parts(folder: Path) -> None:
+    """Delete the ``atomic_open`` temp files in ``folder`` that no live writer holds, once per
+    folder and process (a folder may hold thousands of outputs: it is not listed on every write)."""
+    key = os.path.abspath(folder)
+    if fcntl is None or key in _swept_folders:
+        return
+    _swept_folders.add(key)
+    now = time.time()
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            if not _PART_NAME.fullmatch(entry.name) or not entry.is_file(follow_symlinks=False):
+                continue
+            with contextlib.suppress(OSError):  # vanished, or not ours to open: leave it
+                if now - entry.stat(follow_symlinks=False).st_mtime < _PART_GRACE_S:
+                    continue
+                with open(entry.path, "rb") as fh:
+                    try:
+                        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:  # a live writer holds it
+                        continue
+                    os.unlink(entry.path)
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path, *, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the lock file ``path`` (created if missing) for the block,
+    waiting while another process holds it (``on_wait`` is called first, e.g. to log the wait).
+    The kernel drops the lock when its holder dies, however it dies. Where there is no ``flock``
+    (Windows) the block runs unguarded."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as fh:
+        if fcntl is None:  # pragma: no cover - Windows
+            yield
+            return
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _output_mode(target: Path) -> int:

@@ -10,7 +10,7 @@ import stat
 import pytest
 
 from soundedit.errors import InputError
-from soundedit.fileio import check_folder, output_set, write_bytes, write_json, write_text
+from soundedit.fileio import atomic_open, check_folder, output_set, write_bytes, write_json, write_text
 
 OURS = {"a.txt", "b.txt", "report.json"}
 
@@ -77,6 +77,55 @@ def test_a_live_set_holds_its_lock_from_the_start_and_does_not_ship_it(tmp_path)
             fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
         write_text(stage / "report.json", "1")
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the sweep needs flock")
+def test_temp_files_of_killed_writers_are_swept_by_the_next_write_into_the_folder(tmp_path):
+    """A SIGKILL mid-write leaves atomic_open's temp file; the first write into that folder (per process)
+    deletes it once it is past the grace period, but not a live writer's (locked), a fresh one (it may
+    not be locked yet) or a file that only looks similar."""
+    import fcntl
+    import subprocess
+    import sys
+    import time
+
+    killed = ("import os, signal, sys\n"
+              "from soundedit.fileio import atomic_open\n"
+              "with atomic_open(sys.argv[1]) as fh:\n"
+              "    fh.write(b'half a checkpoint')\n"
+              "    fh.flush()\n"
+              "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    child = subprocess.run([sys.executable, "-c", killed, str(tmp_path / "ckpt.pt")], capture_output=True)
+    assert child.returncode == -signal.SIGKILL
+    (dead,) = tmp_path.iterdir()
+    assert dead.name.startswith(".ckpt.pt.") and dead.name.endswith(".soundedit.part")
+    assert dead.read_bytes() == b"half a checkpoint"  # what a killed write leaves
+    live, fresh = tmp_path / ".w.pt.abcd1234.soundedit.part", tmp_path / ".w.pt.efgh5678.soundedit.part"
+    lookalike = tmp_path / ".notes.part"
+    for p in (live, fresh, lookalike):
+        p.write_bytes(b"x")
+    old = time.time() - 3600
+    for p in (dead, live, lookalike):
+        os.utime(p, (old, old))
+    with open(live, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # a writer still at work
+        write_text(tmp_path / "report.json", "1")
+    assert {p.name for p in tmp_path.iterdir()} == {"report.json", live.name, fresh.name, lookalike.name}
+    os.utime(fresh, (old, old))
+    write_text(tmp_path / "report.json", "2")  # once per folder and process: not listed again
+    assert fresh.exists()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="needs flock")
+def test_a_write_holds_its_temp_file_locked_until_renamed(tmp_path):
+    import fcntl
+
+    with atomic_open(tmp_path / "a.bin") as fh:
+        fh.write(b"1")
+        (part,) = tmp_path.iterdir()
+        with open(part, "rb") as probe, pytest.raises(BlockingIOError):
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    assert [p.name for p in tmp_path.iterdir()] == ["a.bin"]
 
 
 def test_folders_in_a_set_replace_earlier_folders(tmp_path):

@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 
 from soundedit.errors import InputError, WeightsError, WeightsMissingError
+from soundedit.fileio import exclusive_lock
 from soundedit.weights.lock import UNKNOWN, Lock, WeightsEntry, load_lock, lock_path
 from soundedit.weights.store import cached_path, home_dir, incoming_path, sha256_file, weights_dir
 
@@ -156,7 +157,7 @@ def fetch(name: str, *, force: bool = False, retries: int = 3, timeout: float | 
             raise WeightsError(f"cannot download weights {entry.name!r} again: downloads are switched off ({OFFLINE_ENV}=1)")
         raise _missing(entry, f"downloads are switched off ({OFFLINE_ENV}=1)")
     part = store.partial_path(entry)
-    with store.exclusive(part.with_name(part.name + ".lock")):
+    with exclusive_lock(part.with_name(part.name + ".lock")):  # one writer per .part file
         if not force and (found := cached_path(entry)) is not None:  # another process finished it meanwhile
             return found
         failures: list[str] = []

@@ -22,7 +22,6 @@ import hashlib
 import logging
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 from soundedit.errors import InputError
@@ -203,20 +202,3 @@ def verify_cached(entry: WeightsEntry) -> tuple[str, Path | None, str]:
         return "bad", path, "; ".join(dict.fromkeys(problems)) + " (deleted; fetch it again)"
     detail = f"sha256 {got}, {size} bytes" + ("" if entry.pinned else " (not pinned in weights.lock)")
     return "ok", path, detail
-
-
-@contextlib.contextmanager
-def exclusive(path: Path) -> Iterator[None]:
-    """Hold an advisory lock on ``path`` (so two processes never write one ``.part`` file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as fh:
-        try:
-            import fcntl
-        except ImportError:  # Windows: no advisory locks; concurrent fetches of one file are the user's risk
-            yield
-            return
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)

@@ -21,6 +21,7 @@ import torch
 from scipy.signal import convolve2d
 
 from soundedit.errors import InputError
+from soundedit.fileio import exclusive_lock
 from soundedit.models.stylegan2 import ops
 from soundedit.models.stylegan2.ops import build, kernels, reference
 from soundedit.testing.stylegan2_ops import UPFIRDN2D_CASES as CASES
@@ -264,7 +265,7 @@ def test_build_lock_waits_for_the_holder(tmp_path):
     held, released = tmp_path / "held", tmp_path / "released"
     holder = subprocess.Popen([sys.executable, "-c", f"""
 import fcntl, pathlib, time
-with open({str(tmp_path / '.soundedit-build.lock')!r}, 'a+') as f:
+with open({str(tmp_path / build.BUILD_LOCK)!r}, 'a+') as f:
     fcntl.flock(f, fcntl.LOCK_EX)
     pathlib.Path({str(held)!r}).touch()
     time.sleep(1.0)
@@ -277,7 +278,7 @@ with open({str(tmp_path / '.soundedit-build.lock')!r}, 'a+') as f:
                 break
             time.sleep(0.05)
         assert held.exists(), "the lock holder did not start"
-        with build._build_lock(tmp_path):
+        with exclusive_lock(tmp_path / build.BUILD_LOCK):
             assert released.exists(), "acquired the build lock while another process held it"
     finally:
         holder.wait(timeout=60)

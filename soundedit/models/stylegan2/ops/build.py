@@ -28,14 +28,13 @@ a second. ``import torch.utils.cpp_extension`` (done here only when building) lo
 "No CUDA runtime is found, using CUDA_HOME=..." on machines without a GPU; the CUDA_HOME it
 names is not the one used (see above).
 
-Concurrency: an ``fcntl`` lock in the build folder makes a second process wait for the first one's
-build and then load the result. Torch's own lock file (``<build dir>/lock``, which a killed build
+Concurrency: an ``flock`` on ``BUILD_LOCK`` in the build folder makes a second process wait for
+the first one's build and then load the result. Torch's own lock file (``<build dir>/lock``, which a killed build
 leaves behind, making every later build wait forever) is removed while our lock is held.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -44,18 +43,13 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import torch
 
 from soundedit.errors import SoundeditError
-
-try:  # POSIX only; elsewhere torch's own lock file is the only guard
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
+from soundedit.fileio import exclusive_lock
 
 logger = logging.getLogger("soundedit")
 
@@ -64,6 +58,7 @@ SOURCES = ("ops.cpp", "ops.cu")
 HEADERS = ("ops.h",)
 DEFAULT_ARCHS = ("8.0", "9.0")
 EXTENSION_PREFIX = "soundedit_sg2ops"
+BUILD_LOCK = ".soundedit-build.lock"  # in the build folder: one builder at a time
 _CXX_FLAGS = ("-O3", "-std=c++17")
 _NVCC_FLAGS = ("-O3", "-std=c++17")
 _MIN_SUPPORTED_ARCH = (7, 5)  # CUDA 13 dropped Maxwell, Pascal and Volta
@@ -232,24 +227,6 @@ def library_path(p: BuildPlan) -> Path:
     return p.build_dir / f"{p.name}{suffix}"
 
 
-@contextlib.contextmanager
-def _build_lock(build_dir: Path) -> Iterator[None]:
-    """Hold an exclusive ``fcntl`` lock on ``build_dir/.soundedit-build.lock`` (blocking)."""
-    if fcntl is None:  # pragma: no cover - Windows
-        yield
-        return
-    with open(build_dir / ".soundedit-build.lock", "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            logger.info("waiting for another process that is building %s", build_dir)
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _summarise(text: str, limit: int = 300) -> str:
     """The first compiler error lines of a build log, on one line."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
@@ -278,7 +255,8 @@ def build(root: Path | None = None, *, verbose: bool = False) -> tuple[ModuleTyp
     # Imported here: importing cpp_extension probes for a CUDA runtime and logs a warning on CPU-only machines.
     from torch.utils import cpp_extension
 
-    with _build_lock(p.build_dir):
+    with exclusive_lock(p.build_dir / BUILD_LOCK,
+                        on_wait=lambda: logger.info("waiting for another process that is building %s", p.build_dir)):
         # We hold the only lock soundedit builders take, so a torch lock file here is stale.
         (p.build_dir / "lock").unlink(missing_ok=True)
         cached = library_path(p).exists()
