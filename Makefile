@@ -22,7 +22,7 @@ DEMO_SEED ?= 3
 .PHONY: help setup system-deps test test-fast demo bench clean
 
 help:
-	@echo "make demo   — edit an image with a sound (fetches weights by hash from weights.lock)"
+	@echo "make demo   — edit an image with a sound (fetches the weights listed in weights.lock)"
 	@echo "make test   — install everything and run the test suite"
 
 setup: $(STAMP) $(SYSTEM_STAMP)
@@ -58,7 +58,7 @@ test-fast: setup
 	$(PY) -m pytest -q -m "not slow and not browser"
 
 # The demo edits a sampled 256-px landscape (authors' generator and audio encoder, OpenAI CLIP ViT-B/32,
-# all fetched by hash from weights.lock) with a synthesised siren. --steps auto: 300 steps on a GPU
+# as listed in weights.lock; CLIP is pinned by sha256) with a synthesised siren. --steps auto: 300 steps on a GPU
 # (well under a minute), fewer on a CPU so it ends within 10 minutes on 2 cores (the command says so).
 demo: setup
 	$(PY) -m soundedit.editing.examples $(DEMO_OUT)/siren.wav

@@ -400,7 +400,9 @@ class _Trainer:
         audio, audio_aug = (emb[:b], emb[b:]) if self.cfg.weight_augment else (emb, None)
         texts = self.batch_texts(indices)
         text = self.targets.text(texts, self.device) if self.cfg.weight_text else None
-        groups = torch.tensor([text_id(t) for t in texts], device=self.device)
+        # Positives are grouped by the prompt before augmentation: two clips of one class stay
+        # positives of each other however differently their texts were augmented this step.
+        groups = torch.tensor([text_id(self.prompts[i]) for i in indices], device=self.device)
         image = self.targets.image([self.images[i] for i in indices], self.device) if self.use_images else None
         image_groups = torch.tensor([text_id(self.images[i]) for i in indices], device=self.device) if self.use_images else None
         return self.model.loss(audio, text=text, image=image, audio_aug=audio_aug, text_groups=groups,

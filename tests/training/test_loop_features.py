@@ -402,3 +402,41 @@ def test_text_augmentation_changes_the_texts_fed_to_clip_and_is_seeded(esc_rows,
     for r, a, _ in pairs:
         per_clip.setdefault(r, set()).add(a)
     assert any(len(v) > 1 for v in per_clip.values()), per_clip
+
+
+def test_clips_of_one_prompt_stay_positives_however_their_texts_were_augmented(
+        esc_rows, clip, wordnet_root, mel_cache_dir, tmp_path, monkeypatch):
+    """InfoNCE's groups come from the prompts before augmentation: same-class clips share a group even in
+    a step where their augmented texts differ, and other classes never share one."""
+    from soundedit.training.losses import AlignmentLoss
+
+    if wordnet_root is not None:
+        import nltk.data
+
+        monkeypatch.setenv("NLTK_DATA", str(wordnet_root))
+        monkeypatch.setattr(nltk.data, "path", [str(wordnet_root), *nltk.data.path])
+    groups_seen: list[list[int]] = []
+    forward = AlignmentLoss.forward
+
+    def recording_forward(self, audio, **kw):
+        if kw.get("gather", True):  # training steps (validation passes gather=False)
+            groups_seen.append(kw["text_groups"].tolist())
+        return forward(self, audio, **kw)
+
+    monkeypatch.setattr(AlignmentLoss, "forward", recording_forward)
+    rows = esc_rows[::3] + esc_rows[1::3]  # 16 clips, 2 per class
+    epochs, seed = 2, 0
+    cfg = _config(seed=seed, batch_size=8, epochs=epochs, template="the sound of {label}", text_augment=True)
+    texts, _ = _texts_seen(cfg, rows, clip, tmp_path / "run", monkeypatch, mel_cache_dir)
+    labels = []
+    for e in range(epochs):
+        perm = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed + e)).tolist()
+        labels += [[rows[i].label for i in perm[s:s + 8]] for s in (0, 8)]
+    assert len(groups_seen) == len(texts) == len(labels) == 2 * epochs
+    split_by_augmentation = 0
+    for groups, batch_texts, batch_labels in zip(groups_seen, texts, labels):
+        for i in range(8):
+            for j in range(i + 1, 8):
+                assert (groups[i] == groups[j]) == (batch_labels[i] == batch_labels[j]), (i, j, batch_labels)
+                split_by_augmentation += batch_labels[i] == batch_labels[j] and batch_texts[i] != batch_texts[j]
+    assert split_by_augmentation > 0  # the case that grouping by augmented text got wrong did occur
