@@ -25,11 +25,16 @@ def _label(item: AudioLike) -> str:
     return getattr(item, "name", None) or "waveform"
 
 
-def _sample_rate(clip_space: Any) -> int | None:
-    """The audio encoder's input rate, so sounds are mixed at the rate the encoder wants."""
+def _loading(clip_space: Any) -> dict[str, Any]:
+    """How to decode a guiding sound for the CLIP space's audio encoder: at its input rate (so sounds are
+    mixed at the rate it wants) and, for the authors' layout, exactly as their ``librosa.load`` did
+    (mono, kaiser_best resampling): then a single sound reaches the encoder bit for bit as
+    :func:`soundedit.audio.official_model_input` would prepare the file itself."""
     encoder = getattr(clip_space, "audio_encoder", None)
     audio_cfg = getattr(getattr(encoder, "config", None), "audio", None)
-    return getattr(audio_cfg, "sample_rate", None)
+    authors = getattr(encoder, "layout", None) == "official"
+    return {"sample_rate": getattr(audio_cfg, "sample_rate", None), "mono": authors,
+            "quality": "kaiser_best" if authors else "default"}
 
 
 def load_sound(clip_space: Any, audio: AudioLike | list[AudioLike], gains_db: list[float] | None = None):
@@ -51,8 +56,8 @@ def load_sound(clip_space: Any, audio: AudioLike | list[AudioLike], gains_db: li
         raise InputError("--sound: expected at least one sound, got none")
     if gains_db is not None and len(gains_db) != len(items):
         raise InputError(f"--gain: expected one gain per sound ({len(items)}), got {len(gains_db)}: {list(gains_db)}")
-    rate = _sample_rate(clip_space)
-    waves = [a if isinstance(a, Waveform) else load_audio(a, sample_rate=rate, min_duration=MIN_GUIDE_DURATION)
+    loading = _loading(clip_space)
+    waves = [a if isinstance(a, Waveform) else load_audio(a, min_duration=MIN_GUIDE_DURATION, **loading)
              for a in items]
     for i, w in enumerate(waves):
         if w.duration < MIN_GUIDE_DURATION:  # a Waveform given directly
@@ -60,6 +65,8 @@ def load_sound(clip_space: Any, audio: AudioLike | list[AudioLike], gains_db: li
                              f"{MIN_GUIDE_DURATION:g} s")
     if len(waves) == 1:
         return waves[0]
+    if loading["sample_rate"] is not None:  # Waveforms given at other rates: the encoder's resampler, not mix's
+        waves = [w.resample(loading["sample_rate"], quality=loading["quality"]) for w in waves]
     return mix(waves, list(gains_db) if gains_db is not None else [0.0] * len(waves))
 
 

@@ -83,6 +83,29 @@ def test_targets_sound_mix_gains_and_text_combination(editor, sounds):
         build_target(clip, text="  ")
 
 
+@pytest.fixture(scope="module")
+def authors_space(files, tmp_path_factory):
+    enc = write_tiny_audio_encoder(tmp_path_factory.mktemp("authors") / "resnet18_57.pth", layout="official")
+    return load_clip_space(files["clip"], audio_encoder=load_audio_encoder(enc))
+
+
+def test_a_guiding_sound_reaches_the_authors_encoder_as_their_transform_prepares_the_file(
+        authors_space, sounds, formats_dir):
+    """Edits (build_target) feed the authors' encoder exactly what official_model_input makes of the file,
+    as embed/classify do: for a 16 kHz ESC-50 clip the torchaudio resampler instead of librosa's
+    kaiser_best changed the model input by up to 0.5 (of 1)."""
+    from soundedit.audio import official_model_input
+    from soundedit.editing.targets import load_sound
+
+    for path in (sounds["rain"], formats_dir / "cat.mp3"):  # 16 kHz, and 48 kHz stereo-or-mono mp3
+        prepared = authors_space.audio_encoder.prepare(load_sound(authors_space, [path]))
+        assert torch.equal(prepared, official_model_input(path)), path
+        target, _ = build_target(authors_space, audio=path)
+        torch.testing.assert_close(target, authors_space.embed_audio(path), rtol=0, atol=1e-6)
+    mixed, _ = build_target(authors_space, audio=[sounds["rain"], sounds["thunder"]], gains_db=[0.0, -6.0])
+    assert mixed.shape == (1, authors_space.embed_dim) and torch.isfinite(mixed).all()
+
+
 def test_a_too_short_sound_is_refused_by_the_library_too(editor, tmp_path):
     import soundfile as sf
 
