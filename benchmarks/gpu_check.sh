@@ -39,6 +39,8 @@
 #             torch 2.11's inductor (a stride assert on cuDNN's convolution_backward, with and without
 #             the kernels); bf16 compiles.
 #   buildtest tests/models/test_cuda_ops_build.py: a second clean build, archs read from the GPU
+#   sanitize  compute-sanitizer memcheck, then racecheck, on the float32 kernel tests (out-of-bounds
+#             reads/writes, shared-memory races in the tiles and block_sum); slow: not in the default stages
 #   edit      benchmarks/edit.py: the 1024 px latent optimisation (issue #5 targets)
 #   audio     benchmarks/audio_frontend.py on the GPU (issue #3)
 # Output goes to $OUT (the device tool's folder; ./gpu-check here when unset), at most 8 files (the
@@ -101,11 +103,18 @@ PY
     buildtest)
         timeout 150 env -u TORCH_EXTENSIONS_DIR python3 -m pytest -q -p no:cacheprovider --timeout 140 \
             tests/models/test_cuda_ops_build.py 2>&1 | tee "$OUT/pytest_build.txt" | tail -6 ;;
+    sanitize)  # float32 cases only: each kernel's every code path (tiled/general, both layouts, reductions)
+        sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+        for tool in memcheck racecheck; do
+            timeout 150 "$sanitizer" --tool $tool --error-exitcode 99 python3 -m pytest -q -p no:cacheprovider \
+                tests/models/test_cuda_ops_gpu.py -k "grid_stride or (float32 and (upfirdn2d or fused or modulated))" \
+                2>&1 | tee -a "$OUT/sanitize.txt" | tail -6
+        done ;;
     edit)
         timeout 240 python3 benchmarks/edit.py --skip-cpu --resolutions 1024 2>&1 | tee "$OUT/edit.txt" | tail -16 ;;
     audio)  # librosa is not there: our figures only
         timeout 60 python3 benchmarks/audio_frontend.py --device cuda --no-librosa 2>&1 | tee "$OUT/audio.txt" | tail -12 ;;
-    *) echo "unknown stage $stage (build tests ops step scaled compile buildtest edit audio)"; exit 2 ;;
+    *) echo "unknown stage $stage (build tests ops step scaled compile buildtest sanitize edit audio)"; exit 2 ;;
     esac
 done
 stage_header done

@@ -34,6 +34,11 @@ pytestmark = [
 DEVICE = "cuda"
 
 
+def dtype_id(dtype: torch.dtype) -> str:
+    """Test ids say float32, not dtype0 (so `-k float32` selects, as gpu_check.sh's sanitize stage does)."""
+    return str(dtype).removeprefix("torch.")
+
+
 @pytest.fixture(scope="module", autouse=True)
 def built_extension(tmp_path_factory, no_tf32):
     """Build (or load the build in $TORCH_EXTENSIONS_DIR), kernels forced on, TF32 off; restore afterwards."""
@@ -61,7 +66,7 @@ def test_status_reports_the_kernels(built_extension):
     assert all(op["path"] == "cuda" for op in info["ops"].values())
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=dtype_id)
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("case", range(len(CASES)))
 def test_upfirdn2d_forward_backward(built_extension, dtype, channels_last, case):
@@ -87,7 +92,7 @@ def test_upfirdn2d_forward_backward(built_extension, dtype, channels_last, case)
         torch.testing.assert_close(xk.grad.float(), xr.grad.to(dtype).float(), **KERNEL_TOLERANCE[dtype])
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=dtype_id)
 @pytest.mark.parametrize("layout", ["nchw", "channels_last", "strided", "2d"])
 @pytest.mark.parametrize("slope,scale", [(0.2, math.sqrt(2)), (1.0, 1.0)])
 def test_fused_leaky_relu_forward_backward(built_extension, dtype, layout, slope, scale):
@@ -117,7 +122,7 @@ def test_fused_leaky_relu_forward_backward(built_extension, dtype, layout, slope
                                rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=dtype_id)
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("noise_batch", [1, 3])
 def test_fused_leaky_relu_with_noise_injection(built_extension, dtype, channels_last, noise_batch):
@@ -161,7 +166,7 @@ def test_gradcheck_float64(built_extension):
         assert torch.autograd.gradcheck(lambda s: kernels.modulated_weight(ext, weight, s, 0.2, demodulate), (styles,))
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=dtype_id)
 @pytest.mark.parametrize("n,out_ch,in_ch,k,demodulate", [
     (1, 512, 512, 3, True),   # StyleGAN2's 4..64 px convolutions: a 4608-weight row per block
     (4, 64, 128, 3, True),    # a batch, fewer channels than threads

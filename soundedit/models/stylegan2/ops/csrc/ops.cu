@@ -655,6 +655,9 @@ at::Tensor bias_act(const at::Tensor& x_in, const std::optional<at::Tensor>& b, 
 
 at::Tensor bias_act_grad(const at::Tensor& g_in, const at::Tensor& y, double pos_gain, double neg_gain) {
   TORCH_CHECK(g_in.sizes() == y.sizes(), "bias_act_grad: gradient ", g_in.sizes(), " vs output ", y.sizes());
+  // The output's sign stands for the input's only when both gains keep it (see bias_act_grad_element).
+  TORCH_CHECK(pos_gain > 0 && neg_gain >= 0, "bias_act_grad: needs pos_gain > 0 and neg_gain >= 0, got ",
+              pos_gain, " and ", neg_gain);
   TORCH_CHECK(g_in.device() == y.device() && g_in.scalar_type() == y.scalar_type(),
               "bias_act_grad: gradient must match the output's dtype and device");
   // y is dense in one of the two formats (it came from bias_act); give g the same element order.
