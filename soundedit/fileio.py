@@ -56,7 +56,10 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     _sweep_orphaned_parts(target.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=_PART_SUFFIX, dir=target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=_PART_SUFFIX, dir=target.parent)
+    except OSError as exc:
+        raise _about(exc, target) from None
     try:
         if fcntl is not None:
             with contextlib.suppress(OSError):  # a filesystem without locks: the sweep cannot lock it either
@@ -72,10 +75,18 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
                 os.replace(tmp, target)
         if fcntl is None:  # Windows cannot rename an open file (and has no sweep to race)
             os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename in (None, tmp):
+            raise _about(exc, target) from None
         raise
+
+
+def _about(exc: OSError, target: Path) -> OSError:
+    """``exc`` (a full disk, a refused rename, a failed write: they name the hidden temp file, or no
+    file) as an error about the output the user asked for."""
+    return OSError(exc.errno, exc.strerror or str(exc), str(target))  # OSError(errno, ...) picks the subclass
 
 
 def _sweep_orphaned_parts(folder: Path) -> None:
@@ -192,6 +203,8 @@ def check_folder(path: str | os.PathLike, what: str, *, writable: bool = False) 
         InputError: ``path``, or the nearest existing folder above it, is a file, or (``writable``)
             cannot be written to; the message names ``what``, the setting or flag it came from.
     """
+    if not str(path).strip():  # Path("") is the current folder: an empty --out would write there
+        raise InputError(f"{what}: expected a folder path, got {str(path)!r}")
     folder = Path(path).expanduser()
     for p in (folder, *folder.parents):
         if p.exists():

@@ -165,6 +165,8 @@ def test_output_folder_checks(tmp_path):
         check_folder(a_file / "sub" / "dir", "--out", writable=True)
     assert check_folder(tmp_path / "new" / "deep", "--out", writable=True) == tmp_path / "new" / "deep"
     assert not (tmp_path / "new").exists()  # checked, not created
+    with pytest.raises(InputError, match=r"--out: expected a folder path, got ''"):  # not the current folder
+        check_folder("", "--out", writable=True)
     if os.geteuid() != 0:  # root may write anywhere
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)

@@ -40,6 +40,9 @@ DEFAULT_MAX_DURATION = 600.0
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1_000, 768_000
 #: More channels than this is not a sound a user drops in (and usually a misread header).
 MAX_CHANNELS = 8
+#: Largest sample magnitude read. Float files may exceed 1 (e.g. int16 values stored as float,
+#: up to 32768); far beyond, |STFT|^2 overflows float32 (about 1e19 here) and every embedding is NaN.
+MAX_PEAK = 1e6
 #: Shortest sound that can guide an edit (seconds). The audio encoders' STFT window is 2048
 #: samples at 44.1 kHz (46 ms, hop 512 = 11.6 ms): a 0.1 s sound gives about 9 log-mel frames,
 #: barely two windows of content; anything shorter is mostly padding (a click, or a truncated
@@ -271,6 +274,10 @@ def load_audio(source: AudioSource, sample_rate: int | None = None, *, start: fl
         where = int(np.argmax(bad.any(axis=1)))
         raise AudioError(f"{name}: {int(bad.sum())} NaN/Inf samples (first at {where / rate:.3f} s); "
                          "expected finite samples")
+    peak = float(np.abs(data).max())
+    if peak > MAX_PEAK:
+        raise AudioError(f"{name}: samples reach {peak:.3g}; expected audio in about [-1, 1] (float files are read "
+                         f"up to {MAX_PEAK:g}: beyond that its spectrum overflows float32)")
     if min_duration is not None and data.shape[0] < min_duration * rate:
         raise AudioError(f"{name}: {_seconds(data.shape[0] / rate)} of audio ({data.shape[0]} samples at {rate} Hz"
                          f"{truncated}); expected at least {min_duration:g} s")
@@ -281,7 +288,7 @@ def load_audio(source: AudioSource, sample_rate: int | None = None, *, start: fl
     if device is not None:
         samples = samples.to(device)
     wave = Waveform(samples, rate)
-    if not bool(samples.abs().amax() > 0):
+    if peak == 0:
         logger.warning("%s: the audio is all silence; its log-mel will be flat", name)
     if mono:
         wave = wave.to_mono()

@@ -26,6 +26,9 @@ from soundedit.errors import InputError
 logger = logging.getLogger("soundedit")
 
 LOUDNESS_METHODS = ("rms", "lufs")
+#: Largest gain magnitude (dB) of a sound in a mix: ±120 dB spans any audible balance (-120 dB is
+#: silence next to full scale); +1000 dB is 1e50, beyond float32, and the mix would be inf/NaN.
+MAX_GAIN_DB = 120.0
 #: Default loudness target: -20 dBFS RMS / -23 LUFS (EBU R128's programme level).
 DEFAULT_TARGET = {"rms": -20.0, "lufs": -23.0}
 _LUFS_BLOCK = 0.4  # seconds, BS.1770 gating block
@@ -131,9 +134,9 @@ def mix(waveforms: Sequence[Waveform], gains_db: Sequence[float] | None = None, 
     gains = [0.0] * len(waves) if gains_db is None else [float(g) for g in gains_db]
     if len(gains) != len(waves):
         raise InputError(f"mix: expected one gain per sound ({len(waves)}), got {len(gains)}: {gains}")
-    bad = [g for g in gains if not math.isfinite(g)]
+    bad = [g for g in gains if not (math.isfinite(g) and abs(g) <= MAX_GAIN_DB)]
     if bad:
-        raise InputError(f"mix: gains must be finite dB values, got {bad}")
+        raise InputError(f"mix: expected gains in dB within ±{MAX_GAIN_DB:g}, got {bad}")
     rate = int(sample_rate or waves[0].sample_rate)
     waves = [w.resample(rate) for w in waves]
     channels = {w.num_channels for w in waves}

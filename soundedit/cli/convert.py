@@ -25,8 +25,10 @@ def convert(
 
     Example: soundedit weights convert stylegan2-church-config-f.pkl church-256.safetensors
     """
+    from soundedit.fileio import check_output_file
     from soundedit.models.stylegan2.convert import convert_generator
 
+    check_output_file(dst, "OUT", "a .safetensors file path")  # before a minute of reading the input
     info = convert_generator(src, dst)
     if json_out:
         emit_json(info)

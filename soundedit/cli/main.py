@@ -77,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
                        f"it is a file ({exc.strerror})")
         stderr.print(f"[red]error:[/red] {escape(message)}", highlight=False)
         code = EXIT_BAD_INPUT
+    except OSError as exc:  # the machine refused (a full disk, a read-only or failing device): not a bug
+        where = f" ({str(exc.filename)!r})" if exc.filename is not None else ""
+        stderr.print(f"[red]error:[/red] {escape((exc.strerror or str(exc)) + where)}", highlight=False)
+        code = EXIT_FAILURE
     except Exception as exc:  # a bug: one line, the traceback only with --debug
         if _debug:
             stderr.print_exception()

@@ -13,6 +13,8 @@ import hashlib
 import io
 import json
 import logging
+import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,6 +174,9 @@ def embed_files(
             for i, path in enumerate(paths):
                 bar.advance()
                 try:
+                    if not stat.S_ISREG(os.stat(path).st_mode):  # /dev/zero would be read forever, a FIFO block
+                        failures[i] = "not a regular file (a folder, device, pipe or socket)"
+                        continue
                     data = Path(path).read_bytes()
                 except OSError as exc:
                     failures[i] = f"cannot read: {exc.strerror or exc}"

@@ -220,6 +220,22 @@ def test_nan_and_inf_samples(tmp_path):
         load_audio(path)
 
 
+def test_float_audio_far_beyond_full_scale_is_refused_and_int16_scale_floats_are_read(tmp_path):
+    """Samples of 1e30 made every embedding NaN (the spectrum overflows float32); float files holding
+    int16-scale values (peak ~32767) are real files and give the same model input as full scale."""
+    from soundedit.audio import official_model_input
+
+    x = _sine(440, 16000, 0.5)
+    sf.write(tmp_path / "huge.wav", x * 1e30, 16000, subtype="FLOAT")
+    with pytest.raises(AudioError, match=r"huge\.wav: samples reach 5e\+29; expected audio in about \[-1, 1\]"):
+        load_audio(tmp_path / "huge.wav")
+    sf.write(tmp_path / "int16scale.wav", x * 65534, 16000, subtype="FLOAT")
+    sf.write(tmp_path / "unit.wav", x, 16000, subtype="FLOAT")
+    assert load_audio(tmp_path / "int16scale.wav").samples.abs().max() == pytest.approx(32767, rel=1e-3)
+    torch.testing.assert_close(official_model_input(tmp_path / "int16scale.wav"),
+                               official_model_input(tmp_path / "unit.wav"), rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize("rate", [4, 4_000_000])
 def test_absurd_sample_rate(tmp_path, rate):
     path = tmp_path / "rate.wav"

@@ -69,3 +69,16 @@ def test_decoding_failures_come_from_the_named_file(tmp_path):
     # the reason is about the file (paired with it by every caller), never about "<bytes>"
     assert got.failures == {0: "not a readable audio file (Format not recognised); expected WAV, FLAC, Ogg "
                                 "Vorbis or MP3 with a valid header"}
+
+
+def test_devices_and_pipes_are_failures_not_endless_reads(tmp_path):
+    """/dev/zero was read until memory ran out, and a FIFO without a writer blocked forever."""
+    import os
+
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)
+    good = tmp_path / "a.wav"
+    good.write_bytes(b"hello")
+    got = embed_files(_ByteEncoder(), ["/dev/zero", fifo, tmp_path, good], cache_dir=None)
+    assert got.ok == [3]
+    assert got.failures == {i: "not a regular file (a folder, device, pipe or socket)" for i in (0, 1, 2)}

@@ -33,3 +33,27 @@ def test_convert_errors_exit_2_with_one_line(tmp_path, capsys):
     assert not (tmp_path / "o.safetensors").exists()
     assert main(["weights", "convert", str(bad), str(tmp_path / "o.bin")]) == 2
     assert ".safetensors" in capsys.readouterr().err
+
+
+def test_convert_into_a_folder_or_onto_a_full_disk_says_so_in_one_line(tmp_path, capsys, monkeypatch):
+    import errno
+
+    from soundedit import fileio
+
+    G = seeded_generator(size=16, seed=2)
+    pkl = write_nvidia_pickle(tmp_path / "net.pkl", G)
+    (tmp_path / "d.safetensors").mkdir()
+    assert main(["weights", "convert", str(pkl), str(tmp_path / "d.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert "OUT: expected a .safetensors file path, got the folder" in err and "Errno" not in err
+
+    def full_disk(fd):  # the disk fills while the file is flushed
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(fileio.os, "fsync", full_disk)
+    out = tmp_path / "net.safetensors"
+    assert main(["weights", "convert", str(pkl), str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"No space left on device ({str(out)!r})" in err, err
+    assert "internal error" not in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.safetensors", "net.pkl"]  # no temp file left
