@@ -74,6 +74,9 @@ def auto_steps(device_type: str) -> int:
 #: upper bound on learning rates (edits, projection, training): Adam moves a code by about lr per step while
 #: W codes are O(1), so far smaller values already diverge; above float32's range torch itself fails (overflow)
 MAX_LR = 1000.0
+#: largest gain magnitude (dB) of a sound in a mix: ±120 dB spans any audible balance (-120 dB is silence
+#: next to full scale); +1000 dB is 1e50, beyond float32, and the mix would be inf/NaN
+MAX_GAIN_DB = 120.0
 #: ``mix --interpolate`` frames are rendered and kept in memory (a 1024-px frame takes 12 MB), so they are capped
 MAX_INTERPOLATE = 100
 

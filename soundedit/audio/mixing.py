@@ -21,14 +21,12 @@ from collections.abc import Sequence
 import torch
 
 from soundedit.audio.io import Waveform
+from soundedit.config import MAX_GAIN_DB
 from soundedit.errors import InputError
 
 logger = logging.getLogger("soundedit")
 
 LOUDNESS_METHODS = ("rms", "lufs")
-#: Largest gain magnitude (dB) of a sound in a mix: ±120 dB spans any audible balance (-120 dB is
-#: silence next to full scale); +1000 dB is 1e50, beyond float32, and the mix would be inf/NaN.
-MAX_GAIN_DB = 120.0
 #: Default loudness target: -20 dBFS RMS / -23 LUFS (EBU R128's programme level).
 DEFAULT_TARGET = {"rms": -20.0, "lufs": -23.0}
 _LUFS_BLOCK = 0.4  # seconds, BS.1770 gating block

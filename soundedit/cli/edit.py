@@ -354,8 +354,9 @@ def _photo_comparison(inversion, result, path: Path) -> None:
 
 def _run_batch(batch: str, generator, audio_encoder, clip, identity, preset, steps, lambda_sim, lambda_id, mask, lr,
                truncation, frame_every, batch_size, device, out: Path, json_out: bool) -> None:
-    """``edit --batch``: rows validated up front, finished rows skipped, this rank's rows in batches."""
-    from soundedit.editing.batch import check_row_latents, read_jobs, shard
+    """``edit --batch``: rows validated up front (files decoded), rows finished with the same job and
+    settings skipped, changed ones re-run, this rank's rows in batches."""
+    from soundedit.editing.batch import check_row_latents, edit_settings, read_jobs, rerun_reason, shard
     from soundedit.runtime import distributed_rank
     from soundedit.runtime import progress, resolve_device
 
@@ -368,9 +369,6 @@ def _run_batch(batch: str, generator, audio_encoder, clip, identity, preset, ste
     jobs = read_jobs(text, out_dir=out, source_name=name)
     rank, world, local_rank = distributed_rank()
     mine = shard(jobs, rank, world)
-    todo = [j for j in mine if not j.done]
-    summaries = [{"row": j.index + 1, "out": str(j.out), "status": "skipped (report.json exists)"}
-                 for j in mine if j.done]
     if world > 1:
         logger.info("rank %d of %d: %d of %d rows", rank, world, len(mine), len(jobs))
     if device == "auto" and world > 1:
@@ -379,6 +377,27 @@ def _run_batch(batch: str, generator, audio_encoder, clip, identity, preset, ste
         device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
     dev = resolve_device(device)
     n_steps, note = _steps(steps, dev)
+    frames = frame_every or max(1, n_steps // 25)
+    # what each finished row's report.json must record to be skipped: the settings and models of this run
+    settings = edit_settings(generator, steps=n_steps, lr=lr, lambda_sim=lambda_sim, lambda_id=lambda_id,
+                             preset=preset, layer_mask=mask, truncation=truncation, frame_every=frames)
+    models = {"generator": str(generator), "audio_encoder": str(audio_encoder), "clip": str(clip)}
+    if settings["lambda_id"] > 0:
+        models["identity"] = str(identity)
+    reruns = {j.index: rerun_reason(j, settings, models) for j in mine if j.done}
+    todo = [j for j in mine if not j.done or reruns[j.index]]
+    summaries = [{"row": j.index + 1, "out": str(j.out), "status": "skipped (report.json exists)"}
+                 for j in mine if j.done and not reruns[j.index]]
+    shown = [j for j in todo if reruns.get(j.index)]
+    if shown:
+        from rich.markup import escape
+
+        for j in shown[:_MAX_RERUN_NOTES]:
+            stderr.print("[yellow]note:[/yellow] " + escape(f"--batch row {j.index + 1} ({j.out}) runs again: "
+                                                         f"{reruns[j.index]}"), highlight=False)
+    if len(shown) > _MAX_RERUN_NOTES:
+        stderr.print(f"[yellow]note:[/yellow] {len(shown) - _MAX_RERUN_NOTES} more finished rows run again "
+                     "(--json gives every row's reason)")
     finished = 0
     if todo:
         editor = _load_editor(generator, audio_encoder, clip, identity, dev, note, preset=preset, lambda_id=lambda_id)
@@ -390,13 +409,15 @@ def _run_batch(batch: str, generator, audio_encoder, clip, identity, preset, ste
                     result = editor.edit_many([j.edit for j in group], callback=_progress_callback(bar, n_steps),
                                               steps=n_steps, lr=lr, lambda_sim=lambda_sim, lambda_id=lambda_id,
                                               preset=preset, layer_mask=mask, truncation=truncation,
-                                              frame_every=frame_every or max(1, n_steps // 25))
+                                              frame_every=frames)
                     for i, job in enumerate(group):
                         item = result.item(i)
                         item.meta["row"] = job.index + 1
-                        item.save(job.out)
+                        item.save(job.out)  # one set, replacing a changed row's earlier outputs
                         finished += 1
-                        summaries.append({"row": job.index + 1, "out": str(job.out), "status": "done",
+                        reason = reruns.get(job.index)
+                        summaries.append({"row": job.index + 1, "out": str(job.out),
+                                          "status": f"re-run ({reason})" if reason else "done",
                                           "target_cosine": item.metrics["target_cosine"].item()})
         except KeyboardInterrupt:
             stderr.print(f"[red]interrupted[/red]: {finished} finished edits are kept under {out} "
@@ -406,7 +427,12 @@ def _run_batch(batch: str, generator, audio_encoder, clip, identity, preset, ste
     if json_out:
         emit_json({"rank": rank, "world_size": world, "rows": summaries})
     else:
-        stdout.print(f"{finished} edits done, {len(mine) - len(todo)} skipped (already finished) → {out}")
+        again = f" ({len(shown)} re-run: job or settings changed)" if shown else ""
+        stdout.print(f"{finished} edits done{again}, {len(mine) - len(todo)} skipped (already finished) → {out}")
+
+
+#: at most this many "runs again" notes (one per changed row) on stderr
+_MAX_RERUN_NOTES = 10
 
 
 @app.command()

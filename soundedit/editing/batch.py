@@ -13,20 +13,29 @@ latent  a saved W/W+ code (.pt/.pth/.npy)
 image   a photo (inverted into W+)
 ====== =====================================================================
 
-A row whose folder already holds ``report.json`` (written last) is finished and
-skipped, so rerunning a command resumes it.  Under ``torchrun`` each process
-takes the rows ``i % WORLD_SIZE == RANK``.
+Every row's files are checked up front, before any model loads: sounds are decoded
+(as ``edit --sound`` checks them) and photos opened, so a bad cell fails the whole run
+with its row named and nothing written.
+
+A row whose folder already holds ``report.json`` (written last) of the same job
+(sounds, gains, text, source) made with the same settings and models is finished and
+skipped, so rerunning a command resumes it; a row whose job or settings changed since
+is run again and its outputs replaced (:func:`rerun_reason` says why).  Under
+``torchrun`` each process takes the rows ``i % WORLD_SIZE == RANK``.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from soundedit.config import MAX_GAIN_DB
 from soundedit.errors import InputError, check_number, check_seed
 from soundedit.fileio import check_file
 
@@ -49,6 +58,7 @@ class Job:
 
     @property
     def done(self) -> bool:
+        """Whether the row's folder holds a finished edit (of this job or not: see :func:`rerun_reason`)."""
         return (self.out / "report.json").is_file()
 
 
@@ -65,7 +75,7 @@ def parse_gains(text: str | None, what: str = "--gain") -> list[float] | None:
     except ValueError:
         raise InputError(f"{what}: expected numbers in dB separated by commas (e.g. 0,-10), got {text!r}") from None
     for g in gains:  # float() takes 'nan' and 'inf'; a non-finite gain would mix silence or noise
-        check_number(g, what)
+        check_number(g, what, low=-MAX_GAIN_DB, high=MAX_GAIN_DB)  # dB
     return gains
 
 
@@ -108,8 +118,38 @@ def check_row_latents(rows: Iterable[tuple[Any, str]], generator: Any) -> None:
             check_one_code(source, where, generator)
 
 
+def _check_sound(path: str, where: str, checked: set[tuple[str, Path]]) -> None:
+    """Decode a row's sound as ``edit --sound`` does up front (each file once per job list)."""
+    from soundedit.audio.io import check_guide_sound
+
+    key = ("sound", check_file(path, f"{where}: sound").resolve())
+    if key not in checked:
+        check_guide_sound(path, what=f"{where}: sound")
+        checked.add(key)
+
+
+def _check_image(path: str, where: str, checked: set[tuple[str, Path]]) -> None:
+    """Open a row's photo as ``edit IMAGE`` does up front: a suffix the batch inverts, decodable, not tiny."""
+    from soundedit.editing.sources import IMAGE_SUFFIXES
+
+    what = f"{where}: image"
+    key = ("image", check_file(path, what).resolve())
+    if key in checked:
+        return
+    if Path(path).suffix.lower() not in IMAGE_SUFFIXES:  # the suffix picks photo vs latent when the row runs
+        raise InputError(f"{what}: expected a photo ({'/'.join(IMAGE_SUFFIXES)}), got {path!r}")
+    from soundedit.inversion.api import check_photo
+    from soundedit.inversion.image import load_image
+
+    check_photo(load_image(path, what=what), what=what)
+    checked.add(key)
+
+
 def read_jobs(text: str, *, out_dir: Path, source_name: str = "jobs") -> list[Job]:
     """Parse and validate a CSV job list.
+
+    Every row's sounds are decoded and photos opened here (each file once), so a bad one fails
+    before any model loads or any row runs.
 
     Args:
         text: the CSV content (header row first).
@@ -118,7 +158,8 @@ def read_jobs(text: str, *, out_dir: Path, source_name: str = "jobs") -> list[Jo
 
     Raises:
         InputError: unknown columns, a row without a target, several sources in one row,
-            missing files, bad numbers or two rows with the same output folder.
+            missing or undecodable files, bad numbers or two rows with the same output folder;
+            the message starts with ``--batch NAME row N``.
     """
     # Excel writes a byte-order mark before the header; as part of the first column's name it makes
     # 'out' unknown (files are read as utf-8-sig, but stdin and library callers may still carry one)
@@ -131,6 +172,7 @@ def read_jobs(text: str, *, out_dir: Path, source_name: str = "jobs") -> list[Jo
         raise InputError(f"--batch {source_name}: unknown columns {unknown}; expected some of {', '.join(COLUMNS)}")
     jobs: list[Job] = []
     seen: dict[Path, int] = {}
+    checked: set[tuple[str, Path]] = set()  # (column, file) already decoded for an earlier row
     for i, raw in enumerate(reader):
         where = f"--batch {source_name} row {i + 1}"
         if None in raw:  # csv puts fields beyond the header under None: usually an unquoted comma in a text
@@ -139,7 +181,7 @@ def read_jobs(text: str, *, out_dir: Path, source_name: str = "jobs") -> list[Jo
         row = {k.strip(): (v or "").strip() for k, v in raw.items()}
         sounds = _split(row.get("sound", ""))
         for s in sounds:
-            check_file(s, f"{where}: sound")
+            _check_sound(s, where, checked)
         gains = parse_gains(row.get("gain"), f"{where} gain")
         if gains is not None and len(gains) != len(sounds):
             raise InputError(f"{where}: expected one gain per sound ({len(sounds)}), got {len(gains)}")
@@ -156,11 +198,13 @@ def read_jobs(text: str, *, out_dir: Path, source_name: str = "jobs") -> list[Jo
             except ValueError:
                 raise InputError(f"{where}: seed must be an integer, got {row['seed']!r}") from None
             check_seed(source, f"{where} seed")
-        elif given:
-            source = row[given[0]]
-            check_file(source, f"{where}: {given[0]}")
-            if given == ["latent"]:
-                check_one_code(source, where)
+        elif given == ["latent"]:
+            source = row["latent"]
+            check_file(source, f"{where}: latent")
+            check_one_code(source, where)
+        elif given == ["image"]:
+            source = row["image"]
+            _check_image(source, where, checked)
         out = out_dir / _row_folder(row.get("out"), where, i)
         if out in seen:
             raise InputError(f"{where}: output folder {str(out)!r} is also used by row {seen[out] + 1}")
@@ -169,6 +213,81 @@ def read_jobs(text: str, *, out_dir: Path, source_name: str = "jobs") -> list[Jo
     if not jobs:
         raise InputError(f"--batch {source_name}: expected at least one row, got none")
     return jobs
+
+
+def edit_settings(generator: str, **flags: Any) -> dict[str, Any]:
+    """The settings an edit's report records for these flags, as :meth:`Editor.settings` resolves them
+    (defaults, then the preset, default from ``generator``'s name, then the flags; ``None`` = unset),
+    without loading a model: what a finished row's ``report.json`` is compared with."""
+    from soundedit.config import EditConfig
+    from soundedit.editing.presets import default_preset, preset_settings
+
+    cfg = dataclasses.replace(EditConfig(), **{k: v for k, v in flags.items() if v is not None})
+    preset = cfg.preset or default_preset(str(generator))
+    cfg = dataclasses.replace(cfg, preset=preset,
+                              **preset_settings(preset, lambda_sim=cfg.lambda_sim, lambda_id=cfg.lambda_id))
+    return {**dataclasses.asdict(cfg), "free": False}
+
+
+def _show(value: Any) -> str:
+    return "none" if value is None else repr(value)
+
+
+def _show_source(info: Any) -> str:
+    if not isinstance(info, dict):
+        return _show(info)
+    if info.get("kind") == "seed":
+        return f"seed {info.get('seed')}"
+    return f"{info.get('kind')} {_show(info.get('path'))}"
+
+
+def _source_info(source: Any) -> dict[str, Any]:
+    """What the report records of a row's source (``resolve_source``'s info, less the settings in it)."""
+    from soundedit.editing.sources import LATENT_SUFFIXES
+
+    if isinstance(source, int):
+        return {"kind": "seed", "seed": source}
+    p = Path(source)
+    return {"kind": "latent" if p.suffix.lower() in LATENT_SUFFIXES else "photo", "path": str(p)}
+
+
+def rerun_reason(job: Job, settings: dict[str, Any], models: dict[str, str]) -> str | None:
+    """Why a finished row (``job.done``) must run again, or ``None`` when its ``report.json`` records
+    this job (sounds, gains, text, source), these settings (:func:`edit_settings`) and these models.
+
+    Returns:
+        e.g. ``"the job changed: text 'red sky' -> 'blue ocean'"`` or ``"the settings changed: steps 60 -> 300"``.
+    """
+    path = job.out / "report.json"
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return f"its report.json is unreadable ({type(exc).__name__})"
+    if not isinstance(report, dict):
+        return "its report.json is not an edit's report"
+    target = report.get("target") if isinstance(report.get("target"), dict) else {}
+    source = report.get("source")
+    sounds = job.edit["audio"]
+    changed: list[str] = []
+    if target.get("sounds") != sounds:
+        changed.append(f"sound {_show(target.get('sounds'))} -> {_show(sounds)}")
+    elif sounds:
+        gains = job.edit["gains_db"] if job.edit["gains_db"] is not None else [0.0] * len(sounds)
+        if target.get("gains_db") != gains:
+            changed.append(f"gain {_show(target.get('gains_db'))} -> {_show(gains)}")
+    if target.get("text") != job.edit["text"]:
+        changed.append(f"text {_show(target.get('text'))} -> {_show(job.edit['text'])}")
+    now = _source_info(job.edit["source"])
+    if not isinstance(source, dict) or {k: source.get(k) for k in now} != now:
+        changed.append(f"source {_show_source(source)} -> {_show_source(now)}")
+    reasons = [f"the job changed: {', '.join(changed)}"] if changed else []
+    for name, now_values, before in (("settings", settings, report.get("settings")),
+                                     ("models", models, report.get("models"))):
+        before = before if isinstance(before, dict) else {}
+        diff = [f"{k} {_show(before.get(k))} -> {_show(v)}" for k, v in now_values.items() if before.get(k) != v]
+        if diff:
+            reasons.append(f"the {name} changed: {', '.join(diff)}")
+    return "; ".join(reasons) or None
 
 
 def shard(jobs: list[Job], rank: int, world: int) -> list[Job]:

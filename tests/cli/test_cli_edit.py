@@ -140,9 +140,11 @@ def test_batch_runs_rows_resumes_and_shards(run, models, esc50_root, tmp_path):
     (["--sound", "{siren}", "--lambda-sim", "nan"], "--lambda-sim: expected a finite number >= 0, got nan"),
     (["--sound", "{siren}", "--lambda-sim", "inf"], "--lambda-sim: expected a finite number >= 0, got inf"),
     (["--sound", "{siren}", "--text", "red", "--audio-weight", "nan"], "--audio-weight: expected a finite number"),
-    (["--sound", "{siren}", "--gain", "nan"], "--gain: expected a finite number, got nan"),
-    (["--sound", "{siren}", "--gain", "-inf"], "--gain: expected a finite number, got -inf"),
-    (["--sound", "{siren}", "--sound", "{siren}", "--gain", "0,inf"], "--gain: expected a finite number, got inf"),
+    (["--sound", "{siren}", "--gain", "nan"], "--gain: expected a finite number in [-120.0, 120.0], got nan"),
+    (["--sound", "{siren}", "--gain", "-inf"], "--gain: expected a finite number in [-120.0, 120.0], got -inf"),
+    (["--sound", "{siren}", "--sound", "{siren}", "--gain", "0,inf"], "--gain: expected a finite number in [-120.0, 120.0], got inf"),
+    # +1000 dB overflowed float32: a NaN target, reported as "diverged, try a lower --lr"
+    (["--sound", "{siren}", "--sound", "{siren}", "--gain", "0,1000"], "--gain: expected a finite number in [-120.0, 120.0], got 1000.0"),
     (["--sound", "{siren}", "--seed", "99999999999999999999"],
      "--seed: expected an integer from 0 to 9223372036854775807 (2**63 - 1), got 99999999999999999999"),
     (["--sound", "{siren}", "--steps", "99999999999999999999999"], "--steps: expected an integer from 1 to 100000"),
@@ -329,7 +331,7 @@ def test_bad_batch_files_are_one_line_errors_before_any_work(esc50_root, sounded
         (b"out,text\na,caf\xe9\n", "--batch: expected a UTF-8 CSV file"),
         (f"out,sound\n../../x,{siren}\n", "row 1: out must be a folder name inside --out"),
         (f"out,sound\n{tmp_path / 'abs'},{siren}\n", "row 1: out must be a folder name inside --out"),
-        (f"out,sound,gain\na,{siren},nan\n", "row 1 gain: expected a finite number, got nan"),
+        (f"out,sound,gain\na,{siren},nan\n", "row 1 gain: expected a finite number in [-120.0, 120.0], got nan"),
         (f"out,sound,seed\na,{siren},99999999999999999999999\n", "row 1 seed: expected an integer from 0 to"),
         (f"out,sound,latent\na,{siren},{tmp_path / 'nan.pt'}\n", "row 1 latent nan.pt: expected finite numbers"),
         (f"out,sound,latent\na,{siren},{tmp_path / 'three.pt'}\n", "row 1: latent"),
@@ -400,3 +402,143 @@ def test_interrupted_photo_edit_says_the_inversion_was_written(models, tmp_path,
     assert (out / "inversion" / "w_plus.pt").is_file() and not (out / "edited.png").exists()
     assert f"the edit did not finish; only the photo's inversion was written, to {out / 'inversion'}" in err
     assert "nothing was written" not in err
+
+
+def _write_sound(path: Path, seconds: float = 0.5, rate: int = 16000) -> Path:
+    import numpy as np
+    import soundfile as sf
+
+    sf.write(path, (np.sin(np.arange(int(seconds * rate)) * 0.05) * 0.3).astype(np.float32), rate)
+    return path
+
+
+def test_batch_row_with_an_undecodable_sound_fails_before_any_row_runs(models, esc50_root, soundedit_home, tmp_path,
+                                                                        capfd):
+    # the reported case: row 1 used to run and be written, then row 2's sound failed without its row named
+    garbage = tmp_path / "garbage.wav"
+    garbage.write_bytes(bytes(range(256)) * 8)
+    jobs = _batch(tmp_path, f"out,sound,seed\na,{esc50_root / 'audio' / SIREN},1\nb,{garbage},2\n")
+    out = tmp_path / "runs"
+    code = main(["edit", "--batch", str(jobs), *models, "--steps", "1", "--batch-size", "1", "--out", str(out)])
+    err = capfd.readouterr().err.strip()
+    assert code == 2, err
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"error: --batch jobs.csv row 2: sound: {garbage}: not a readable audio file"), err
+    assert not out.exists()  # row 1 did not run either
+
+
+def test_batch_rows_are_decoded_before_any_model_loads(esc50_root, soundedit_home, tmp_path, capfd):
+    import numpy as np
+
+    siren = esc50_root / "audio" / SIREN
+    short = _write_sound(tmp_path / "short.wav", seconds=0.02)
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(_write_sound(tmp_path / "full.wav", seconds=3).read_bytes()[:100])
+    not_photo = tmp_path / "photo.png"
+    not_photo.write_bytes(b"not a png at all")
+    tiny = tmp_path / "tiny.png"
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tiny)
+    good = tmp_path / "good.png"
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(good)
+    gif = tmp_path / "photo.gif"
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(gif)
+    cases = [
+        (f"out,sound\na,{siren}\nb,{siren};{short}\n", f"row 2: sound: {short}: 20.0 ms of audio"),
+        (f"out,sound\na,{siren}\nb,{cut}\n", f"row 2: sound: {cut}: "),
+        (f"out,text,image\na,red,{good}\nb,red,{not_photo}\n",
+         f"row 2: image {str(not_photo)!r}: expected an image file Pillow can decode"),
+        (f"out,text,image\na,red,{good}\nb,red,{tiny}\n", "row 2: image: the photo is 4 x 4 px; expected at least"),
+        (f"out,text,image\na,red,{good}\nb,red,{gif}\n", f"row 2: image: expected a photo (.png/"),
+    ]
+    for content, message in cases:
+        jobs = _batch(tmp_path, content)
+        # the generator named does not exist: the rows must be refused before any model is looked for
+        code = main(["edit", "--batch", str(jobs), "--generator", "no-such-model", "--device", "cpu",
+                     "--out", str(tmp_path / "runs")])
+        err = capfd.readouterr().err.strip()
+        assert code == 2, (content, err)
+        assert f"error: --batch jobs.csv {message}" in err and len(err.splitlines()) == 1, (content, err)
+    assert not (tmp_path / "runs").exists()
+
+
+def _batch_rows(capfd) -> tuple[dict[int, str], str]:
+    captured = capfd.readouterr()
+    return {r["row"]: r["status"] for r in json.loads(captured.out)["rows"]}, captured.err
+
+
+def test_batch_resume_reruns_rows_whose_job_or_settings_changed(models, soundedit_home, tmp_path, capfd):
+    out = tmp_path / "runs"
+
+    def batch(content: str, *flags: str) -> tuple[dict[int, str], str]:
+        jobs = _batch(tmp_path, content)
+        code = main(["edit", "--batch", str(jobs), *models, "--steps", "1", *flags, "--out", str(out), "--json"])
+        assert code == 0
+        return _batch_rows(capfd)
+
+    def report(row: str) -> dict:
+        return json.loads((out / row / "report.json").read_text())
+
+    assert batch("out,text,seed\na,red sky,1\nb,green,2\n")[0] == {1: "done", 2: "done"}
+    before = (out / "b" / "edited.png").read_bytes(), (out / "b" / "report.json").read_bytes()
+    # unchanged: both skipped, their files untouched
+    assert batch("out,text,seed\na,red sky,1\nb,green,2\n")[0] == {1: "skipped (report.json exists)",
+                                                                   2: "skipped (report.json exists)"}
+    # a's prompt and b's seed changed: both run again, their outputs replaced
+    rows, err = batch("out,text,seed\na,blue ocean,1\nb,green,3\n")
+    assert rows == {1: "re-run (the job changed: text 'red sky' -> 'blue ocean')",
+                    2: "re-run (the job changed: source seed 2 -> seed 3)"}
+    assert f"note: --batch row 1 ({out / 'a'}) runs again: the job changed: text 'red sky' -> 'blue ocean'" in err
+    assert report("a")["target"]["text"] == "blue ocean" and report("a")["label"] == "'blue ocean'"
+    assert report("b")["source"]["seed"] == 3
+    assert (out / "b" / "edited.png").read_bytes() != before[0]
+    assert (out / "b" / "report.json").read_bytes() != before[1]
+    assert sorted(p.name for p in (out / "a").iterdir()) == sorted(
+        ["source.png", "edited.png", "comparison.png", "progress.gif", "gates.png", "w_plus.pt", "report.json"])
+    # a setting changed: every row runs again with it
+    rows, _ = batch("out,text,seed\na,blue ocean,1\nb,green,3\n", "--steps", "2", "--lr", "0.05")
+    assert rows == {r: "re-run (the settings changed: steps 1 -> 2, lr 0.1 -> 0.05)" for r in (1, 2)}
+    assert report("a")["settings"]["steps"] == 2 and report("b")["settings"]["lr"] == 0.05
+    rows, _ = batch("out,text,seed\na,blue ocean,1\nb,green,3\n", "--steps", "2", "--lr", "0.05")
+    assert set(rows.values()) == {"skipped (report.json exists)"}
+    # a damaged report is not a finished edit
+    (out / "a" / "report.json").write_text("{")
+    rows, _ = batch("out,text,seed\na,blue ocean,1\nb,green,3\n", "--steps", "2", "--lr", "0.05")
+    assert rows == {1: "re-run (its report.json is unreadable (JSONDecodeError))", 2: "skipped (report.json exists)"}
+    assert report("a")["target"]["text"] == "blue ocean"
+
+
+def test_batch_rerun_reason_compares_sounds_gains_sources_settings_and_models(tmp_path):
+    from soundedit.editing.batch import edit_settings, read_jobs, rerun_reason
+
+    rain, siren = _write_sound(tmp_path / "rain.wav"), _write_sound(tmp_path / "siren.wav")
+    photo = tmp_path / "p.png"
+    Image.new("RGB", (64, 64)).save(photo)
+    settings = edit_settings("landscape-256", steps=5, frame_every=1)
+    assert settings["preset"] == "scenes" and settings["lambda_sim"] == 0.002 and settings["steps"] == 5
+    models = {"generator": "landscape-256", "audio_encoder": "enc", "clip": "clip"}
+    job, photo_job = read_jobs(f"out,sound,gain,text,image\na,{rain};{siren},0;-10,,\nb,{rain},,sky,{photo}\n",
+                               out_dir=tmp_path / "runs")
+    job.out.mkdir(parents=True)
+    recorded = {"settings": {**settings, "cuda_graph": "eager"}, "models": {**models, "identity": "ir-se50"},
+                "source": {"kind": "seed", "seed": 0, "truncation": 0.7},
+                "target": {"sounds": [str(rain), str(siren)], "gains_db": [0.0, -10.0], "label": "x"}}
+
+    def reason(report: dict, j=job, **overrides) -> str | None:
+        (j.out / "report.json").write_text(json.dumps(report))
+        return rerun_reason(j, {**settings, **overrides}, models)
+
+    assert reason(recorded) is None  # same job, settings and models (extra recorded keys do not matter)
+    assert reason({**recorded, "target": {**recorded["target"], "gains_db": [0.0, -6.0]}}) == \
+        "the job changed: gain [0.0, -6.0] -> [0.0, -10.0]"
+    assert reason({**recorded, "target": {"sounds": [str(rain)], "gains_db": [0.0]}}) == \
+        f"the job changed: sound [{str(rain)!r}] -> [{str(rain)!r}, {str(siren)!r}]"
+    assert reason(recorded, preset="faces") == "the settings changed: preset 'scenes' -> 'faces'"
+    assert reason({**recorded, "models": {**models, "generator": "church-256"}}) == \
+        "the models changed: generator 'church-256' -> 'landscape-256'"
+    assert reason({**recorded, "target": {**recorded["target"], "text": "sky"}}, truncation=0.5) == \
+        "the job changed: text 'sky' -> none; the settings changed: truncation 0.7 -> 0.5"
+    photo_job.out.mkdir(parents=True)
+    assert reason({**recorded, "source": {"kind": "photo", "path": str(photo)},
+                   "target": {"sounds": [str(rain)], "gains_db": [0.0], "text": "sky"}}, photo_job) is None
+    assert reason(recorded, photo_job) == (f"the job changed: sound [{str(rain)!r}, {str(siren)!r}] -> "
+                                           f"[{str(rain)!r}], text none -> 'sky', source seed 0 -> photo {str(photo)!r}")
