@@ -293,13 +293,14 @@ def edit(
     n_steps, note = _steps(steps, dev)
     editor = _load_editor(generator, audio_encoder, clip, identity, dev, note, preset=preset, lambda_id=lambda_id,
                           free=free)
+    from soundedit.editing.report import INVERSION_FOLDER
     from soundedit.runtime import progress
 
     if image is not None:  # align + invert first, so the edit starts from the photo's own code
         from soundedit.cli.invert import run_inversion
 
         inversion = run_inversion(editor.generator, image, invert_options)
-        inversion_paths = inversion.save(out / "inversion")
+        inversion_paths = inversion.save(out / INVERSION_FOLDER)
         source = inversion.w_plus
     logger.info("editing %s for %d steps", described, n_steps)
     with progress("editing", total=n_steps) as bar:
@@ -311,7 +312,7 @@ def edit(
                                  truncation=truncation, frame_every=frame_every or max(1, n_steps // 25))
         except KeyboardInterrupt:
             # a photo's inversion was saved before the edit started: say so rather than "nothing"
-            written = (f"only the photo's inversion was written, to {out / 'inversion'}" if inversion is not None
+            written = (f"only the photo's inversion was written, to {out / INVERSION_FOLDER}" if inversion is not None
                        else f"nothing was written to {out}")
             stderr.print(f"[red]interrupted[/red]: the edit did not finish; {written}")
             raise typer.Exit(130) from None
@@ -320,7 +321,7 @@ def edit(
         result.meta["source"] = [{"kind": "photo", "path": str(image), "inversion": {
             "method": inversion.report["method"], "alignment": inversion.report["alignment"]["mode"],
             "metrics": inversion.report["metrics"], "outputs": {k: str(v) for k, v in inversion_paths.items()}}}]
-    paths = _save(result, out)
+    paths = _save(result, out, keep=(INVERSION_FOLDER,) if inversion is not None else ())
     if inversion is not None:
         _photo_comparison(inversion, result, paths["comparison"])
     report = {**result.report(), "outputs": {k: str(v) for k, v in paths.items()}}
@@ -330,10 +331,11 @@ def edit(
         _summary(report, out)
 
 
-def _save(result, out: Path) -> dict[str, Path]:
-    """``result.save(out)``; Ctrl-C meanwhile leaves ``out`` as it was (the outputs are one set) and says so."""
+def _save(result, out: Path, **kwargs) -> dict[str, Path]:
+    """``result.save(out, **kwargs)``; Ctrl-C meanwhile leaves ``out`` as it was (the outputs are one set)
+    and says so."""
     try:
-        return result.save(out)
+        return result.save(out, **kwargs)
     except KeyboardInterrupt:
         stderr.print(f"[red]interrupted[/red] while saving: {out} keeps what it had before this run")
         raise typer.Exit(130) from None

@@ -13,6 +13,7 @@ import io
 import os
 import platform
 import re
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ import torch
 from soundedit.editing.result import EditResult, MixResult
 from soundedit.fileio import output_set, write_bytes, write_json
 
+#: the subfolder a photo edit's inversion is saved into (before the edit, so a failed edit keeps it)
+INVERSION_FOLDER = "inversion"
 #: file names inside an edit's output folder
 OUTPUTS = {
     "source": "source.png",
@@ -146,10 +149,11 @@ def build_report(result: EditResult) -> dict[str, Any]:
     }
 
 
-def save_result(result: EditResult, out_dir: str | os.PathLike, *, label: str | None = None) -> dict[str, Path]:
+def save_result(result: EditResult, out_dir: str | os.PathLike, *, label: str | None = None,
+                keep: Collection[str] = ()) -> dict[str, Path]:
     """Write ``source.png``, ``edited.png``, ``comparison.png``, ``progress.gif``, ``gates.png``,
     ``w_plus.pt`` and (last) ``report.json`` into ``out_dir``, as one set that replaces an earlier
-    edit's files there (other files are left alone).
+    edit's or mix's files there (other files are left alone).
 
     A batch of N > 1 is written as ``out_dir/item-000 ...``, one complete folder per item.
 
@@ -157,12 +161,14 @@ def save_result(result: EditResult, out_dir: str | os.PathLike, *, label: str | 
         result: what to save.
         out_dir: the folder (created if needed).
         label: caption of the edited panel in ``comparison.png``; default ``meta["label"]``.
+        keep: result entries this run already wrote into ``out_dir`` (``"inversion"``: the photo's
+            inversion, saved before the edit), which the set must not replace.
 
     Returns:
         output name -> path (for N > 1, the paths of the last item; each folder has the same names).
     """
     out = Path(out_dir)
-    with output_set(out, replaces=_edit_output) as stage:
+    with output_set(out, replaces=lambda name: _result_entry(name) and name not in keep) as stage:
         if len(result) == 1:
             names = _write_result(result, stage, label)
         else:
@@ -171,9 +177,11 @@ def save_result(result: EditResult, out_dir: str | os.PathLike, *, label: str | 
     return {k: (out if len(result) == 1 else out / f"item-{len(result) - 1:03d}") / v for k, v in names.items()}
 
 
-def _edit_output(name: str) -> bool:
-    """Whether a folder entry belongs to a saved edit (replaced by the next save into the folder)."""
-    return name in OUTPUTS.values() or re.fullmatch(r"item-\d{3,}", name) is not None
+def _result_entry(name: str) -> bool:
+    """Whether a folder entry belongs to a saved edit or mix, of either kind: the next save into the
+    folder replaces them all, so a folder never shows one run's report beside another run's images."""
+    return (name in OUTPUTS.values() or name in MIX_OUTPUTS.values() or name == INVERSION_FOLDER
+            or re.fullmatch(r"item-\d{3,}", name) is not None)
 
 
 def _write_result(result: EditResult, folder: Path, label: str | None) -> dict[str, str]:
@@ -233,12 +241,12 @@ def build_mix_report(mix: MixResult) -> dict[str, Any]:
 def save_mix(mix: MixResult, out_dir: str | os.PathLike) -> dict[str, Path]:
     """Write ``source.png``, ``sound.png``, ``text.png``, ``mixed.png``, a labelled ``comparison.png``,
     ``interpolation.gif`` (when frames were rendered), ``w_plus.pt`` (mixed and both guided codes) and
-    (last) ``report.json`` into ``out_dir``, as one set that replaces an earlier mix's files there."""
+    (last) ``report.json`` into ``out_dir``, as one set that replaces an earlier mix's or edit's files there."""
     out = Path(out_dir)
     names = dict(MIX_OUTPUTS)
     if mix.interpolation is None:
         del names["interpolation"]
-    with output_set(out, replaces=lambda name: name in MIX_OUTPUTS.values()) as stage:
+    with output_set(out, replaces=_result_entry) as stage:
         files = {k: stage / v for k, v in names.items()}
         labels = mix.edits.meta.get("label", ["sound", "text"])
         images = [to_pil(mix.source_image[0]), to_pil(mix.edits.image[0]), to_pil(mix.edits.image[1]),

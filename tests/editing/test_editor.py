@@ -15,6 +15,7 @@ import torch
 from soundedit.config import EditConfig
 from soundedit.editing import (PRESETS, Editor, build_target, default_layers, interpolate, parse_layers,
                                preset_settings, resolve_source, style_mix)
+from soundedit.editing.report import MIX_OUTPUTS, OUTPUTS
 from soundedit.editing.sources import load_latent
 from soundedit.errors import InputError
 from soundedit.models import load_audio_encoder, load_clip_space, load_generator
@@ -264,6 +265,27 @@ def test_batched_edit_many_saves_one_folder_per_item(editor, sounds, tmp_path):
     assert len(r) == 2 and r.meta["label"] == [SIREN, "'rain'"]
     r.save(tmp_path)
     assert json.loads((tmp_path / "item-001" / "report.json").read_text())["label"] == "'rain'"
+
+
+def test_a_save_replaces_every_earlier_result_in_the_folder_whatever_its_kind(editor, sounds, tmp_path):
+    """A mix saved where an edit was (or an edit where a photo edit was) left the other run's images
+    beside the new report; files that are not soundedit's stay, and a photo edit keeps its own inversion."""
+    out = tmp_path / "out"
+    edit = editor.edit(audio=sounds["siren"], source=2, steps=2)
+    edit.save(out)
+    (out / "inversion").mkdir()
+    (out / "inversion" / "report.json").write_text("{}")  # a photo edit's, from an earlier run
+    (out / "notes.txt").write_text("mine")
+    mix = editor.mix(audio=sounds["siren"], text="red sky", source=2, steps=2)
+    mix.save(out)
+    assert sorted(p.name for p in out.iterdir()) == sorted(["notes.txt", *mix_outputs_without_frames()])
+    (out / "inversion").mkdir()
+    edit.save(out, keep=("inversion",))  # what `soundedit edit PHOTO` does: its inversion was saved first
+    assert sorted(p.name for p in out.iterdir()) == sorted(["inversion", "notes.txt", *OUTPUTS.values()])
+
+
+def mix_outputs_without_frames() -> list[str]:
+    return [name for key, name in MIX_OUTPUTS.items() if key != "interpolation"]
 
 
 def test_identity_requested_without_a_network_is_a_clear_error(editor):
