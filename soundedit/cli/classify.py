@@ -9,6 +9,7 @@ import typer
 
 from soundedit.cli._common import DeviceOpt, JsonOpt, SeedOpt, embedding_cache, emit_json, stderr, stdout
 from soundedit.cli.main import app
+from soundedit.config import MAX_STEPS
 from soundedit.errors import MAX_EVAL_SEED, check_int, check_number
 
 # -- shared options -------------------------------------------------------------------------------
@@ -478,7 +479,8 @@ def eval_edits(
     semantic_audio: Annotated[Path | None, typer.Option(
         "--semantic-audio", help="Labelled sounds (class sub-folders, ESC-50 or UrbanSound8K layout) to train the "
                                  "semantic classifier; default: the jobs' own sounds.")] = None,
-    steps: Annotated[int | None, typer.Option("--steps", min=0, help="Optimisation steps (default: the config's).")]
+    steps: Annotated[int | None, typer.Option("--steps", help=f"Optimisation steps, 1 to {MAX_STEPS} (default: the "
+                                                               "config's).")]
     = None,
     preset: Annotated[str | None, typer.Option("--preset", help="faces | scenes | art (default: from the generator).")]
     = None,
@@ -500,6 +502,8 @@ def eval_edits(
     Example: soundedit eval edits --jobs jobs.csv -g ffhq-1024 --identity ir-se50 --semantic-audio labels/ --out out/
     """
     check_int(seed, "--seed", low=0, high=MAX_EVAL_SEED, hint=" (scikit-learn takes 32-bit seeds)")
+    if steps is not None:  # as under `edit`: 0 steps would score the unedited source as an edit
+        check_int(steps, "--steps", low=1, high=MAX_STEPS)
     from rich.markup import escape
 
     from soundedit.editing import Editor

@@ -53,15 +53,31 @@ def seed_latent(generator: torch.nn.Module, seed: int, *, truncation: float = 0.
         return generator.map(z.to(_device(generator)), truncation=truncation)
 
 
+#: the largest |value| accepted in a W/W+ code.  Real codes (the mapping network's outputs, inversions,
+#: edits) are of order 1-10; 1e4 leaves ample room for extrapolated edits while refusing garbage such as
+#: 1e30, which would otherwise overflow the generator and be reported as a diverged optimisation.
+MAX_LATENT_ABS = 1e4
+
+#: integer codes are odd but exact (and finite); bool, complex and quantized tensors are not codes
+_INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
 def _check_values(w: torch.Tensor, what: str) -> None:
-    """Reject codes that hold no values or non-finite ones (a NaN code renders a black image silently)."""
+    """Reject codes that are not real numbers, hold no values, non-finite ones (a NaN code renders a black
+    image silently) or absurdly large ones (beyond :data:`MAX_LATENT_ABS`)."""
+    if not (w.is_floating_point() or w.dtype in _INTEGER_DTYPES):
+        kind = "complex numbers" if w.is_complex() else "booleans" if w.dtype == torch.bool else "non-numbers"
+        raise InputError(f"{what}: expected real numbers (a float tensor), got dtype "
+                         f"{str(w.dtype).removeprefix('torch.')} ({kind}) in shape {tuple(w.shape)}")
     if w.numel() == 0:
         raise InputError(f"{what}: expected at least one code, got an empty tensor of shape {tuple(w.shape)}")
-    if not (w.is_floating_point() or w.is_complex()):
-        return  # integer codes are finite
-    if not bool(torch.isfinite(w).all()):
+    if w.is_floating_point() and not bool(torch.isfinite(w).all()):
         bad = int((~torch.isfinite(w)).sum())
         raise InputError(f"{what}: expected finite numbers, got {bad} NaN/inf value(s) in shape {tuple(w.shape)}")
+    largest = float(w.detach().double().abs().max())
+    if largest > MAX_LATENT_ABS:
+        raise InputError(f"{what}: expected |value| <= {MAX_LATENT_ABS:g} for a W/W+ code (real codes are of order "
+                         f"1-10), got a largest magnitude of {largest:.3g} in shape {tuple(w.shape)}")
 
 
 def fit_latent(w: torch.Tensor, n_latent: int, style_dim: int, what: str) -> torch.Tensor:
@@ -92,6 +108,81 @@ def count_codes(w: torch.Tensor, what: str, *, n_latent: int | None = None, styl
     return int(w.shape[0]) if w.dim() == 3 else 1
 
 
+_EXPECTED_FILE = "a W/W+ code saved by soundedit (.pt/.pth via torch.save, or .npy via numpy.save)"
+
+
+def _refuse_file(p: Path, what: str, why: str) -> InputError:
+    return InputError(f"{what}: expected {_EXPECTED_FILE}, got {str(p)!r} ({why})")
+
+
+def _first_sentence(err: BaseException) -> str:
+    """The part of a torch/numpy error that names the problem (torch's run on with advice, some of it
+    unsafe, such as re-running ``torch.load`` with ``weights_only=False``)."""
+    text = str(err).strip()
+    if "WeightsUnpickler error:" in text:  # torch's weights-only refusal: the detail follows this marker
+        text = text.split("WeightsUnpickler error:", 1)[1].strip()
+    first = text.splitlines()[0].split(". ")[0].strip().rstrip(".") if text else ""
+    if len(first) > 120:
+        first = first[:117] + "..."
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__
+
+
+def _read_pt(p: Path, what: str) -> Any:
+    """``torch.load(weights_only=True)`` of a ``.pt``/``.pth`` file that is one (sniffed from its bytes).
+
+    Anything else (text, a plain pickle, safetensors) is refused without being unpickled, and torch's
+    warnings and advice are kept out of the one-line error.
+    """
+    import pickle
+    import warnings
+
+    from soundedit.models.checkpoint import describe_file, sniff_file
+
+    kind = sniff_file(p)
+    if kind == "pickle":
+        raise _refuse_file(p, what, "a plain pickle, not a torch.save file; soundedit does not load pickles, "
+                                    "which can run code")
+    if kind != "torch":  # text, safetensors, a few bytes: torch would fail with e.g. "KeyError: 101"
+        raise _refuse_file(p, what, f"not a torch file: {describe_file(p)}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. torch's "Detected pickle protocol 4" UserWarning
+            return torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # weights_only refused a global: never retried unsafely
+        raise _refuse_file(p, what, f"a torch file holding objects soundedit does not load: {_first_sentence(exc)}"
+                           ) from None
+    except Exception as exc:  # damaged files raise RuntimeError, EOFError, BadZipFile, KeyError, struct.error...
+        raise _refuse_file(p, what, f"truncated or corrupt torch file: {_first_sentence(exc)}") from None
+
+
+def _read_npy(p: Path, what: str) -> torch.Tensor:
+    """A ``.npy`` array (never a pickled object array) as a CPU tensor of real numbers."""
+    import warnings
+
+    import numpy as np
+
+    from soundedit.models.checkpoint import describe_file
+
+    with open(p, "rb") as f:
+        magic = f.read(6)
+    if magic != b"\x93NUMPY":
+        raise _refuse_file(p, what, f"not a NumPy .npy file: {describe_file(p)}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            array = np.load(p, allow_pickle=False)
+    except Exception as exc:  # truncated (EOFError, ValueError), an object array (pickles), a bad header...
+        raise _refuse_file(p, what, f"unreadable NumPy file: {_first_sentence(exc)}") from None
+    if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiu":
+        dtype = getattr(array, "dtype", type(array).__name__)
+        raise InputError(f"{what} {p.name}: expected real numbers (a float array), got dtype {dtype} "
+                         f"in shape {tuple(getattr(array, 'shape', ()))}")
+    try:
+        return torch.from_numpy(np.ascontiguousarray(array))
+    except TypeError:  # e.g. float128, uint32 on older torch
+        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float64))
+
+
 def read_latent(path: str | os.PathLike, *, what: str = "--latent") -> torch.Tensor:
     """Read a saved code as stored, without a generator: checks that need no model (file, content, values).
 
@@ -102,22 +193,15 @@ def read_latent(path: str | os.PathLike, *, what: str = "--latent") -> torch.Ten
         the stored tensor (any of the shapes :func:`load_latent` accepts), on the CPU.
 
     Raises:
-        InputError: missing file, unknown suffix, unreadable content, no values or non-finite values;
-            the message starts with ``what``.
+        InputError: missing file, unknown suffix, content that is not a torch/NumPy file of tensors (plain
+            pickles are never unpickled), non-real dtype, no values, non-finite or absurdly large values
+            (beyond :data:`MAX_LATENT_ABS`); the message starts with ``what``.
     """
     p = check_file(path, what)
     suffix = p.suffix.lower()
     if suffix not in LATENT_SUFFIXES:
         raise InputError(f"{what}: expected a {'/'.join(LATENT_SUFFIXES)} file, got {p.name!r}")
-    try:
-        if suffix == ".npy":
-            import numpy as np
-
-            data: Any = torch.from_numpy(np.load(p, allow_pickle=False))
-        else:
-            data = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch/numpy raise many types for corrupt files; name the file instead
-        raise InputError(f"{what}: cannot read {str(p)!r} as a {suffix} tensor ({type(exc).__name__}: {exc})") from exc
+    data: Any = _read_npy(p, what) if suffix == ".npy" else _read_pt(p, what)
     if isinstance(data, dict):
         # our own w_plus.pt stores {"w_plus", "w_source"}; other tools save {"latent": ...}
         key = next((k for k in ("w_plus", "latent", "w", "latents") if k in data), None)

@@ -63,14 +63,31 @@ def encoder_fingerprint(encoder) -> str:
 class EmbeddingCache:
     """``(file sha256, encoder fingerprint) -> (D,) float32`` as small ``.npy`` files.
 
+    An entry is only trusted when it is what :meth:`put` writes: a finite 1-D float array of
+    ``dim`` values.  Anything else (damaged, edited, written by another tool) is a miss, so the
+    embedding is recomputed and the entry rewritten; a non-finite embedding is never written.
+
     Args:
         root: cache folder (created on first write); ``None`` disables caching.
         encoder_id: the encoder's fingerprint (see :func:`encoder_fingerprint`).
+        dim: the encoder's ``embed_dim``; ``None`` when unknown (any length is then accepted).
     """
 
-    def __init__(self, root: str | Path | None, encoder_id: str) -> None:
+    def __init__(self, root: str | Path | None, encoder_id: str, dim: int | None = None) -> None:
         self.root = None if root is None else Path(root) / encoder_id[:24]
+        self.dim = dim
         self.hits = 0
+
+    def _problem(self, value: np.ndarray) -> str | None:
+        """Why ``value`` is not a usable embedding (``None`` when it is)."""
+        if not isinstance(value, np.ndarray) or value.dtype.kind != "f":
+            return f"expected a float array, got dtype {getattr(value, 'dtype', type(value).__name__)}"
+        expected = "(D,)" if self.dim is None else f"({self.dim},)"
+        if value.ndim != 1 or value.size == 0 or (self.dim is not None and value.shape[0] != self.dim):
+            return f"expected shape {expected}, got {value.shape}"
+        if not np.isfinite(value).all():
+            return f"expected finite numbers, got {int((~np.isfinite(value)).sum())} NaN/inf value(s)"
+        return None
 
     def _path(self, digest: str) -> Path:
         assert self.root is not None
@@ -87,14 +104,23 @@ class EmbeddingCache:
         except (OSError, ValueError) as exc:  # a damaged entry is recomputed, not trusted
             logger.warning("embedding cache: ignoring unreadable %s (%s)", path, exc)
             return None
+        problem = self._problem(value)
+        if problem is not None:  # a stale or foreign entry is recomputed (and rewritten), not trusted
+            logger.warning("embedding cache: ignoring %s (%s); recomputing it", path, problem)
+            return None
         self.hits += 1
-        return value
+        return value.astype(np.float32, copy=False)
 
     def put(self, digest: str, value: np.ndarray) -> None:
         if self.root is None:
             return
+        value = np.asarray(value, dtype=np.float32)
+        problem = self._problem(value)
+        if problem is not None:  # e.g. a NaN embedding: never stored, so a later run does not trust it
+            logger.warning("embedding cache: not storing the embedding of %s (%s)", digest[:12], problem)
+            return
         buf = io.BytesIO()
-        np.save(buf, np.asarray(value, dtype=np.float32), allow_pickle=False)
+        np.save(buf, value, allow_pickle=False)
         write_bytes(self._path(digest), buf.getvalue())
 
 
@@ -151,7 +177,7 @@ def embed_files(
         raise InputError(f"--batch-size: expected a positive integer, got {batch_size}")
     if cache_dir is not None and encoder_id is None:
         encoder_id = encoder_fingerprint(encoder)
-    cache = EmbeddingCache(cache_dir, encoder_id or "")
+    cache = EmbeddingCache(cache_dir, encoder_id or "", dim=int(getattr(encoder, "embed_dim", 0) or 0) or None)
     rows: dict[int, np.ndarray] = {}
     digests: dict[int, str] = {}
     failures: dict[int, str] = {}

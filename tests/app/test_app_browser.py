@@ -239,7 +239,8 @@ def test_bad_inputs_show_errors_and_app_keeps_serving(server, browser, formats_d
     page.get_by_label("W+ file").check()
     page.locator("#wplus-upload input[type=file]").set_input_files(str(bad_code))
     page.locator("#run").click()
-    _wait_status(page, "cannot read 'bad.pt'")
+    _wait_status(page, "W+ file: expected a W/W+ code saved by soundedit (.pt/.pth via torch.save, or .npy via "
+                       "numpy.save), got 'bad.pt' (not a torch file: ")
     assert "soundedit-app" not in _status(page).inner_text()  # no server paths on the page
 
     page.get_by_label("Random seed").check()  # the same page goes on working

@@ -52,6 +52,26 @@ def test_eval_seeds_are_checked_before_any_work(capsys, tmp_path, command):
     assert f"--seed: expected an integer from 0 to {2**32 - 1} (scikit-learn takes 32-bit seeds), got {2**32}" in err
 
 
+@pytest.mark.parametrize("steps", ["0", "-1", "100001"])
+def test_eval_edits_steps_have_the_range_of_edit(capsys, tmp_path, esc50_root, steps):
+    """0 steps scored the unedited source as an edit; the error names the flag (not the library's ``steps:``)."""
+    sound = esc50_root / "audio" / "1-31482-A-42.flac"
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_text(f"source,sound,label\n0,{sound},siren\n")
+    code, out, err = _run(capsys, "eval", "edits", "--jobs", jobs, "-g", "/nonexistent/g.pt", "-e",
+                          "/nonexistent/enc.pth", "--clip", "/nonexistent/clip.pt", "--steps", steps,
+                          "--out", tmp_path / "o")
+    assert code == 2 and out == ""
+    assert err.strip() == f"error: --steps: expected an integer from 1 to 100000, got {steps}"
+    assert not (tmp_path / "o").exists()
+
+
+def test_eval_edits_help_shows_the_steps_range(capsys):
+    code, out, _ = _run(capsys, "eval", "edits", "--help")
+    words = " ".join(w for w in out.split() if w not in "│╭╮╰╯─")  # rich boxes and wraps the help
+    assert code == 0 and "Optimisation steps, 1 to 100000" in words and "x>=0" not in words, words
+
+
 def test_classify_names_an_input_that_does_not_exist(capsys, tmp_path):
     code, out, err = _run(capsys, "classify", tmp_path / "no-such-folder", "--labels", "dog,rain")
     assert code == 2 and out == ""

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
+import numpy as np
+import pytest
 import torch
 
 from soundedit.errors import AudioError
@@ -82,3 +86,52 @@ def test_devices_and_pipes_are_failures_not_endless_reads(tmp_path):
     got = embed_files(_ByteEncoder(), ["/dev/zero", fifo, tmp_path, good], cache_dir=None)
     assert got.ok == [3]
     assert got.failures == {i: "not a regular file (a folder, device, pipe or socket)" for i in (0, 1, 2)}
+
+
+def _one_cached_file(tmp_path, data: bytes = b"hello"):
+    """A file embedded once into a fresh cache: (encoder, file, cache dir, its single .npy entry, first result)."""
+    path = tmp_path / "a.wav"
+    path.write_bytes(data)
+    cache = tmp_path / "cache"
+    enc = _ByteEncoder()
+    first = embed_files(enc, [path], cache_dir=cache)
+    (entry,) = cache.rglob("*.npy")
+    assert enc.prepared == 1
+    return enc, path, cache, entry, first
+
+
+@pytest.mark.parametrize("bad", [
+    np.zeros(3, np.float32),                       # another length than the encoder's embed_dim (4)
+    np.zeros((1, 4), np.float32),                  # 2-D
+    np.array([0.5, np.nan, 0.1, 0.2], np.float32),  # not finite
+    np.array([1, 2, 3, 4], np.int64),              # not float
+    np.zeros(4, np.complex64),                     # not real
+], ids=["length3", "2d", "nan", "int", "complex"])
+def test_a_cache_entry_of_the_wrong_shape_dtype_or_values_is_a_miss_and_rewritten(bad, tmp_path, caplog):
+    enc, path, cache, entry, first = _one_cached_file(tmp_path)
+    np.save(entry, bad, allow_pickle=False)
+    with caplog.at_level(logging.WARNING, logger="soundedit"):
+        again = embed_files(enc, [path], cache_dir=cache)
+    assert again.cache_hits == 0 and enc.prepared == 2  # recomputed, not trusted
+    assert again.embeddings.shape == (1, 4)
+    torch.testing.assert_close(torch.from_numpy(again.embeddings), torch.from_numpy(first.embeddings))
+    assert any("ignoring" in r.getMessage() and str(entry) in r.getMessage() for r in caplog.records), caplog.text
+    rewritten = np.load(entry)  # the entry is good again: the next run hits it
+    assert rewritten.shape == (4,) and rewritten.dtype == np.float32
+    third = embed_files(enc, [path], cache_dir=cache)
+    assert third.cache_hits == 1 and enc.prepared == 2
+
+
+def test_a_non_finite_embedding_is_never_cached(tmp_path, caplog):
+    class _NaNEncoder(_ByteEncoder):
+        def forward(self, x):
+            out = super().forward(x)
+            out[:, 1] = float("nan")
+            return out
+
+    path = tmp_path / "a.wav"
+    path.write_bytes(b"hello")
+    with caplog.at_level(logging.WARNING, logger="soundedit"):
+        embed_files(_NaNEncoder(), [path], cache_dir=tmp_path / "cache")
+    assert not list((tmp_path / "cache").rglob("*.npy"))
+    assert any("not storing" in r.getMessage() for r in caplog.records), caplog.text
