@@ -59,9 +59,23 @@ def main(argv: list[str] | None = None) -> int:
     from soundedit.errors import SoundeditError
 
     try:
-        app(args=argv, prog_name="soundedit")
-        code = 0
-    except SystemExit as exc:  # click's own exit (usage errors give 2; Ctrl-C gives 130)
+        # Not standalone: click's usage errors reach us, to be one line like every other bad input
+        # (click's own form is a usage line, a hint and a boxed message); typer.Exit(n) returns n.
+        returned = app(args=argv, prog_name="soundedit", standalone_mode=False)
+        code = returned if isinstance(returned, int) else 0
+    except typer.Abort:  # Ctrl-C (or end of input) outside a command's own handling
+        stderr.print("[red]interrupted[/red]", highlight=False)
+        code = 130
+    except typer.TyperException as exc:  # click's (Typer vendors it): a bad option value, a missing argument
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:  # `soundedit` or a group alone
+            typer.echo(ctx.get_help())
+            code = exc.exit_code  # 2, as click gives: no command is a usage error
+        else:
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            stderr.print(f"[red]error:[/red] {escape(exc.format_message())}{hint}", highlight=False)
+            code = exc.exit_code
+    except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_FAILURE)
     except SoundeditError as exc:
         if _debug:

@@ -67,6 +67,28 @@ def test_bad_name_exits_2_with_one_line(run):
     assert res.stdout == ""
 
 
+@pytest.mark.parametrize("args, message", [
+    (["edit", "--seed", "abc"], "error: Invalid value for '--seed': "),
+    (["invert", "--bogus"], "error: No such option: --bogus"),
+    (["weights", "convert"], "error: Missing argument 'IN'. (see 'soundedit weights convert --help')"),
+    (["eval", "edits", "--batch-size", "0"], "error: Invalid value for '--batch-size': "),
+    (["nosuchcommand"], "error: No such command 'nosuchcommand'. (see 'soundedit --help')"),
+])
+def test_usage_errors_are_one_line_like_every_bad_input(run, args, message):
+    """click's own form was a usage line, a hint and a five-line box."""
+    res = run(*args)
+    assert res.returncode == 2 and res.stdout == ""
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), res.stderr
+
+
+def test_help_exits_0_and_no_command_shows_the_help_with_2(run):
+    res = run("edit", "--help")
+    assert res.returncode == 0 and "--sound" in res.stdout and res.stderr == ""
+    res = run()
+    assert res.returncode == 2 and "COMMAND" in res.stdout and "edit" in res.stdout
+
+
 def test_missing_weights_offline_exit_1_with_instructions(run, tmp_path):
     res = run("weights", "fetch", "landscape-256")
     assert res.returncode == 1
