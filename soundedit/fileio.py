@@ -190,6 +190,14 @@ def read_text_file(path: str | os.PathLike, what: str, kind: str = "text") -> st
                          f"at offset {exc.start}") from None
 
 
+def check_csv_row(record: dict, n_fields: int, where: str) -> None:
+    """Refuse a ``csv.DictReader`` record with more fields than the header's ``n_fields`` (the reader
+    files the extras under ``None``: usually an unquoted comma inside a text), naming ``where``."""
+    if None in record:
+        raise InputError(f"{where}: {n_fields + len(record[None])} fields, header has {n_fields} "
+                         "(quote values that contain commas: \"red, blue sky\")")
+
+
 def check_folder(path: str | os.PathLike, what: str, *, writable: bool = False) -> Path:
     """``path`` as a folder soundedit may create files under; returns it as a Path (not created).
 

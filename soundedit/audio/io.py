@@ -268,7 +268,7 @@ def load_audio(source: AudioSource, sample_rate: int | None = None, *, start: fl
     if data.shape[0] == 0:
         raise AudioError(f"{name}: no samples could be decoded (header promises {frames} frames; truncated file?)")
     if data.shape[0] < count:
-        logger.warning("%s: decoded %d of the %d frames the header promises (truncated file?)", name, data.shape[0], count)
+        _warn_once("%s: decoded %d of the %d frames the header promises (truncated file?)", name, data.shape[0], count)
     bad = ~np.isfinite(data)
     if bad.any():
         where = int(np.argmax(bad.any(axis=1)))
@@ -282,19 +282,31 @@ def load_audio(source: AudioSource, sample_rate: int | None = None, *, start: fl
         raise AudioError(f"{name}: {_seconds(data.shape[0] / rate)} of audio ({data.shape[0]} samples at {rate} Hz"
                          f"{truncated}); expected at least {min_duration:g} s")
     if truncated:  # warned only when the sound is used anyway (an error above already says it)
-        logger.warning("%s: holds %d of the %d frames its header promises (%.3f of %.2f s; truncated file?)",
+        _warn_once("%s: holds %d of the %d frames its header promises (%.3f of %.2f s; truncated file?)",
                        name, frames, promised, frames / rate, promised / rate)
     samples = torch.from_numpy(np.ascontiguousarray(data.T))  # (channels, n)
     if device is not None:
         samples = samples.to(device)
     wave = Waveform(samples, rate)
     if peak == 0:
-        logger.warning("%s: the audio is all silence; its log-mel will be flat", name)
+        _warn_once("%s: the audio is all silence; its log-mel will be flat", name)
     if mono:
         wave = wave.to_mono()
     if sample_rate is not None:
         wave = wave.resample(int(sample_rate), quality=quality)
     return wave
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str, *args: object) -> None:
+    """Log a warning about a file once per process: a command decodes a guiding sound twice (checked
+    before the models load, then used), and the same note twice reads like two problems."""
+    text = message % args
+    if text not in _warned:
+        _warned.add(text)
+        logger.warning(text)
 
 
 def check_guide_sound(path: str | os.PathLike, *, what: str = "--sound") -> float:

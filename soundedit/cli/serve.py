@@ -9,7 +9,7 @@ import typer
 
 from soundedit.cli._common import DeviceOpt, stderr
 from soundedit.cli.main import app
-from soundedit.errors import InputError
+from soundedit.errors import InputError, check_number
 
 
 @app.command()
@@ -53,9 +53,8 @@ def serve(
     """
     if not 1 <= port <= 65535:
         raise InputError(f"--port: expected 1..65535, got {port}")
-    for name, value, low in (("--max-upload-mb", max_upload_mb, 0), ("--max-duration", max_duration, 0)):
-        if not value > low:
-            raise InputError(f"{name}: expected a number > {low}, got {value}")
+    for name, value in (("--max-upload-mb", max_upload_mb), ("--max-duration", max_duration)):
+        check_number(value, name, low=0, low_open=True)  # inf too: no limit is not a limit
     if max_steps < 1 or (steps is not None and not 1 <= steps <= max_steps):
         raise InputError(f"--steps/--max-steps: expected 1 <= steps <= max-steps, got {steps}/{max_steps}")
     if max_queue > 64 or concurrency > 8:

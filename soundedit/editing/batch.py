@@ -37,7 +37,7 @@ from typing import Any
 
 from soundedit.config import MAX_GAIN_DB
 from soundedit.errors import InputError, check_number, check_seed
-from soundedit.fileio import check_file
+from soundedit.fileio import check_csv_row, check_file
 
 COLUMNS = ("out", "sound", "gain", "text", "seed", "latent", "image")
 
@@ -175,9 +175,7 @@ def read_jobs(text: str, *, out_dir: Path, source_name: str = "jobs") -> list[Jo
     checked: set[tuple[str, Path]] = set()  # (column, file) already decoded for an earlier row
     for i, raw in enumerate(reader):
         where = f"--batch {source_name} row {i + 1}"
-        if None in raw:  # csv puts fields beyond the header under None: usually an unquoted comma in a text
-            raise InputError(f"{where}: {len(fields) + len(raw[None])} fields, header has {len(fields)} "
-                             "(quote values that contain commas: \"red, blue sky\")")
+        check_csv_row(raw, len(fields), where)
         row = {k.strip(): (v or "").strip() for k, v in raw.items()}
         sounds = _split(row.get("sound", ""))
         for s in sounds:

@@ -137,7 +137,10 @@ class ClipSpace(nn.Module):
             raise InputError(f"texts: expected a non-empty list of strings, got {texts!r:.80}")
         temps = self.templates if templates is None else _check_templates(templates)
         prompts = [tpl.replace("{label}", "{}").format(text) for text in texts for tpl in temps]  # (N * T), text-major
-        tokens = self.tokenizer(prompts).to(self.device)
+        tokens = self.tokenizer(prompts)
+        for prompt in (p for p, row in zip(prompts, tokens) if row[-1] != 0):  # filled to the end: cut there
+            logger.warning("text %r fills CLIP's %d-token context; words past it are ignored", prompt, tokens.shape[1])
+        tokens = tokens.to(self.device)
         emb = F.normalize(self.model.encode_text(tokens).float(), dim=-1)
         emb = emb.view(len(texts), len(temps), -1).mean(dim=1)  # template ensemble
         return F.normalize(emb, dim=-1)

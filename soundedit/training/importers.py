@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -23,6 +24,8 @@ from soundedit.audio.io import AUDIO_EXTENSIONS
 from soundedit.errors import InputError
 from soundedit.text.templates import DEFAULT_TEMPLATE, clean_label
 from soundedit.training.manifest import ManifestRow
+
+logger = logging.getLogger("soundedit")
 
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
@@ -63,9 +66,13 @@ def _fold_rows(meta: Path, columns: tuple[str, str], folds: Iterable[int] | None
                              + (" (pass --val-folds '' for no validation split)" if flag == "--val-folds" else ""))
     keep = None if folds is None else set(folds)
     val = set(val_folds)
-    return [ManifestRow(audio=str(audio_of(rec[file_col].strip(), fold)), label=clean_label(rec[class_col]),
+    rows = [ManifestRow(audio=str(audio_of(rec[file_col].strip(), fold)), label=clean_label(rec[class_col]),
                         split="val" if fold in val else "train")
             for fold, rec in records if keep is None or fold in keep]
+    if rows and all(r.split == "val" for r in rows):  # fine for a --val manifest, not for --manifest
+        logger.warning("every kept fold is a --val-folds fold: no row is marked for training (this manifest "
+                       "can be `soundedit train --val`, not --manifest)")
+    return rows
 
 
 def esc50(root: str | os.PathLike, *, folds: Iterable[int] | None = None, val_folds: Iterable[int] = (5,)) -> list[ManifestRow]:

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from soundedit.errors import InputError
-from soundedit.fileio import read_text_file
+from soundedit.fileio import check_csv_row, read_text_file
 from soundedit.text.templates import DEFAULT_TEMPLATE
 
 logger = logging.getLogger("soundedit")
@@ -159,6 +159,7 @@ def read_manifest(path: str | os.PathLike, *, split: str | None = None) -> list[
             raise InputError(f"manifest {p}: expected a CSV header with an 'audio' column "
                              f"(columns: {', '.join(COLUMNS)}), got {reader.fieldnames}")
         for n, rec in enumerate(reader, 2):
+            check_csv_row(rec, len(reader.fieldnames), f"manifest {p}:{n}")
             rows.append(_row_from_mapping(rec, base, f"manifest {p}:{n}"))
     if split is not None:
         rows = [r for r in rows if r.split == split]

@@ -132,6 +132,7 @@ def test_serve_checks_flags_before_starting():
     assert main(["serve", "--port", "0"]) == 2
     assert main(["serve", "--steps", "5", "--max-steps", "2"]) == 2
     assert main(["serve", "--max-duration", "0"]) == 2
+    assert main(["serve", "--max-duration", "inf"]) == 2  # no limit is not a limit
 
 
 def test_editor_cache_shares_models_and_taps_previews(tmp_path, formats_dir):

@@ -115,6 +115,14 @@ def test_text_shapes_norms_and_templates(space):
     torch.testing.assert_close(ensemble.norm(dim=-1), torch.ones(2))
 
 
+def test_a_text_longer_than_the_context_is_said_to_be_cut(space, caplog):
+    long = "a storm " * 60  # 120 words: past CLIP's 77 tokens
+    with caplog.at_level("WARNING", logger="soundedit"):
+        space.embed_text(["rain", long])
+    cut = [r.getMessage() for r in caplog.records]
+    assert len(cut) == 1 and "77-token context" in cut[0] and "a storm a storm" in cut[0]
+
+
 @pytest.mark.parametrize("bad", [[], "rain", [1, 2]])
 def test_bad_texts(space, bad):
     with pytest.raises(InputError, match="texts"):

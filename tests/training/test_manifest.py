@@ -44,6 +44,9 @@ def test_manifest_errors_name_the_line(tmp_path):
         read_manifest(tmp_path / "latin1.csv")
     with pytest.raises(InputError, match="manifest: expected a file, got the folder"):
         read_manifest(tmp_path)
+    (tmp_path / "wide.csv").write_text("audio,label\nx.wav,dog,barking,loud\n")  # an unquoted comma
+    with pytest.raises(InputError, match=r"wide.csv:2: 4 fields, header has 2 \(quote values"):
+        read_manifest(tmp_path / "wide.csv")
 
 
 def test_a_byte_order_mark_is_not_part_of_the_header(tmp_path):
@@ -85,15 +88,17 @@ def test_missing_and_unreadable_frames_are_reported(esc50_root, tmp_path):
     assert kept == rows[:1]
     assert report.missing == [str(tmp_path / "gone.png")] and report.unreadable[0][0] == str(broken)
 
-def test_esc50_importer_counts_absent_folds(esc50_root):
+def test_esc50_importer_counts_absent_folds(esc50_root, caplog):
     rows = importers.esc50(esc50_root)
     assert len(rows) == 2000 and len({r.label for r in rows}) == 50
     with pytest.raises(InputError, match="1600 of 2000 manifest row"):
         check_audio(rows, probe=False)
     kept, report = check_audio(rows, allow_missing=True, probe=False)
     assert len(kept) == 400 and len(report.missing) == 1600
+    assert not any("no row is marked for training" in r.getMessage() for r in caplog.records)
     fold1 = importers.esc50(esc50_root, folds=[1], val_folds=[1])
     assert len(fold1) == 400 and {r.split for r in fold1} == {"val"}
+    assert any("no row is marked for training" in r.getMessage() for r in caplog.records)  # a --val manifest only
     assert "chirping birds" in {r.label for r in fold1}  # underscores become words
     kept, _ = check_audio(fold1[:5])
     assert len(kept) == 5
