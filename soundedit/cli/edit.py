@@ -488,6 +488,11 @@ def mix(
 
     check_interpolate(interpolate)
     gains, source, described = _common_setup(sound, gain, text, image, seed, latent, free)
+    if latent is not None:  # an (N, L, D) file's count is known before the generator loads
+        from soundedit.editing.sources import count_codes, read_latent
+
+        if (n := count_codes(read_latent(latent), "--latent")) != 1:
+            raise InputError(f"--latent {latent.name}: a mix edits one code; expected one W/W+ code, got {n}")
     if layers:
         from soundedit.editing.mixing import check_layers_syntax
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -222,10 +223,9 @@ class Editor:
         assignment = layers if isinstance(layers, list) else parse_layers(layers, n_latent)
         if len(assignment) != n_latent:
             raise InputError(f"mix: expected {n_latent} layer names, got {len(assignment)}")
+        _check_single_code(self.generator, source)  # before the two edits run
         jobs = [{"audio": audio, "gains_db": gains_db, "source": source}, {"text": text, "source": source}]
         edits = self.edit_many(jobs, free=free, callback=callback, **settings)
-        if len(edits) != 2:
-            raise InputError(f"mix: expected a source with one code, got {len(edits) // 2}")
         codes = {"sound": edits.w_plus[0:1], "text": edits.w_plus[1:2], "source": edits.w_source[0:1]}
         mixed = style_mix(codes, assignment)
         with torch.no_grad():
@@ -240,3 +240,19 @@ class Editor:
                    "text_cosine": torch.cosine_similarity(embedding, edits.target[1:2], dim=-1)}
         return MixResult(edits=edits, w_plus=mixed, image=image, layers=assignment, interpolation=frames,
                          metrics=metrics)
+
+
+def _check_single_code(generator: torch.nn.Module, source: Any) -> None:
+    """A mix edits one source: a saved code or tensor holding several is refused before any optimisation
+    (seeds and photos are one code each)."""
+    from soundedit.editing.sources import LATENT_SUFFIXES, count_codes, read_latent
+
+    if isinstance(source, torch.Tensor):
+        w, what = source, "source"
+    elif isinstance(source, (str, os.PathLike)) and Path(source).suffix.lower() in LATENT_SUFFIXES:
+        w, what = read_latent(source), f"--latent {Path(source).name}"
+    else:
+        return
+    n = count_codes(w, what, n_latent=int(generator.n_latent), style_dim=int(generator.style_dim))
+    if n != 1:
+        raise InputError(f"{what}: a mix edits one code; expected one W/W+ code, got {n}")

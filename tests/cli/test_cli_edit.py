@@ -167,12 +167,17 @@ def test_bad_flags_and_missing_files_give_one_line_errors(args, message, esc50_r
     assert message in err and len(err.splitlines()) == 1, err
 
 
-def test_mix_needs_sound_and_text_and_valid_layers(esc50_root, soundedit_home, capfd):
+def test_mix_needs_sound_and_text_and_valid_layers(esc50_root, soundedit_home, capfd, tmp_path):
     siren = str(esc50_root / "audio" / SIREN)
     assert main(["mix", "--sound", siren]) == 2
     assert "expected both --sound" in capfd.readouterr().err
     assert main(["mix", "--sound", siren, "--text", "x", "--layers", "1-9"]) == 2
     assert "--layers" in capfd.readouterr().err
+    import torch
+
+    torch.save(torch.randn(3, 14, 512), tmp_path / "three.pt")  # before any model loads (none is cached here)
+    assert main(["mix", "--sound", siren, "--text", "x", "--latent", str(tmp_path / "three.pt")]) == 2
+    assert "--latent three.pt: a mix edits one code; expected one W/W+ code, got 3" in capfd.readouterr().err
 
 
 def test_bad_batch_rows_are_reported_before_any_work(tmp_path, soundedit_home, capfd):

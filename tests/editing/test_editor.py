@@ -137,10 +137,17 @@ def test_mix_takes_exactly_the_requested_layers(editor, sounds):
     assert torch.equal(m2.w_plus[:, 2:4], m2.edits.w_source[0:1, 2:4])
 
 
-def test_mix_interpolation_and_target_weights_are_checked_before_the_edits(editor, sounds, monkeypatch):
+def test_mix_interpolation_and_target_weights_are_checked_before_the_edits(editor, sounds, monkeypatch, tmp_path):
     monkeypatch.setattr(editor, "edit_many", lambda *a, **k: pytest.fail("the edits ran"))
     with pytest.raises(InputError, match="--interpolate: expected 0 or 2 to 100 frames, got 100000"):
         editor.mix(audio=sounds["siren"], text="sky", source=1, steps=1, interpolate=100000)
+    # several codes (found only after both edits had run): N W codes (N, D), N W+ codes in a file
+    n, d = editor.generator.n_latent, editor.generator.style_dim
+    with pytest.raises(InputError, match="source: a mix edits one code; expected one W/W\\+ code, got 3"):
+        editor.mix(audio=sounds["siren"], text="sky", source=torch.randn(3, d), steps=1)
+    torch.save(torch.randn(2, n, d), tmp_path / "two.pt")
+    with pytest.raises(InputError, match="--latent two.pt: a mix edits one code; expected one W/W\\+ code, got 2"):
+        editor.mix(audio=sounds["siren"], text="sky", source=tmp_path / "two.pt", steps=1)
     monkeypatch.undo()
     with pytest.raises(InputError, match="audio_weight: expected a finite number >= 0, got nan"):
         editor.edit(audio=sounds["siren"], text="sky", source=1, steps=1, audio_weight=float("nan"))
