@@ -73,8 +73,10 @@ def pseudo_folds(targets: np.ndarray, n_splits: int = 5, *, seed: int = 0) -> np
     targets = np.asarray(targets)
     counts = np.bincount(targets)
     n_splits = int(min(n_splits, counts[counts > 0].min()))
-    if n_splits < 2:
-        raise InputError("linear probe: every class needs at least 2 clips to build cross-validation folds")
+    if n_splits < 3:  # nested CV: C is chosen on the training folds of each outer split
+        raise InputError(f"linear probe: without official folds every class needs at least 3 clips to build "
+                         f"cross-validation folds, got {n_splits} in its smallest class (more clips: a larger "
+                         "--limit, or more folds)")
     folds = np.zeros(len(targets), dtype=np.int64)
     splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     for i, (_, test) in enumerate(splitter.split(np.zeros(len(targets)), targets), start=1):
@@ -127,8 +129,9 @@ def linear_probe(
         fold_ids = pseudo_folds(y, seed=seed)
         protocol = f"stratified-{len(set(fold_ids.tolist()))}"
     unique = sorted(set(fold_ids.tolist()))
-    if len(unique) < 3:
-        raise InputError(f"linear probe: need at least 3 folds for nested CV (C chosen on training folds), got {unique}")
+    if len(unique) < 3:  # official folds (pseudo-folds have 3 or more)
+        raise InputError(f"linear probe: need at least 3 folds for nested CV (C chosen on training folds), "
+                         f"got folds {unique}")
 
     with limited_threads(threads), warnings.catch_warnings():
         # few clips per class (e.g. one ESC-50 fold) make sklearn guess "regression?"; the targets are classes

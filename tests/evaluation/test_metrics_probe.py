@@ -97,3 +97,16 @@ def test_probe_never_lets_the_test_fold_into_model_selection():
             assert not rows & fold_rows[test_fold], f"fold {test_fold} leaked into C selection"
         assert final_fit == "fit" and final_rows == frozenset(range(len(y))) - fold_rows[test_fold]
         assert final_pred == "predict" and pred_rows == fold_rows[test_fold]
+
+
+def test_probe_says_what_is_too_small_for_its_folds():
+    """Two clips per class without official folds built 2 pseudo-folds, then failed on "need at least 3
+    folds, got [1, 2]": fold ids the user never gave."""
+    from soundedit.errors import InputError
+
+    X = np.random.default_rng(0).standard_normal((8, 4))
+    y = np.repeat(np.arange(4), 2)  # 2 clips per class
+    with pytest.raises(InputError, match=r"every class needs at least 3 clips .* got 2 in its smallest class"):
+        linear_probe(X, y, folds=None)
+    with pytest.raises(InputError, match=r"need at least 3 folds .*got folds \[1, 2\]"):
+        linear_probe(X, y, folds=[1, 2] * 4)  # official folds: the user's own ids
