@@ -98,6 +98,35 @@ def _check_photo(image: Path | None) -> None:
         check_photo(load_image(image, what="IMAGE"), what="IMAGE")
 
 
+def _inversion_options(image: Path | None, generator: str, align, method: str, steps: int | None, lpips: str,
+                       encoder: str) -> dict | None:
+    """A photo source's inversion flags checked, and the photo decoded, before any model loads
+    (``None`` without a photo)."""
+    if image is None:
+        return None
+    from soundedit.cli.invert import inversion_options
+
+    options = inversion_options(generator, align, method, steps, lpips, encoder, "w+", None, 0, prefix="--invert-")
+    _check_photo(image)
+    return options
+
+
+def _invert_photo(editor, image: Path | None, options: dict | None, out: Path):
+    """Align and invert a photo source into ``out/inversion/`` (saved first: a failed edit keeps it), so
+    the edit starts from the photo's own code; returns ``(inversion, the report's source entry)`` or
+    ``(None, None)`` without a photo."""
+    if image is None:
+        return None, None
+    from soundedit.cli.invert import run_inversion
+    from soundedit.editing.report import INVERSION_FOLDER
+
+    inversion = run_inversion(editor.generator, image, options)
+    paths = inversion.save(out / INVERSION_FOLDER)
+    return inversion, {"kind": "photo", "path": str(image), "inversion": {
+        "method": inversion.report["method"], "alignment": inversion.report["alignment"]["mode"],
+        "metrics": inversion.report["metrics"], "outputs": {k: str(v) for k, v in paths.items()}}}
+
+
 def _steps(value: str, device) -> tuple[int, str | None]:
     """``--steps``: an integer, or ``auto`` (fewer on a CPU); returns the steps and a note to show."""
     if value.strip().lower() == "auto":
@@ -282,13 +311,7 @@ def edit(
         return _run_batch(batch, generator, audio_encoder, clip, identity, preset, steps, lambda_sim, lambda_id, mask,
                           lr, truncation, frame_every, batch_size, device, out, json_out)
     gains, source, described = _common_setup(sound, gain, text, image, seed, latent, free)
-    inversion = None
-    if image is not None:
-        from soundedit.cli.invert import inversion_options
-
-        invert_options = inversion_options(generator, align, invert_method, invert_steps, lpips, encoder, "w+", None, 0,
-                                           prefix="--invert-")
-    _check_photo(image)
+    invert_options = _inversion_options(image, generator, align, invert_method, invert_steps, lpips, encoder)
     dev = resolve_device(device)
     n_steps, note = _steps(steps, dev)
     editor = _load_editor(generator, audio_encoder, clip, identity, dev, note, preset=preset, lambda_id=lambda_id,
@@ -296,12 +319,8 @@ def edit(
     from soundedit.editing.report import INVERSION_FOLDER
     from soundedit.runtime import progress
 
-    if image is not None:  # align + invert first, so the edit starts from the photo's own code
-        from soundedit.cli.invert import run_inversion
-
-        inversion = run_inversion(editor.generator, image, invert_options)
-        inversion_paths = inversion.save(out / INVERSION_FOLDER)
-        source = inversion.w_plus
+    inversion, photo_source = _invert_photo(editor, image, invert_options, out)
+    source = inversion.w_plus if inversion is not None else source
     logger.info("editing %s for %d steps", described, n_steps)
     with progress("editing", total=n_steps) as bar:
         try:
@@ -318,9 +337,7 @@ def edit(
             raise typer.Exit(130) from None
     result.meta["command"] = ["soundedit", *sys.argv[1:]]
     if inversion is not None:
-        result.meta["source"] = [{"kind": "photo", "path": str(image), "inversion": {
-            "method": inversion.report["method"], "alignment": inversion.report["alignment"]["mode"],
-            "metrics": inversion.report["metrics"], "outputs": {k: str(v) for k, v in inversion_paths.items()}}}]
+        result.meta["source"] = [photo_source]
     paths = _save(result, out, keep=(INVERSION_FOLDER,) if inversion is not None else ())
     if inversion is not None:
         _photo_comparison(inversion, result, paths["comparison"])
@@ -463,6 +480,11 @@ def mix(
     mask: MaskOpt = "adaptive",
     lr: LrOpt = 0.1,
     truncation: TruncOpt = 0.7,
+    invert_method: InvMethodOpt = "auto",
+    invert_steps: InvStepsOpt = None,
+    align: AlignOpt = None,
+    lpips: LpipsOpt = "vgg16-imagenet",
+    encoder: E4eOpt = "e4e-ffhq",
     device: DeviceOpt = "auto",
     out: OutOpt = Path("out/mix"),
     json_out: JsonOpt = False,
@@ -497,11 +519,15 @@ def mix(
         from soundedit.editing.mixing import check_layers_syntax
 
         check_layers_syntax(layers)  # ranges are checked against n_latent once the generator is loaded
-    _check_photo(image)
+    invert_options = _inversion_options(image, generator, align, invert_method, invert_steps, lpips, encoder)
     dev = resolve_device(device)
     n_steps, note = _steps(steps, dev)
     editor = _load_editor(generator, audio_encoder, clip, identity, dev, note, preset=preset, lambda_id=lambda_id,
                           free=free)
+    from soundedit.editing.report import INVERSION_FOLDER
+
+    inversion, photo_source = _invert_photo(editor, image, invert_options, out)
+    source = inversion.w_plus if inversion is not None else source
     logger.info("mixing sound- and text-guided edits of %s (%d steps)", described, n_steps)
     with progress("editing (sound + text)", total=n_steps) as bar:
         try:
@@ -510,9 +536,13 @@ def mix(
                                 steps=n_steps, lr=lr, lambda_sim=lambda_sim, lambda_id=lambda_id, preset=preset,
                                 layer_mask=mask, truncation=truncation)
         except KeyboardInterrupt:
-            stderr.print(f"[red]interrupted[/red]: the mix did not finish; nothing was written to {out}")
+            written = (f"only the photo's inversion was written, to {out / INVERSION_FOLDER}" if inversion is not None
+                       else f"nothing was written to {out}")
+            stderr.print(f"[red]interrupted[/red]: the mix did not finish; {written}")
             raise typer.Exit(130) from None
-    paths = _save(result, out)
+    if inversion is not None:
+        result.edits.meta["source"] = [photo_source, photo_source]  # both edits start from the photo's code
+    paths = _save(result, out, keep=(INVERSION_FOLDER,) if inversion is not None else ())
     report = {**result.report(), "outputs": {k: str(v) for k, v in paths.items()}}
     if json_out:
         emit_json(report)

@@ -238,15 +238,16 @@ def build_mix_report(mix: MixResult) -> dict[str, Any]:
     }
 
 
-def save_mix(mix: MixResult, out_dir: str | os.PathLike) -> dict[str, Path]:
+def save_mix(mix: MixResult, out_dir: str | os.PathLike, *, keep: Collection[str] = ()) -> dict[str, Path]:
     """Write ``source.png``, ``sound.png``, ``text.png``, ``mixed.png``, a labelled ``comparison.png``,
     ``interpolation.gif`` (when frames were rendered), ``w_plus.pt`` (mixed and both guided codes) and
-    (last) ``report.json`` into ``out_dir``, as one set that replaces an earlier mix's or edit's files there."""
+    (last) ``report.json`` into ``out_dir``, as one set that replaces an earlier mix's or edit's files there
+    (except ``keep``: see :func:`save_result`)."""
     out = Path(out_dir)
     names = dict(MIX_OUTPUTS)
     if mix.interpolation is None:
         del names["interpolation"]
-    with output_set(out, replaces=_result_entry) as stage:
+    with output_set(out, replaces=lambda name: _result_entry(name) and name not in keep) as stage:
         files = {k: stage / v for k, v in names.items()}
         labels = mix.edits.meta.get("label", ["sound", "text"])
         images = [to_pil(mix.source_image[0]), to_pil(mix.edits.image[0]), to_pil(mix.edits.image[1]),

@@ -112,8 +112,8 @@ class MixResult:
 
         return build_mix_report(self)
 
-    def save(self, out_dir: str | os.PathLike) -> dict[str, Path]:
+    def save(self, out_dir: str | os.PathLike, **kwargs: Any) -> dict[str, Path]:
         """Write the mix outputs (see :func:`soundedit.editing.report.save_mix`); returns name -> path."""
         from soundedit.editing.report import save_mix
 
-        return save_mix(self, out_dir)
+        return save_mix(self, out_dir, **kwargs)

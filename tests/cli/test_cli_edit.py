@@ -409,6 +409,30 @@ def test_interrupted_photo_edit_says_the_inversion_was_written(models, tmp_path,
     assert "nothing was written" not in err
 
 
+def test_mix_of_a_photo_takes_the_inversion_flags_and_keeps_its_inversion(models, tmp_path, esc50_root,
+                                                                            soundedit_home, capfd):
+    """`mix PHOTO` had no --invert-method/--lpips/--no-align: offline it could not avoid the VGG16 download."""
+    import numpy as np
+    from PIL import Image
+
+    photo = tmp_path / "photo.png"
+    Image.fromarray((np.random.default_rng(1).random((40, 40, 3)) * 255).astype(np.uint8)).save(photo)
+    out = tmp_path / "mix"
+    code = main(["mix", str(photo), "--sound", str(esc50_root / "audio" / SIREN), "--text", "red sky", *models,
+                 "--preset", "scenes", "--steps", "2", "--invert-method", "projection", "--invert-steps", "2",
+                 "--no-align", "--lpips", "none", "--out", str(out), "--json"])
+    captured = capfd.readouterr()
+    assert code == 0, captured.err
+    report = json.loads((out / "report.json").read_text())
+    assert report["source"]["kind"] == "photo" and report["source"]["inversion"]["method"] == "projection"
+    assert (out / "inversion" / "w_plus.pt").is_file() and (out / "mixed.png").is_file()
+    saved = torch.load(out / "inversion" / "w_plus.pt", weights_only=True)["w_plus"]
+    assert torch.equal(torch.load(out / "w_plus.pt", weights_only=True)["w_source"], saved)  # the mix started there
+    assert main(["mix", str(photo), "--sound", str(esc50_root / "audio" / SIREN), "--text", "x",
+                 "--invert-method", "magic"]) == 2
+    assert "--invert-method: expected one of auto" in capfd.readouterr().err
+
+
 def _write_sound(path: Path, seconds: float = 0.5, rate: int = 16000) -> Path:
     import numpy as np
     import soundfile as sf
