@@ -420,7 +420,8 @@ def _run_batch(batch: str, generator, audio_encoder, clip, identity, preset, ste
     finished = 0
     if todo:
         editor = _load_editor(generator, audio_encoder, clip, identity, dev, note, preset=preset, lambda_id=lambda_id)
-        check_row_latents(((job.edit["source"], f"--batch row {job.index + 1}") for job in todo), editor.generator)
+        check_row_latents(((job.edit["source"], f"--batch {name} row {job.index + 1}") for job in todo),
+                          editor.generator)  # named as read_jobs names rows
         groups = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
         try:
             with progress(f"editing {len(todo)} rows", total=n_steps * len(groups)) as bar:
@@ -511,10 +512,10 @@ def mix(
     check_interpolate(interpolate)
     gains, source, described = _common_setup(sound, gain, text, image, seed, latent, free)
     if latent is not None:  # an (N, L, D) file's count is known before the generator loads
-        from soundedit.editing.sources import count_codes, read_latent
+        from soundedit.editing.batch import check_one_code
+        from soundedit.editing.editor import ONE_CODE_FOR_A_MIX
 
-        if (n := count_codes(read_latent(latent), "--latent")) != 1:
-            raise InputError(f"--latent {latent.name}: a mix edits one code; expected one W/W+ code, got {n}")
+        check_one_code(latent, "--latent", expected=ONE_CODE_FOR_A_MIX)
     if layers:
         from soundedit.editing.mixing import check_layers_syntax
 

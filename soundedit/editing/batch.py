@@ -30,6 +30,7 @@ import csv
 import dataclasses
 import io
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,22 +91,26 @@ def _row_folder(value: str | None, where: str, index: int) -> Path:
     return p
 
 
-def check_one_code(path: str, where: str, generator: Any = None) -> None:
-    """A row's latent must hold one code.
+def check_one_code(source: Any, where: str, generator: Any = None, *, expected: str = "one code per row") -> None:
+    """A latent (a file path, or a tensor) that must hold one code: a batch row's, a mix's source.
 
     Without ``generator`` (while the job list is read, before any model loads) only a 3-D file's
     code count is clear; with it a 2-D file, one W+ code ``(L, D)`` or N W codes ``(N, D)``, is
     fitted to the generator's ``n_latent``/``style_dim`` and counted too.
+
+    Raises:
+        InputError: "WHERE: latent 'w.pt' holds 3 codes (shape (3, 18, 512)); expected EXPECTED".
     """
     from soundedit.editing.sources import count_codes, read_latent
 
-    w = read_latent(path, what=f"{where} latent")
+    is_file = isinstance(source, (str, os.PathLike))
+    w = read_latent(source, what=f"{where} latent") if is_file else source
     dims = {} if generator is None else {"n_latent": int(generator.n_latent), "style_dim": int(generator.style_dim)}
     n = count_codes(w, f"{where} latent", **dims)
     if n != 1:
         fitted = " for this generator" if generator is not None and w.dim() != 3 else ""
-        raise InputError(f"{where}: latent {path!r} holds {n} codes{fitted} (shape {tuple(w.shape)}); "
-                         "expected one code per row")
+        what = f"latent {str(source)!r}" if is_file else "the code"
+        raise InputError(f"{where}: {what} holds {n} codes{fitted} (shape {tuple(w.shape)}); expected {expected}")
 
 
 def check_row_latents(rows: Iterable[tuple[Any, str]], generator: Any) -> None:

@@ -242,17 +242,16 @@ class Editor:
                          metrics=metrics)
 
 
+#: what a mix's source must hold (one code: the two edits start from it)
+ONE_CODE_FOR_A_MIX = "one code (a mix edits one source)"
+
+
 def _check_single_code(generator: torch.nn.Module, source: Any) -> None:
     """A mix edits one source: a saved code or tensor holding several is refused before any optimisation
     (seeds and photos are one code each)."""
-    from soundedit.editing.sources import LATENT_SUFFIXES, count_codes, read_latent
+    from soundedit.editing.batch import check_one_code
+    from soundedit.editing.sources import LATENT_SUFFIXES
 
-    if isinstance(source, torch.Tensor):
-        w, what = source, "source"
-    elif isinstance(source, (str, os.PathLike)) and Path(source).suffix.lower() in LATENT_SUFFIXES:
-        w, what = read_latent(source), f"--latent {Path(source).name}"
-    else:
-        return
-    n = count_codes(w, what, n_latent=int(generator.n_latent), style_dim=int(generator.style_dim))
-    if n != 1:
-        raise InputError(f"{what}: a mix edits one code; expected one W/W+ code, got {n}")
+    if isinstance(source, torch.Tensor) or (isinstance(source, (str, os.PathLike))
+                                            and Path(source).suffix.lower() in LATENT_SUFFIXES):
+        check_one_code(source, "mix source", generator, expected=ONE_CODE_FOR_A_MIX)

@@ -177,7 +177,8 @@ def test_mix_needs_sound_and_text_and_valid_layers(esc50_root, soundedit_home, c
 
     torch.save(torch.randn(3, 14, 512), tmp_path / "three.pt")  # before any model loads (none is cached here)
     assert main(["mix", "--sound", siren, "--text", "x", "--latent", str(tmp_path / "three.pt")]) == 2
-    assert "--latent three.pt: a mix edits one code; expected one W/W+ code, got 3" in capfd.readouterr().err
+    assert "--latent: latent " in (err := capfd.readouterr().err)
+    assert "three.pt' holds 3 codes (shape (3, 14, 512)); expected one code (a mix edits one source)" in err
 
 
 def test_bad_batch_rows_are_reported_before_any_work(tmp_path, soundedit_home, capfd):
@@ -365,7 +366,7 @@ def test_batch_row_latents_with_several_codes_fail_before_any_group_runs(models,
     out = tmp_path / "runs"
     assert main(["edit", "--batch", str(jobs), *models, "--steps", "1", "--out", str(out)]) == 2
     err = capfd.readouterr().err.strip()
-    assert "--batch row 2: latent" in err and "holds 3 codes for this generator (shape (3, 32)); expected one code per row" in err, err
+    assert f"--batch {jobs.name} row 2: latent" in err and "holds 3 codes for this generator (shape (3, 32)); expected one code per row" in err, err
     assert not out.exists()  # the first row did not run either
 
 

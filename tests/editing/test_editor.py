@@ -143,10 +143,11 @@ def test_mix_interpolation_and_target_weights_are_checked_before_the_edits(edito
         editor.mix(audio=sounds["siren"], text="sky", source=1, steps=1, interpolate=100000)
     # several codes (found only after both edits had run): N W codes (N, D), N W+ codes in a file
     n, d = editor.generator.n_latent, editor.generator.style_dim
-    with pytest.raises(InputError, match="source: a mix edits one code; expected one W/W\\+ code, got 3"):
+    with pytest.raises(InputError, match=r"mix source: the code holds 3 codes for this generator \(shape \(3, "
+                                         r"32\)\); expected one code \(a mix edits one source\)"):
         editor.mix(audio=sounds["siren"], text="sky", source=torch.randn(3, d), steps=1)
     torch.save(torch.randn(2, n, d), tmp_path / "two.pt")
-    with pytest.raises(InputError, match="--latent two.pt: a mix edits one code; expected one W/W\\+ code, got 2"):
+    with pytest.raises(InputError, match=r"mix source: latent .*two.pt' holds 2 codes"):
         editor.mix(audio=sounds["siren"], text="sky", source=tmp_path / "two.pt", steps=1)
     monkeypatch.undo()
     with pytest.raises(InputError, match="audio_weight: expected a finite number >= 0, got nan"):
