@@ -305,11 +305,15 @@ def edit(
     if batch_size < 1:
         raise InputError(f"--batch-size: expected >= 1, got {batch_size}")
     if batch is not None:
-        if image or sound or text or seed is not None or latent or free:
+        if image or sound or text or seed is not None or latent or free or audio_weight != 1.0 or text_weight != 1.0:
             raise InputError("--batch takes sources and targets from the job file; "
-                             "drop IMAGE/--sound/--text/--seed/--latent/--free")
+                             "drop IMAGE/--sound/--text/--seed/--latent/--free/--audio-weight/--text-weight")
         return _run_batch(batch, generator, audio_encoder, clip, identity, preset, steps, lambda_sim, lambda_id, mask,
                           lr, truncation, frame_every, batch_size, device, out, json_out)
+    for flag, weight, target, given in (("--audio-weight", audio_weight, "--sound", sound),
+                                        ("--text-weight", text_weight, "--text", text)):
+        if weight != 1.0 and not given:  # it weighs that target against the other: alone it would be ignored
+            raise InputError(f"{flag}: weighs the {target} target; got {weight:g} without {target}")
     gains, source, described = _common_setup(sound, gain, text, image, seed, latent, free)
     invert_options = _inversion_options(image, generator, align, invert_method, invert_steps, lpips, encoder)
     dev = resolve_device(device)

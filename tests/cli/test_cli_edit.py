@@ -140,6 +140,8 @@ def test_batch_runs_rows_resumes_and_shards(run, models, esc50_root, tmp_path):
     (["--sound", "{siren}", "--lambda-sim", "nan"], "--lambda-sim: expected a finite number >= 0, got nan"),
     (["--sound", "{siren}", "--lambda-sim", "inf"], "--lambda-sim: expected a finite number >= 0, got inf"),
     (["--sound", "{siren}", "--text", "red", "--audio-weight", "nan"], "--audio-weight: expected a finite number"),
+    (["--sound", "{siren}", "--text-weight", "5"], "--text-weight: weighs the --text target; got 5 without --text"),
+    (["--text", "red", "--audio-weight", "2"], "--audio-weight: weighs the --sound target; got 2 without --sound"),
     (["--sound", "{siren}", "--gain", "nan"], "--gain: expected a finite number in [-120.0, 120.0], got nan"),
     (["--sound", "{siren}", "--gain", "-inf"], "--gain: expected a finite number in [-120.0, 120.0], got -inf"),
     (["--sound", "{siren}", "--sound", "{siren}", "--gain", "0,inf"], "--gain: expected a finite number in [-120.0, 120.0], got inf"),
