@@ -52,7 +52,8 @@ def embedding_cache(cache_dir: Path | None, no_cache: bool) -> Path | None:
 
 
 def expand_inputs(items: list[str], *, what: str, suffixes: tuple[str, ...] | None = None) -> list[Path]:
-    """Expand CLI file arguments: ``-`` reads one path per line from stdin, folders are walked.
+    """Expand CLI file arguments: ``-`` reads one path per line from stdin (each line is taken as an
+    argument would be), folders are walked.
 
     Args:
         items: paths, folders, or ``-``.
@@ -62,11 +63,15 @@ def expand_inputs(items: list[str], *, what: str, suffixes: tuple[str, ...] | No
     Raises:
         InputError: a path that does not exist, or no files at all.
     """
-    paths: list[Path] = []
+    named: list[tuple[str, str]] = []  # (path, where it was named), stdin's lines treated as arguments
     for item in items:
         if item == "-":
-            paths.extend(Path(line.strip()) for line in sys.stdin if line.strip())
-            continue
+            named.extend((line.strip(), f"{what} (stdin line {n})") for n, line in enumerate(sys.stdin, 1)
+                         if line.strip())
+        else:
+            named.append((item, what))
+    paths: list[Path] = []
+    for item, where in named:
         p = Path(item)
         if p.is_dir():
             found = sorted(f for f in p.rglob("*") if f.is_file() and (suffixes is None or f.suffix.lower() in suffixes))
@@ -74,7 +79,7 @@ def expand_inputs(items: list[str], *, what: str, suffixes: tuple[str, ...] | No
         elif p.exists():
             paths.append(p)
         else:
-            raise InputError(f"{what}: {item!r} does not exist")
+            raise InputError(f"{where}: {item!r} does not exist")
     if not paths:
         raise InputError(f"{what}: expected at least one file, got none from {items!r}")
     return paths

@@ -144,6 +144,11 @@ def test_classify_lists_undecodable_files(capsys, monkeypatch, tmp_path, esc50_r
     rows = [line.split("\t") for line in out.strip().split("\n")]
     assert code == 0 and len(rows) == 3 and rows[1][0].endswith("good.flac") and rows[1][-1] == "ok"
     assert rows[2][0].endswith("noise.wav") and rows[2][-1].startswith("error: ")
+    # a listed file that is not there is bad input, as on the command line and under `embed -` (it was a warning)
+    monkeypatch.setattr("sys.stdin", io.StringIO(files + str(tmp_path / "gone.flac") + "\n"))
+    code, _, err = _run(capsys, "classify", "-", "--labels-file", tmp_path / "labels.txt", "--encoder",
+                        models["authors"], "--clip", models["clip"], "--no-cache")
+    assert code == 2 and f"INPUTS (stdin line 3): '{tmp_path / 'gone.flac'}' does not exist" in err
 
 
 @pytest.mark.slow
