@@ -96,6 +96,7 @@ def train(
         check_number(lr, "--lr", low=0, high=MAX_LR, low_open=True)
     if seed is not None:
         check_seed(seed)
+    _check_encoder_flags(optimizer, sample_rate, arch)
     cfg = dataclasses.replace(cfg, encoder=enc, **overrides)
     check_config(cfg)
 
@@ -368,3 +369,22 @@ def embed(
         for rec, vec in zip(index, emb):
             sys.stdout.write(json.dumps({**rec, "embedding": [round(float(x), 7) for x in vec]}) + "\n")
         sys.stdout.flush()
+
+
+def _check_encoder_flags(optimizer: str | None, sample_rate: int | None, arch: str | None) -> None:
+    """``--optimizer``, ``--sample-rate`` and ``--arch`` named as typed (the recipe's own check names
+    its fields: optimizer, sample_rate, arch)."""
+    from soundedit.audio.io import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+    from soundedit.errors import InputError
+
+    if optimizer is not None and optimizer not in ("sgd", "adamw"):
+        raise InputError(f"--optimizer: expected sgd or adamw, got {optimizer!r}")
+    if sample_rate is not None and not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise InputError(f"--sample-rate: expected {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz, got {sample_rate}")
+    if arch is not None:
+        import timm
+
+        if not timm.is_model(arch):
+            close = timm.list_models(f"*{arch.split('.')[0][:6]}*")[:5]
+            raise InputError(f"--arch: expected a timm model name (e.g. resnet18, resnet50), got {arch!r}"
+                             + (f"; similar: {', '.join(close)}" if close else ""))

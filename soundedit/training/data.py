@@ -183,10 +183,10 @@ class EpochSampler(Sampler[list[int]]):
     def __init__(self, n: int, *, batch_size: int, grad_accum: int = 1, rank: int = 0, world_size: int = 1,
                  seed: int = 0) -> None:
         if batch_size % (grad_accum * world_size):
-            raise InputError(f"batch_size: expected a multiple of grad_accum x world_size = {grad_accum * world_size}, "
+            raise InputError(f"--batch-size: expected a multiple of --grad-accum x world size = {grad_accum * world_size}, "
                              f"got {batch_size}")
         if n < batch_size:
-            raise InputError(f"batch_size: the training set has only {n} clips, fewer than one batch of {batch_size}; "
+            raise InputError(f"--batch-size: the training set has only {n} clips, fewer than one batch of {batch_size}; "
                              "lower --batch-size")
         self.n, self.batch_size, self.grad_accum = n, batch_size, grad_accum
         self.rank, self.world_size, self.seed = rank, world_size, seed

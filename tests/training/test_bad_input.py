@@ -104,6 +104,20 @@ def test_train_names_an_unknown_split_or_no_train_rows(tmp_path, esc50_root, cap
     assert "expected rows with split 'train' (or empty) to train on, got none (rows per split: test 1, val 1)" in err
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--optimizer", "adam"], "--optimizer: expected sgd or adamw, got 'adam'"),
+    (["--sample-rate", "5"], "--sample-rate: expected 1000..768000 Hz, got 5"),
+    (["--arch", "resnet999"], "--arch: expected a timm model name (e.g. resnet18, resnet50), got 'resnet999'"),
+])
+def test_train_flags_are_named_as_typed(tmp_path, capsys, flags, message):
+    """They were named by the recipe's fields (optimizer:, sample_rate:, "audio encoder arch")."""
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("audio,label\nx.wav,dog\n")
+    assert main(["train", "--manifest", str(manifest), "--out", str(tmp_path / "run"), *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+
+
 def test_prepare_audioset_refuses_an_unknown_split(tmp_path, capsys):
     assert main(["train", "prepare", "audioset", "s.csv", "o.json", "clips", "--out", str(tmp_path / "m.csv"),
                  "--split", "bogus"]) == 2

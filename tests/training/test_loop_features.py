@@ -176,7 +176,7 @@ def test_grad_accumulation_update_equals_hand_computed_mean_of_micro_batch_gradi
 
 
 def test_grad_accumulation_needs_a_batch_divisible_into_micro_batches(esc_rows, clip, tmp_path):
-    with pytest.raises(InputError, match="grad_accum"):
+    with pytest.raises(InputError, match="--grad-accum"):
         loop_mod.train_alignment(_config(batch_size=6, grad_accum=4, epochs=1), esc_rows[:8], clip=clip,
                                  out_dir=tmp_path / "run")
 
