@@ -473,7 +473,7 @@ def build_app(settings: AppSettings, *, workspace: Workspace | None = None) -> t
             else:
                 raise InputError(f"source: expected one of {source_kinds}, got {kind!r}")
             if n_steps is None or not 1 <= int(n_steps) <= settings.max_steps:
-                raise InputError(f"steps: expected 1..{settings.max_steps}, got {n_steps!r}")
+                raise InputError(f"Steps: expected 1..{settings.max_steps} (this server's --max-steps), got {n_steps!r}")
             for name, v in (("λ_sim", lam_sim), ("λ_ID", lam_id)):
                 if v is None or v < 0:
                     raise InputError(f"{name}: expected a number >= 0, got {v!r}")
