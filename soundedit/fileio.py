@@ -14,6 +14,7 @@ interrupted save leaves the previous run's set as it was rather than a mix of tw
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -78,9 +79,13 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        if isinstance(exc, OSError) and exc.filename in (None, tmp):
+        if isinstance(exc, OSError) and (exc.filename == tmp or (exc.filename is None and exc.errno in _WRITE_ERRNOS)):
             raise _about(exc, target) from None
         raise
+
+
+#: errors of a write with no file named (the disk, not the data): said about the output being written
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS}
 
 
 def _about(exc: OSError, target: Path) -> OSError:

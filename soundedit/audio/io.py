@@ -305,6 +305,8 @@ def _warn_once(message: str, *args: object) -> None:
     before the models load, then used), and the same note twice reads like two problems."""
     text = message % args
     if text not in _warned:
+        if len(_warned) >= 10_000:  # a long-running server: forget, rather than grow without end
+            _warned.clear()
         _warned.add(text)
         logger.warning(text)
 

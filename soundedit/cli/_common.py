@@ -51,6 +51,14 @@ def embedding_cache(cache_dir: Path | None, no_cache: bool) -> Path | None:
     return check_folder(cache_dir, "--cache-dir") if cache_dir is not None else default_cache_dir()
 
 
+def path_arg(value: str) -> Path:
+    """Typer ``parser`` for a path option: an empty value is refused (``Path("")`` is ``.``, so
+    ``--out ""`` would quietly mean the current folder)."""
+    if not str(value).strip():
+        raise typer.BadParameter(f"expected a path, got {value!r}")
+    return Path(value)
+
+
 def expand_inputs(items: list[str], *, what: str, suffixes: tuple[str, ...] | None = None) -> list[Path]:
     """Expand CLI file arguments: ``-`` reads one path per line from stdin (each line is taken as an
     argument would be), folders are walked.

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from soundedit.cli._common import DeviceOpt, JsonOpt, SeedOpt, embedding_cache, emit_json, stderr, stdout
+from soundedit.cli._common import DeviceOpt, JsonOpt, SeedOpt, embedding_cache, emit_json, path_arg, stderr, stdout
 from soundedit.cli.main import app
 from soundedit.config import MAX_STEPS
 from soundedit.errors import MAX_EVAL_SEED, check_int, check_number
@@ -28,7 +28,8 @@ BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Clips per fo
 CacheOpt = Annotated[Path | None, typer.Option(
     "--cache-dir", help="Embedding cache folder (default: $SOUNDEDIT_HOME/cache/embeddings).")]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the embedding cache.")]
-OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Folder for the JSON/Markdown report and PNG plots.")]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", parser=path_arg,
+                                       help="Folder for the JSON/Markdown report and PNG plots.")]
 RootOpt = Annotated[list[Path], typer.Option(
     "--root", help="Dataset folder in its original layout (ESC-50, UrbanSound8K or class sub-folders). Repeatable.")]
 DatasetOpt = Annotated[list[str], typer.Option(

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from soundedit.cli._common import DeviceOpt, JsonOpt, emit_json, stderr, stdout
+from soundedit.cli._common import DeviceOpt, JsonOpt, emit_json, path_arg, stderr, stdout
 from soundedit.cli.main import app
 from soundedit.config import CPU_AUTO_STEPS, FULL_STEPS, MAX_INTERPOLATE, MAX_LR, MAX_STEPS, auto_steps
 from soundedit.errors import InputError, check_int, check_number, check_seed
@@ -44,7 +44,7 @@ MaskOpt = Annotated[str, typer.Option("--mask", help="Per-layer regulariser: ada
 LrOpt = Annotated[float, typer.Option("--lr", help=f"Peak learning rate, > 0 and at most {MAX_LR:g} (Adam, warm-up + "
                                                   "cosine ramp-down).")]
 TruncOpt = Annotated[float, typer.Option("--truncation", help="Truncation of --seed sources.")]
-OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder.")]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", parser=path_arg, help="Output folder.")]
 AudioWeightOpt = Annotated[float, typer.Option("--audio-weight", help="Weight of the sound in a sound+text target.")]
 TextWeightOpt = Annotated[float, typer.Option("--text-weight", help="Weight of the text in a sound+text target.")]
 FramesOpt = Annotated[int, typer.Option("--frame-every", help="Keep a progress frame every k steps (0: about 25 frames).")]
@@ -342,7 +342,7 @@ def edit(
     result.meta["command"] = ["soundedit", *sys.argv[1:]]
     if inversion is not None:
         result.meta["source"] = [photo_source]
-    paths = _save(result, out, keep=(INVERSION_FOLDER,) if inversion is not None else ())
+    paths = _save(result, out, keep=_entries_holding(out, latent))
     if inversion is not None:
         _photo_comparison(inversion, result, paths["comparison"])
     report = {**result.report(), "outputs": {k: str(v) for k, v in paths.items()}}
@@ -350,6 +350,17 @@ def edit(
         emit_json(report)
     else:
         _summary(report, out)
+
+
+def _entries_holding(out: Path, latent: Path | None) -> tuple[str, ...]:
+    """The entry of ``out`` that holds this run's ``--latent`` (e.g. ``item-001/w_plus.pt`` of an earlier
+    batch): the save must not delete the code the edit started from."""
+    if latent is None:
+        return ()
+    try:
+        return (Path(latent).resolve().relative_to(out.resolve()).parts[0],)
+    except (ValueError, IndexError):  # elsewhere
+        return ()
 
 
 def _save(result, out: Path, **kwargs) -> dict[str, Path]:
@@ -547,7 +558,7 @@ def mix(
             raise typer.Exit(130) from None
     if inversion is not None:
         result.edits.meta["source"] = [photo_source, photo_source]  # both edits start from the photo's code
-    paths = _save(result, out, keep=(INVERSION_FOLDER,) if inversion is not None else ())
+    paths = _save(result, out, keep=_entries_holding(out, latent))
     report = {**result.report(), "outputs": {k: str(v) for k, v in paths.items()}}
     if json_out:
         emit_json(report)

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from soundedit.cli._common import DeviceOpt, JsonOpt, emit_json, stderr, stdout
+from soundedit.cli._common import DeviceOpt, JsonOpt, emit_json, path_arg, stderr, stdout
 from soundedit.cli.main import app
 from soundedit.config import MAX_STEPS
 from soundedit.errors import InputError
@@ -68,7 +68,7 @@ def invert(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the projection's latent noise, 0 to 2**63 - 1 "
                                       "(results are reproducible per seed).")] = 0,
     device: DeviceOpt = "auto",
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("out/invert"),
+    out: Annotated[Path, typer.Option("--out", "-o", parser=path_arg, help="Output folder.")] = Path("out/invert"),
     json_out: JsonOpt = False,
 ) -> None:
     """Align a photo and invert it into the generator's W+ space.

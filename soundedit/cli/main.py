@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         # Not standalone: click's usage errors reach us, to be one line like every other bad input
         # (click's own form is a usage line, a hint and a boxed message); typer.Exit(n) returns n.
         returned = app(args=argv, prog_name="soundedit", standalone_mode=False)
-        code = returned if isinstance(returned, int) else 0
+        code = returned if isinstance(returned, int) and not isinstance(returned, bool) else 0
     except typer.Abort:  # Ctrl-C (or end of input) outside a command's own handling
         stderr.print("[red]interrupted[/red]", highlight=False)
         code = 130

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from soundedit.cli._common import DeviceOpt, JsonOpt, emit_json, stderr, stdout
+from soundedit.cli._common import DeviceOpt, JsonOpt, emit_json, path_arg, stderr, stdout
 from soundedit.cli.main import app
 from soundedit.config import MAX_LR
 
@@ -34,7 +34,8 @@ def train(
     manifest: Annotated[Path | None, typer.Option("--manifest", "-m", help="Training manifest (.csv or .jsonl).")] = None,
     val: Annotated[Path | None, typer.Option(
         "--val", help="Validation manifest (default: the manifest's split=val rows, if any).")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder: checkpoints, metrics, logs.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", parser=path_arg,
+                                              help="Run folder: checkpoints, metrics, logs.")] = None,
     config: Annotated[str, typer.Option("--config", help="Recipe: paper (ResNet50, SGD, batch 384, 50 epochs) | fast.")] = "paper",
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its resume.pt.")] = False,
     clip: Annotated[str, typer.Option("--clip", help="Frozen CLIP: weights.lock name or OpenAI-layout file.")] = "clip-vit-b-32",
@@ -146,7 +147,7 @@ def train(
 
 # -- manifests --------------------------------------------------------------------------------------
 
-ManifestOut = Annotated[Path, typer.Option("--out", "-o", help="Manifest to write (.csv or .jsonl).")]
+ManifestOut = Annotated[Path, typer.Option("--out", "-o", parser=path_arg, help="Manifest to write (.csv or .jsonl).")]
 AllowMissingOpt = Annotated[bool, typer.Option(
     "--allow-missing", help="Leave out clips that are not on disk (counted and reported) instead of failing.")]
 
@@ -286,7 +287,8 @@ def embed(
     encoder: Annotated[str, typer.Option("--encoder", "-e", help="Audio encoder: weights.lock name or checkpoint (authors' .pth or ours).")] = "authors-resnet18",
     clip: Annotated[str, typer.Option("--clip", help="CLIP weights: weights.lock name or OpenAI-layout file.")] = "clip-vit-b-32",
     template: Annotated[str, typer.Option("--template", help="Format string applied to each --text ('{}' = as given).")] = "{}",
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write embeddings (N, d) float32 here (.npy) + an index .json beside it.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", parser=path_arg,
+                                              help="Write embeddings (N, d) float32 here (.npy) + an index .json beside it.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Clips per forward pass.")] = 16,
     cache_dir: Annotated[Path | None, typer.Option(
         "--cache-dir", help="Audio embedding cache (default: $SOUNDEDIT_HOME/cache/embeddings).")] = None,

@@ -161,8 +161,8 @@ def save_result(result: EditResult, out_dir: str | os.PathLike, *, label: str | 
         result: what to save.
         out_dir: the folder (created if needed).
         label: caption of the edited panel in ``comparison.png``; default ``meta["label"]``.
-        keep: result entries this run already wrote into ``out_dir`` (``"inversion"``: the photo's
-            inversion, saved before the edit), which the set must not replace.
+        keep: entries of ``out_dir`` the set must not replace although an earlier result's (e.g. the
+            ``item-001`` folder holding the code this run started from).
 
     Returns:
         output name -> path (for N > 1, the paths of the last item; each folder has the same names).
@@ -179,9 +179,9 @@ def save_result(result: EditResult, out_dir: str | os.PathLike, *, label: str | 
 
 def _result_entry(name: str) -> bool:
     """Whether a folder entry belongs to a saved edit or mix, of either kind: the next save into the
-    folder replaces them all, so a folder never shows one run's report beside another run's images."""
-    return (name in OUTPUTS.values() or name in MIX_OUTPUTS.values() or name == INVERSION_FOLDER
-            or re.fullmatch(r"item-\d{3,}", name) is not None)
+    folder replaces them all, so a folder never shows one run's report beside another run's images.
+    A photo's ``inversion/`` is not claimed: it may be the code the next run starts from."""
+    return name in OUTPUTS.values() or name in MIX_OUTPUTS.values() or re.fullmatch(r"item-\d{3,}", name) is not None
 
 
 def _write_result(result: EditResult, folder: Path, label: str | None) -> dict[str, str]:

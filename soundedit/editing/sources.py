@@ -178,7 +178,8 @@ def _read_npy(p: Path, what: str) -> torch.Tensor:
         raise InputError(f"{what} {p.name}: expected real numbers (a float array), got dtype {dtype} "
                          f"in shape {tuple(getattr(array, 'shape', ()))}")
     try:
-        return torch.from_numpy(np.ascontiguousarray(array))
+        # native byte order first: torch refuses a big-endian (">f4") array with a ValueError
+        return torch.from_numpy(np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("=")))
     except TypeError:  # e.g. float128, uint32 on older torch
         return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float64))
 

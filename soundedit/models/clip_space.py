@@ -138,12 +138,19 @@ class ClipSpace(nn.Module):
         temps = self.templates if templates is None else _check_templates(templates)
         prompts = [tpl.replace("{label}", "{}").format(text) for text in texts for tpl in temps]  # (N * T), text-major
         tokens = self.tokenizer(prompts)
-        for prompt in (p for p, row in zip(prompts, tokens) if row[-1] != 0):  # filled to the end: cut there
-            logger.warning("text %r fills CLIP's %d-token context; words past it are ignored", prompt, tokens.shape[1])
+        for prompt in (p for p, row in zip(prompts, tokens) if row[-1] != 0 and self._cut(p, len(row))):
+            logger.warning("text %r is longer than CLIP's %d-token context; words past it are ignored",
+                           prompt, tokens.shape[1])
         tokens = tokens.to(self.device)
         emb = F.normalize(self.model.encode_text(tokens).float(), dim=-1)
         emb = emb.view(len(texts), len(temps), -1).mean(dim=1)  # template ensemble
         return F.normalize(emb, dim=-1)
+
+    def _cut(self, prompt: str, context: int) -> bool:
+        """Whether the tokenizer cut ``prompt`` (its row was filled to the end): with BPE ``encode``
+        (open_clip's SimpleTokenizer) count the tokens plus start/end; otherwise a full row is taken as cut."""
+        encode = getattr(self.tokenizer, "encode", None)
+        return len(encode(prompt)) + 2 > context if callable(encode) else True
 
     # -- images -------------------------------------------------------------------------------
 

@@ -141,6 +141,7 @@ def test_batch_runs_rows_resumes_and_shards(run, models, esc50_root, tmp_path):
     (["--sound", "{siren}", "--lambda-sim", "inf"], "--lambda-sim: expected a finite number >= 0, got inf"),
     (["--sound", "{siren}", "--text", "red", "--audio-weight", "nan"], "--audio-weight: expected a finite number"),
     (["--sound", "{siren}", "--text-weight", "5"], "--text-weight: weighs the --text target; got 5 without --text"),
+    (["--sound", "{siren}", "--out", ""], "Invalid value for '--out' / '-o': expected a path, got ''"),  # not '.'
     (["--text", "red", "--audio-weight", "2"], "--audio-weight: weighs the --sound target; got 2 without --sound"),
     (["--sound", "{siren}", "--gain", "nan"], "--gain: expected a finite number in [-120.0, 120.0], got nan"),
     (["--sound", "{siren}", "--gain", "-inf"], "--gain: expected a finite number in [-120.0, 120.0], got -inf"),
@@ -434,6 +435,21 @@ def test_mix_of_a_photo_takes_the_inversion_flags_and_keeps_its_inversion(models
     assert main(["mix", str(photo), "--sound", str(esc50_root / "audio" / SIREN), "--text", "x",
                  "--invert-method", "magic"]) == 2
     assert "--invert-method: expected one of auto" in capfd.readouterr().err
+
+
+def test_an_edit_from_a_code_inside_its_out_folder_keeps_that_code(models, tmp_path, esc50_root, soundedit_home,
+                                                                     capfd):
+    """`edit --latent OUT/item-001/w_plus.pt --out OUT` deleted the code it started from (a result's entry)."""
+    out = tmp_path / "out"
+    siren = str(esc50_root / "audio" / SIREN)
+    w = torch.randn(1, 8, 32)  # the tiny generator's W+ (8 layers, 32-d)
+    (out / "item-001").mkdir(parents=True)
+    torch.save({"w_plus": w}, out / "item-001" / "w_plus.pt")
+    (out / "item-002").mkdir()
+    assert main(["edit", "--latent", str(out / "item-001" / "w_plus.pt"), "--sound", siren, *models, "--steps", "1",
+                 "--preset", "scenes", "--out", str(out)]) == 0, capfd.readouterr().err
+    assert (out / "item-001" / "w_plus.pt").is_file() and not (out / "item-002").exists()
+    assert (out / "edited.png").is_file()
 
 
 def _write_sound(path: Path, seconds: float = 0.5, rate: int = 16000) -> Path:

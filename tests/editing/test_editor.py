@@ -276,20 +276,23 @@ def test_batched_edit_many_saves_one_folder_per_item(editor, sounds, tmp_path):
 
 
 def test_a_save_replaces_every_earlier_result_in_the_folder_whatever_its_kind(editor, sounds, tmp_path):
-    """A mix saved where an edit was (or an edit where a photo edit was) left the other run's images
-    beside the new report; files that are not soundedit's stay, and a photo edit keeps its own inversion."""
+    """A mix saved where an edit was left the edit's images beside the mix's report; files that are not
+    a result's stay (a photo's inversion/ too: it may be the next run's source), and `keep` spares an
+    earlier result's entry (the item folder holding the code this run started from)."""
     out = tmp_path / "out"
     edit = editor.edit(audio=sounds["siren"], source=2, steps=2)
     edit.save(out)
     (out / "inversion").mkdir()
-    (out / "inversion" / "report.json").write_text("{}")  # a photo edit's, from an earlier run
+    (out / "inversion" / "w_plus.pt").write_text("a photo's code")
     (out / "notes.txt").write_text("mine")
+    (out / "item-001").mkdir()
     mix = editor.mix(audio=sounds["siren"], text="red sky", source=2, steps=2)
     mix.save(out)
-    assert sorted(p.name for p in out.iterdir()) == sorted(["notes.txt", *mix_outputs_without_frames()])
-    (out / "inversion").mkdir()
-    edit.save(out, keep=("inversion",))  # what `soundedit edit PHOTO` does: its inversion was saved first
-    assert sorted(p.name for p in out.iterdir()) == sorted(["inversion", "notes.txt", *OUTPUTS.values()])
+    assert sorted(p.name for p in out.iterdir()) == sorted(["inversion", "notes.txt", *mix_outputs_without_frames()])
+    (out / "item-001").mkdir()
+    (out / "item-002").mkdir()
+    edit.save(out, keep=("item-001",))
+    assert sorted(p.name for p in out.iterdir()) == sorted(["inversion", "item-001", "notes.txt", *OUTPUTS.values()])
 
 
 def mix_outputs_without_frames() -> list[str]:

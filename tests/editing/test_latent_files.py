@@ -131,6 +131,13 @@ def test_large_but_plausible_integer_and_half_codes_still_load(tmp_path):
     assert torch.equal(load_latent(tmp_path / "half.npy", n_latent=8, style_dim=32), torch.full((1, 8, 32), -3.5))
 
 
+def test_a_big_endian_npy_code_loads(tmp_path):
+    """torch.from_numpy refuses non-native byte order (a ValueError: "internal error" in the CLI)."""
+    w = np.random.default_rng(0).standard_normal((1, 4, 8)).astype(">f4")
+    np.save(tmp_path / "be.npy", w)
+    torch.testing.assert_close(read_latent(tmp_path / "be.npy"), torch.from_numpy(w.astype("<f4")), rtol=0, atol=0)
+
+
 def test_non_finite_codes_are_still_refused(tmp_path):
     w = torch.zeros(8, 32)
     w[0, 0] = float("inf")

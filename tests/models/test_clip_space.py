@@ -121,6 +121,10 @@ def test_a_text_longer_than_the_context_is_said_to_be_cut(space, caplog):
         space.embed_text(["rain", long])
     cut = [r.getMessage() for r in caplog.records]
     assert len(cut) == 1 and "77-token context" in cut[0] and "a storm a storm" in cut[0]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="soundedit"):
+        space.embed_text([" ".join(["dog"] * 75)])  # 75 tokens + start + end: fills the context exactly, uncut
+    assert not caplog.records
 
 
 @pytest.mark.parametrize("bad", [[], "rain", [1, 2]])
