@@ -284,10 +284,12 @@ def rerun_reason(job: Job, settings: dict[str, Any], models: dict[str, str]) -> 
     if not isinstance(source, dict) or {k: source.get(k) for k in now} != now:
         changed.append(f"source {_show_source(source)} -> {_show_source(now)}")
     reasons = [f"the job changed: {', '.join(changed)}"] if changed else []
+    moot = set() if now["kind"] == "seed" else {"truncation"}  # it shapes a seed's code only
     for name, now_values, before in (("settings", settings, report.get("settings")),
                                      ("models", models, report.get("models"))):
         before = before if isinstance(before, dict) else {}
-        diff = [f"{k} {_show(before.get(k))} -> {_show(v)}" for k, v in now_values.items() if before.get(k) != v]
+        diff = [f"{k} {_show(before.get(k))} -> {_show(v)}" for k, v in now_values.items()
+                if k not in moot and before.get(k) != v]
         if diff:
             reasons.append(f"the {name} changed: {', '.join(diff)}")
     return "; ".join(reasons) or None

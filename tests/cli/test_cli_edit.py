@@ -588,5 +588,8 @@ def test_batch_rerun_reason_compares_sounds_gains_sources_settings_and_models(tm
     photo_job.out.mkdir(parents=True)
     assert reason({**recorded, "source": {"kind": "photo", "path": str(photo)},
                    "target": {"sounds": [str(rain)], "gains_db": [0.0], "text": "sky"}}, photo_job) is None
+    assert reason({**recorded, "source": {"kind": "photo", "path": str(photo)},  # truncation shapes seeds only
+                   "target": {"sounds": [str(rain)], "gains_db": [0.0], "text": "sky"}}, photo_job,
+                  truncation=0.5) is None
     assert reason(recorded, photo_job) == (f"the job changed: sound [{str(rain)!r}, {str(siren)!r}] -> "
                                            f"[{str(rain)!r}], text none -> 'sky', source seed 0 -> photo {str(photo)!r}")
