@@ -264,10 +264,12 @@ def output_set(out_dir: str | os.PathLike, *, replaces: Callable[[str], bool], l
     staging folder is deleted and ``out_dir`` keeps what it had.
     """
     out = Path(out_dir)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     _sweep_orphaned_stages(out)
     stage = Path(tempfile.mkdtemp(prefix=_STAGE_PREFIX, dir=out))
     lock = _lock_stage(stage)
+    saved = False
     try:
         yield stage
         staged = sorted((p for p in stage.iterdir() if p.name != _STAGE_LOCK), key=lambda p: (p.name == last, p.name))
@@ -278,10 +280,14 @@ def output_set(out_dir: str | os.PathLike, *, replaces: Callable[[str], bool], l
                 if (out / new.name).is_dir():  # a folder is not replaced by a rename
                     _remove(out / new.name)
                 os.replace(new, out / new.name)
+        saved = True
     finally:
         shutil.rmtree(stage, ignore_errors=True)
         if lock is not None:
             lock.close()
+        if created and not saved:  # a failed first save (a full disk) leaves no empty folder behind
+            with contextlib.suppress(OSError):
+                out.rmdir()
 
 
 def _lock_stage(stage: Path) -> IO | None:

@@ -41,6 +41,17 @@ def test_an_interrupted_save_leaves_the_earlier_set_untouched(tmp_path):
     assert _contents(tmp_path) == {"a.txt": "1", "b.txt": "1", "report.json": "1"}  # no staging folder left
 
 
+def test_a_failed_first_save_leaves_no_empty_folder_but_keeps_an_existing_one(tmp_path):
+    """A full disk on the first save into a new --out left an empty folder behind."""
+    with pytest.raises(KeyboardInterrupt):
+        _save(tmp_path / "new" / "out", {"a.txt": "1", "report.json": "1"}, fail_after=1)
+    assert not (tmp_path / "new" / "out").exists()
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        _save(tmp_path / "kept", {"a.txt": "1", "report.json": "1"}, fail_after=1)
+    assert (tmp_path / "kept").is_dir() and not list((tmp_path / "kept").iterdir())
+
+
 @pytest.mark.skipif(os.name != "posix", reason="the sweep needs flock")
 def test_staging_folders_of_killed_processes_are_swept_by_the_next_set(tmp_path):
     """A SIGKILL during a save leaves its staging folder (no cleanup runs); the next set in that folder
