@@ -400,7 +400,8 @@ def _run_batch(batch: str, generator, audio_encoder, clip, identity, preset, ste
         from soundedit.fileio import read_text_file
 
         text, name = read_text_file(batch, "--batch", "CSV"), Path(batch).name
-    jobs = read_jobs(text, out_dir=out, source_name=name)
+    base = Path(batch).parent if batch != "-" else None  # relative paths: to the job file, as manifests
+    jobs = read_jobs(text, out_dir=out, source_name=name, base=base)
     rank, world, local_rank = distributed_rank()
     mine = shard(jobs, rank, world)
     if world > 1:

@@ -5,7 +5,7 @@ that each row needs a target — ``sound`` and/or ``text``):
 
 ====== =====================================================================
 out     output folder of the row, relative to ``--out`` (default ``row-0001`` ...)
-sound   sound file(s); several separated by ``;`` are mixed
+sound   sound file(s); several separated by ``;`` are mixed (relative paths: to the job file's folder)
 gain    one gain in dB per sound, separated by ``;``
 text    a prompt
 seed    source seed (default 0 when no other source is given)
@@ -150,7 +150,7 @@ def _check_image(path: str, where: str, checked: set[tuple[str, Path]]) -> None:
     checked.add(key)
 
 
-def read_jobs(text: str, *, out_dir: Path, source_name: str = "jobs") -> list[Job]:
+def read_jobs(text: str, *, out_dir: Path, source_name: str = "jobs", base: Path | None = None) -> list[Job]:
     """Parse and validate a CSV job list.
 
     Every row's sounds are decoded and photos opened here (each file once), so a bad one fails
@@ -160,6 +160,8 @@ def read_jobs(text: str, *, out_dir: Path, source_name: str = "jobs") -> list[Jo
         text: the CSV content (header row first).
         out_dir: the ``--out`` folder rows' outputs go under.
         source_name: the file's name for error messages.
+        base: the folder relative sound/latent/image paths are relative to: the job file's (as for
+            training manifests and ``eval edits --jobs``); ``None`` (a list on stdin): the current folder.
 
     Raises:
         InputError: unknown columns, a row without a target, several sources in one row,
@@ -178,11 +180,23 @@ def read_jobs(text: str, *, out_dir: Path, source_name: str = "jobs") -> list[Jo
     jobs: list[Job] = []
     seen: dict[Path, int] = {}
     checked: set[tuple[str, Path]] = set()  # (column, file) already decoded for an earlier row
+    def at(value: str, what: str) -> str:
+        """A cell's path as the job file means it; a missing one is named as typed and as looked for."""
+        if base is None or Path(value).is_absolute():
+            return value
+        found = base / value
+        if not found.exists():
+            raise InputError(f"{what}: {value!r} does not exist (looked at {str(found)!r})")
+        return str(found)
+
     for i, raw in enumerate(reader):
         where = f"--batch {source_name} row {i + 1}"
         check_csv_row(raw, len(fields), where)
         row = {k.strip(): (v or "").strip() for k, v in raw.items()}
-        sounds = _split(row.get("sound", ""))
+        for column in ("latent", "image"):
+            if row.get(column):
+                row[column] = at(row[column], f"{where}: {column}")
+        sounds = [at(s, f"{where}: sound") for s in _split(row.get("sound", ""))]
         for s in sounds:
             _check_sound(s, where, checked)
         gains = parse_gains(row.get("gain"), f"{where} gain")

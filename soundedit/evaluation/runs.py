@@ -371,7 +371,7 @@ def read_jobs(path: str | Path) -> list[dict]:
 
     from soundedit.text.templates import clean_label
 
-    from soundedit.fileio import read_text_file
+    from soundedit.fileio import check_csv_row, read_text_file
 
     path = Path(path)
     rows = list(csv.DictReader(io.StringIO(read_text_file(path, "--jobs", "CSV"), newline="")))
@@ -382,9 +382,7 @@ def read_jobs(path: str | Path) -> list[dict]:
                          f"{', '.join(absent)}")
     jobs = []
     for line, row in enumerate(rows, start=2):
-        if None in row:  # cells beyond the header: usually an unquoted comma
-            raise InputError(f"--jobs {path}: row {line}: more fields than the header's {len(row) - 1} "
-                             "(quote values that contain commas)")
+        check_csv_row(row, len(row) - (None in row), f"--jobs {path}: row {line}")
         source, sound = (row["source"] or "").strip(), (row["sound"] or "").strip()
         label = clean_label(row["label"] or "")
         if not (source and sound and label):

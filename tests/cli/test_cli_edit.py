@@ -555,6 +555,28 @@ def test_batch_resume_reruns_rows_whose_job_or_settings_changed(models, soundedi
     assert report("a")["target"]["text"] == "blue ocean"
 
 
+def test_batch_paths_are_relative_to_the_job_file_and_stdin_lists_to_the_current_folder(tmp_path, monkeypatch):
+    """As training manifests and `eval edits --jobs`: a job file's relative paths were read from the
+    current folder, so a job list kept beside its sounds failed from anywhere else."""
+    from soundedit.editing.batch import read_jobs
+
+    from soundedit.errors import InputError
+
+    project = tmp_path / "project"
+    (project / "sounds").mkdir(parents=True)
+    _write_sound(project / "sounds" / "rain.wav")
+    torch.save(torch.randn(1, 8, 32), project / "w.pt")
+    text = "out,sound,latent\na,sounds/rain.wav,w.pt\n"
+    monkeypatch.chdir(tmp_path)  # elsewhere
+    (job,) = read_jobs(text, out_dir=tmp_path / "runs", source_name="jobs.csv", base=project)
+    assert job.edit["audio"] == [str(project / "sounds" / "rain.wav")] and job.edit["source"] == str(project / "w.pt")
+    with pytest.raises(InputError, match=r"row 1: sound: 'sounds/rain.wav' does not exist"):
+        read_jobs(text, out_dir=tmp_path / "runs", source_name="<stdin>")  # stdin: the current folder
+    monkeypatch.chdir(project)
+    (job,) = read_jobs(text, out_dir=tmp_path / "runs", source_name="<stdin>")
+    assert job.edit["audio"] == ["sounds/rain.wav"]
+
+
 def test_batch_rerun_reason_compares_sounds_gains_sources_settings_and_models(tmp_path):
     from soundedit.editing.batch import edit_settings, read_jobs, rerun_reason
 

@@ -93,7 +93,7 @@ def test_edit_job_lists_take_a_bom_and_refuse_extra_fields_and_other_encodings(t
     jobs.write_bytes(f"\ufeffsource,sound,label\n3,{sound},siren\n".encode())
     assert read_jobs(jobs) == [{"source": 3, "sound": str(sound), "label": "siren", "text": "siren", "row": 2}]
     jobs.write_text(f"source,sound,label\n3,{sound},siren, loud\n")
-    with pytest.raises(InputError, match="row 2: more fields than the header's 3"):
+    with pytest.raises(InputError, match=r"row 2: 4 fields, header has 3 \(quote values"):
         read_jobs(jobs)
     jobs.write_bytes(b"source,sound,label\n3,x.wav,caf\xe9\n")
     with pytest.raises(InputError, match="--jobs: expected a UTF-8 CSV file"):
