@@ -237,13 +237,9 @@ def edit_settings(generator: str, **flags: Any) -> dict[str, Any]:
     (defaults, then the preset, default from ``generator``'s name, then the flags; ``None`` = unset),
     without loading a model: what a finished row's ``report.json`` is compared with."""
     from soundedit.config import EditConfig
-    from soundedit.editing.presets import default_preset, preset_settings
+    from soundedit.editing.presets import resolve_config
 
-    cfg = dataclasses.replace(EditConfig(), **{k: v for k, v in flags.items() if v is not None})
-    preset = cfg.preset or default_preset(str(generator))
-    cfg = dataclasses.replace(cfg, preset=preset,
-                              **preset_settings(preset, lambda_sim=cfg.lambda_sim, lambda_id=cfg.lambda_id))
-    return {**dataclasses.asdict(cfg), "free": False}
+    return {**dataclasses.asdict(resolve_config(EditConfig(), str(generator), **flags)), "free": False}
 
 
 def _show(value: Any) -> str:

@@ -22,7 +22,7 @@ from soundedit.config import EditConfig
 from soundedit.editing.mixing import interpolate as interpolate_codes
 from soundedit.editing.mixing import check_interpolate, parse_layers, style_mix
 from soundedit.editing.optimize import Callback, optimize_latent
-from soundedit.editing.presets import default_preset, preset_settings
+from soundedit.editing.presets import resolve_config
 from soundedit.editing.result import EditResult, MixResult
 from soundedit.editing.schedules import RampSchedule
 from soundedit.editing.sources import resolve_source
@@ -101,10 +101,7 @@ class Editor:
         unknown = sorted(set(overrides) - _SETTINGS)
         if unknown:
             raise InputError(f"edit: unknown settings {unknown}; expected some of {sorted(_SETTINGS)}")
-        cfg = dataclasses.replace(self.config, **{k: v for k, v in overrides.items() if v is not None})
-        preset = cfg.preset or default_preset(self.names.get("generator"))
-        lambdas = preset_settings(preset, lambda_sim=cfg.lambda_sim, lambda_id=cfg.lambda_id)
-        cfg = dataclasses.replace(cfg, preset=preset, **lambdas)
+        cfg = resolve_config(self.config, self.names.get("generator"), **overrides)
         return cfg, dataclasses.asdict(cfg)
 
     def identity_net(self) -> torch.nn.Module:

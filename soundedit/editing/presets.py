@@ -8,9 +8,14 @@ identity term, because "keep the identity" has no meaning for a landscape.
 
 from __future__ import annotations
 
+import dataclasses
 from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 from soundedit.errors import InputError
+
+if TYPE_CHECKING:
+    from soundedit.config import EditConfig
 
 #: preset name -> settings; read-only so a caller cannot change the defaults for everyone.
 PRESETS = MappingProxyType({
@@ -51,3 +56,15 @@ def preset_settings(name: str, **overrides: float | None) -> dict[str, float]:
 def default_preset(generator: str | None) -> str:
     """The preset for a generator name (``faces`` for FFHQ ...); ``scenes`` when unknown."""
     return GENERATOR_PRESETS.get(str(generator), "scenes")
+
+
+def resolve_config(config: "EditConfig", generator: str | None, **overrides: Any) -> "EditConfig":
+    """The effective edit config: ``config``, then ``overrides`` (``None`` = keep), then the preset
+    (given, or :func:`default_preset` of the ``generator`` name) filling in lambda_sim/lambda_id.
+
+    One resolution for :meth:`Editor.settings` and for what a batch row's report is compared with.
+    """
+    cfg = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    preset = cfg.preset or default_preset(generator)
+    return dataclasses.replace(cfg, preset=preset,
+                               **preset_settings(preset, lambda_sim=cfg.lambda_sim, lambda_id=cfg.lambda_id))
