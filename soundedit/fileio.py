@@ -273,9 +273,20 @@ def output_set(out_dir: str | os.PathLike, *, replaces: Callable[[str], bool], l
     try:
         yield stage
         staged = sorted((p for p in stage.iterdir() if p.name != _STAGE_LOCK), key=lambda p: (p.name == last, p.name))
+
+        def earlier(p: Path) -> bool:
+            """An entry an earlier set wrote: a file, or a folder holding that set's report (or empty);
+            never a folder of the user's that happens to bear an output's name."""
+            return p.is_symlink() or not p.is_dir() or (p / last).is_file() or not any(p.iterdir())
+
+        foreign = [out / new.name for new in staged if (out / new.name).exists() and not earlier(out / new.name)]
+        if foreign:  # before anything moves: out keeps what it had
+            raise InputError(f"{str(foreign[0])!r}: a folder where soundedit writes its output {foreign[0].name!r}; "
+                             "expected no folder there (move it, or choose another output folder)")
         with _interrupts_deferred():
             for old in [out / last, *sorted(p for p in out.iterdir() if replaces(p.name) and p.name != last)]:
-                _remove(old)
+                if old.exists() and earlier(old):
+                    _remove(old)
             for new in staged:
                 if (out / new.name).is_dir():  # a folder is not replaced by a rename
                     _remove(out / new.name)

@@ -41,6 +41,20 @@ def test_an_interrupted_save_leaves_the_earlier_set_untouched(tmp_path):
     assert _contents(tmp_path) == {"a.txt": "1", "b.txt": "1", "report.json": "1"}  # no staging folder left
 
 
+def test_a_folder_of_the_users_bearing_an_output_name_is_never_deleted(tmp_path):
+    """A folder named like an output file (w_plus.pt/, report.json/) was removed with its contents."""
+    (tmp_path / "w_plus.pt").mkdir()
+    (tmp_path / "w_plus.pt" / "keep").write_text("mine")
+    with pytest.raises(InputError, match=r"w_plus.pt': a folder where soundedit writes its output 'w_plus.pt'"):
+        _save(tmp_path, {"w_plus.pt": "code", "report.json": "1"})
+    assert (tmp_path / "w_plus.pt" / "keep").read_text() == "mine" and not (tmp_path / "report.json").exists()
+    (tmp_path / "item-001").mkdir()  # claimed by name, but not an earlier set's folder (no report in it)
+    (tmp_path / "item-001" / "keep").write_text("mine")
+    with output_set(tmp_path, replaces=lambda name: name.startswith("item-")) as stage:
+        write_text(stage / "item-000" / "report.json", "new")
+    assert (tmp_path / "item-001" / "keep").is_file() and (tmp_path / "item-000" / "report.json").is_file()
+
+
 def test_a_failed_first_save_leaves_no_empty_folder_but_keeps_an_existing_one(tmp_path):
     """A full disk on the first save into a new --out left an empty folder behind."""
     with pytest.raises(KeyboardInterrupt):
