@@ -182,7 +182,7 @@ def run_zero_shot(datasets: Sequence[AudioDataset], encoders: Sequence[NamedEnco
                           {"templates": list(templates), "clip": getattr(clip_space, "name", ""),
                            "logit_scale": float(clip_space.logit_scale), **(settings or {})})
     text = {ds.name: class_embeddings(clip_space, ds.classes, templates).numpy() for ds in datasets}
-    rows, plots = [], {}
+    rows, plots, slugs = [], {}, _encoder_slugs(encoders)
     for enc in encoders:
         row = {"encoder": enc.name, "zeroshot": {}}
         for ds in datasets:
@@ -198,7 +198,7 @@ def run_zero_shot(datasets: Sequence[AudioDataset], encoders: Sequence[NamedEnco
             report["results"].setdefault(enc.name, {})[ds.name] = entry
             row["zeroshot"][ds.name] = _headline(res.fold_mean["top1"], res.top1)
             if out_dir is not None:
-                slug = f"{_slug(enc.name)}_{ds.name}"
+                slug = f"{slugs[enc.name]}_{ds.name}"
                 plots[f"zeroshot_confusion_{slug}"] = reports.plot_confusion(
                     res.confusion, ds.classes, Path(out_dir) / f"zeroshot_confusion_{slug}.png",
                     title=f"zero-shot {ds.name}, {enc.name}")
@@ -226,7 +226,7 @@ def run_probe(datasets: Sequence[AudioDataset], encoders: Sequence[NamedEncoder]
     _check_labelled(datasets)
     Cs = tuple(Cs or DEFAULT_CS)
     report = _report_head("probe", datasets, encoders, {"Cs": list(Cs), "seed": seed, **(settings or {})})
-    rows, plots = [], {}
+    rows, plots, slugs = [], {}, _encoder_slugs(encoders)
     for enc in encoders:
         row = {"encoder": enc.name, "probe": {}}
         for ds in datasets:
@@ -239,7 +239,7 @@ def run_probe(datasets: Sequence[AudioDataset], encoders: Sequence[NamedEncoder]
             report["results"].setdefault(enc.name, {})[ds.name] = entry
             row["probe"][ds.name] = (res.mean, res.std)
             if out_dir is not None:
-                slug = f"{_slug(enc.name)}_{ds.name}"
+                slug = f"{slugs[enc.name]}_{ds.name}"
                 plots[f"probe_confusion_{slug}"] = reports.plot_confusion(
                     res.confusion, ds.classes, Path(out_dir) / f"probe_confusion_{slug}.png",
                     title=f"linear probe {ds.name}, {enc.name} ({res.protocol})")
@@ -345,6 +345,20 @@ def _display(path: Path, root: Path | None) -> str:
 
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", Path(name).stem if Path(name).suffix else name).strip("-") or "encoder"
+
+
+def _encoder_slugs(encoders: Sequence[NamedEncoder]) -> dict[str, str]:
+    """A file-name part per encoder, unique: two ``enc.safetensors`` from different folders got the
+    same plot names, and the second's plots replaced the first's."""
+    slugs: dict[str, str] = {}
+    for enc in encoders:
+        base = slug = _slug(enc.name)
+        n = 1
+        while slug in slugs.values():
+            n += 1
+            slug = f"{base}-{n}"
+        slugs[enc.name] = slug
+    return slugs
 
 
 # ------------------------------------------------------------------------------------------------
