@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from soundedit.cli._common import JsonOpt, emit_json, stdout
+from soundedit.cli._common import JsonOpt, emit_json, path_arg, stdout
 from soundedit.cli.weights import weights_app
 
 
@@ -15,7 +15,7 @@ from soundedit.cli.weights import weights_app
 def convert(
     src: Annotated[str, typer.Argument(metavar="IN", show_default=False,
                                        help="Generator to convert: rosinality .pt, NVIDIA .pkl or a weights.lock name.")],
-    dst: Annotated[Path, typer.Argument(metavar="OUT", show_default=False,
+    dst: Annotated[Path, typer.Argument(metavar="OUT", show_default=False, parser=path_arg,
                                         help="Output .safetensors file (weights + JSON config; loads fastest).")],
     json_out: JsonOpt = False,
 ) -> None:

@@ -55,8 +55,10 @@ def serve(
         raise InputError(f"--port: expected 1..65535, got {port}")
     for name, value in (("--max-upload-mb", max_upload_mb), ("--max-duration", max_duration)):
         check_number(value, name, low=0, low_open=True)  # inf too: no limit is not a limit
-    if max_steps < 1 or (steps is not None and not 1 <= steps <= max_steps):
-        raise InputError(f"--steps/--max-steps: expected 1 <= steps <= max-steps, got {steps}/{max_steps}")
+    if max_steps < 1:
+        raise InputError(f"--max-steps: expected an integer >= 1, got {max_steps}")
+    if steps is not None and not 1 <= steps <= max_steps:
+        raise InputError(f"--steps: expected 1 to --max-steps ({max_steps}), got {steps}")
     if max_queue > 64 or concurrency > 8:
         raise InputError(f"--max-queue/--concurrency: expected at most 64/8, got {max_queue}/{concurrency}")
     from soundedit.app import serve as serve_app

@@ -96,7 +96,8 @@ class AudioDataset:
         listed = self.n_listed or len(self.missing) + len(self.clips)
         line = f"{len(self.missing)} of {listed} files listed in {where} are missing ({parts})"
         if gone:
-            line += f"; folds {','.join(map(str, gone))} are entirely absent"
+            line += (f"; fold {gone[0]} is entirely absent" if len(gone) == 1
+                     else f"; folds {','.join(map(str, gone))} are entirely absent")
         complete = [f for f in self.folds if per_fold.get(f, 0) == 0]
         if complete:
             line += f"; complete folds here: {','.join(map(str, complete))}"

@@ -324,7 +324,8 @@ def _markdown(title: str, report: dict, rows: list[dict], *, part: str) -> str:
                                                     f"{', '.join(f'{c:g}' for c in res['chosen_C'].values())})",
                                                     folds, keys=("top1",)))
             if res.get("failures"):
-                lines.append(f"{len(res['failures'])} clips could not be decoded (listed in the JSON).\n")
+                n = len(res["failures"])
+                lines.append(f"{n} clip{'s' if n != 1 else ''} could not be decoded (listed in the JSON).\n")
     for name, ds in report["datasets"].items():
         lines.append(f"- **{name}**: {ds['n_clips']} clips from `{ds['root']}`, folds {ds['folds'] or '–'}, "
                      f"checksum `{ds['checksum'][:16]}`" + (f"; {ds['missing']}" if ds["missing"] else ""))

@@ -216,6 +216,8 @@ def invert_image(image: Any, generator: torch.nn.Module, *, method: str = "auto"
                             if k in ("total", "mse", "lpips")}
     with torch.no_grad():
         reconstruction = generator.synthesize(w_plus, noise="const")
+        # psnr on the [0, 1] pixel scale (as usually quoted); mse on the generator's [-1, 1] scale, the
+        # projection's own loss (so about 4x the [0, 1] MSE the psnr comes from)
         metrics = {"psnr": float(psnr(reconstruction, target)[0]),
                    "mse": float((reconstruction - target).pow(2).mean())}
         if perceptual is not None:

@@ -88,8 +88,9 @@ def resolve(name_or_path: str | os.PathLike, *, download: bool = True) -> Path:
     path = Path(name_or_path).expanduser()
     if path.exists():
         if not path.is_file():
+            kind = "a folder" if path.is_dir() else "a device, pipe or socket"
             raise InputError(f"{os.fspath(name_or_path)!r}: expected a checkpoint file or a weights.lock name, "
-                             "got a directory")
+                             f"got {kind}")
         return path
     text = os.fspath(name_or_path)
     offline(), _timeout()  # a bad setting is an error even when the file is cached and they are not needed

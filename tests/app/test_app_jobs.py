@@ -126,11 +126,14 @@ def test_missing_gradio_is_named(monkeypatch):
     assert main(["serve", "--port", "7861"]) == 2
 
 
-def test_serve_checks_flags_before_starting():
+def test_serve_checks_flags_before_starting(capsys):
     from soundedit.cli.main import main
 
     assert main(["serve", "--port", "0"]) == 2
     assert main(["serve", "--steps", "5", "--max-steps", "2"]) == 2
+    assert "--steps: expected 1 to --max-steps (2), got 5" in capsys.readouterr().err
+    assert main(["serve", "--max-steps", "0"]) == 2
+    assert "--max-steps: expected an integer >= 1, got 0" in capsys.readouterr().err  # was "got None/0"
     assert main(["serve", "--max-duration", "0"]) == 2
     assert main(["serve", "--max-duration", "inf"]) == 2  # no limit is not a limit
 
