@@ -43,6 +43,7 @@ class ProbeResult:
         confusion: (C, C) counts over all test predictions (row = true class).
         predictions: (N,) predicted class of every clip when it was in the test fold.
         protocol: ``"official-folds"`` or ``"stratified-k"`` (when fewer than 2 folds were given).
+        fold_n: test clips per outer fold.
     """
 
     fold_accuracy: dict
@@ -54,6 +55,7 @@ class ProbeResult:
     predictions: np.ndarray
     protocol: str
     folds: list = field(default_factory=list)
+    fold_n: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {
@@ -61,6 +63,7 @@ class ProbeResult:
             "mean": self.mean,
             "std": self.std,
             "folds": {str(k): v for k, v in self.fold_accuracy.items()},
+            "fold_n": {str(k): v for k, v in self.fold_n.items()},
             "chosen_C": {str(k): v for k, v in self.chosen_C.items()},
             "inner_cv": {str(k): {repr(c): s for c, s in v.items()} for k, v in self.inner_scores.items()},
         }
@@ -163,7 +166,8 @@ def _nested_cv(X, y, fold_ids, unique, Cs, factory, n_classes: int, protocol: st
     mean, std = mean_std(list(fold_acc.values()))
     return ProbeResult(fold_accuracy=fold_acc, chosen_C=chosen, inner_scores=inner, mean=mean, std=std,
                        confusion=confusion_matrix(predictions, y, n_classes), predictions=predictions,
-                       protocol=protocol, folds=unique)
+                       protocol=protocol, folds=unique,
+                       fold_n={f: int((fold_ids == f).sum()) for f in unique})
 
 
 def _select_C(X: np.ndarray, y: np.ndarray, folds: np.ndarray, Cs: Sequence[float], factory) -> tuple[float, dict]:

@@ -110,3 +110,11 @@ def test_probe_says_what_is_too_small_for_its_folds():
         linear_probe(X, y, folds=None)
     with pytest.raises(InputError, match=r"need at least 3 folds .*got folds \[1, 2\]"):
         linear_probe(X, y, folds=[1, 2] * 4)  # official folds: the user's own ids
+
+
+def test_probe_counts_test_clips_per_fold():
+    X = np.random.default_rng(1).standard_normal((30, 4))
+    y = np.repeat(np.arange(3), 10)
+    res = linear_probe(X, y, folds=None, Cs=(1.0,))
+    assert res.protocol == "stratified-5" and sum(res.fold_n.values()) == 30 and set(res.fold_n) == set(res.folds)
+    assert res.to_dict()["fold_n"] == {str(k): v for k, v in res.fold_n.items()}

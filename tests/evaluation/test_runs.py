@@ -172,3 +172,17 @@ def test_encoders_of_the_same_file_name_get_their_own_plot_names():
     encoders = [SimpleNamespace(name=n) for n in ("/a/enc.safetensors", "/b/enc.safetensors", "authors-resnet18")]
     assert _encoder_slugs(encoders) == {"/a/enc.safetensors": "enc", "/b/enc.safetensors": "enc-2",
                                         "authors-resnet18": "authors-resnet18"}
+
+
+def test_probe_markdown_calls_stratified_splits_splits_and_gives_their_size():
+    """With fewer than two official folds the per-fold table read "fold 1, 2, 3" (official-looking ids
+    for CV splits inside one fold) with an empty n column."""
+    from soundedit.evaluation.runs import _markdown
+
+    res = {"protocol": "stratified-3", "folds": {"1": 0.5, "2": 0.25, "3": 0.75}, "fold_n": {"1": 4, "2": 4, "3": 4},
+           "chosen_C": {"1": 1.0, "2": 1.0, "3": 0.1}}
+    report = {"results": {"enc": {"esc50": res}}, "datasets": {}, "created": "now",
+              "environment": {"soundedit": "0", "torch": "0", "scikit-learn": "0"}}
+    md = _markdown("Linear probe", report, [], part="probe")
+    assert "per split (stratified-3: no official folds to cross-validate on" in md
+    assert "| split 2 | 4 | 25.0 |" in md and "| 2 |" not in md
