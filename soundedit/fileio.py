@@ -110,11 +110,8 @@ def _sweep_orphaned_parts(folder: Path) -> None:
                 if now - entry.stat(follow_symlinks=False).st_mtime < _PART_GRACE_S:
                     continue
                 with open(entry.path, "rb") as fh:
-                    try:
-                        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    except BlockingIOError:  # a live writer holds it
-                        continue
-                    os.unlink(entry.path)
+                    if _orphaned(fh):
+                        os.unlink(entry.path)
 
 
 @contextlib.contextmanager
@@ -328,11 +325,18 @@ def _sweep_orphaned_stages(out: Path) -> None:
         except OSError:
             continue
         with fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:  # a live set holds it
-                continue
-            shutil.rmtree(entry, ignore_errors=True)
+            if _orphaned(fh):
+                shutil.rmtree(entry, ignore_errors=True)
+
+
+def _orphaned(fh: IO) -> bool:
+    """Whether the lock on the open file ``fh`` is free, i.e. its writer died (taken if so, and held
+    until ``fh`` is closed, so the leftover is deleted before any new writer could lock it)."""
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # a live writer holds it (or the filesystem has no locks: nothing is known)
+        return False
+    return True
 
 
 def _remove(path: Path) -> None:
