@@ -115,18 +115,6 @@ def _refuse_file(p: Path, what: str, why: str) -> InputError:
     return InputError(f"{what}: expected {_EXPECTED_FILE}, got {str(p)!r} ({why})")
 
 
-def _first_sentence(err: BaseException) -> str:
-    """The part of a torch/numpy error that names the problem (torch's run on with advice, some of it
-    unsafe, such as re-running ``torch.load`` with ``weights_only=False``)."""
-    text = str(err).strip()
-    if "WeightsUnpickler error:" in text:  # torch's weights-only refusal: the detail follows this marker
-        text = text.split("WeightsUnpickler error:", 1)[1].strip()
-    first = text.splitlines()[0].split(". ")[0].strip().rstrip(".") if text else ""
-    if len(first) > 120:
-        first = first[:117] + "..."
-    return f"{type(err).__name__}: {first}" if first else type(err).__name__
-
-
 def _read_pt(p: Path, what: str) -> Any:
     """``torch.load(weights_only=True)`` of a ``.pt``/``.pth`` file that is one (sniffed from its bytes).
 
@@ -136,7 +124,7 @@ def _read_pt(p: Path, what: str) -> Any:
     import pickle
     import warnings
 
-    from soundedit.models.checkpoint import describe_file, sniff_file
+    from soundedit.models.checkpoint import describe_file, first_sentence, sniff_file
 
     kind = sniff_file(p)
     if kind == "pickle":
@@ -149,10 +137,10 @@ def _read_pt(p: Path, what: str) -> Any:
             warnings.simplefilter("ignore")  # e.g. torch's "Detected pickle protocol 4" UserWarning
             return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:  # weights_only refused a global: never retried unsafely
-        raise _refuse_file(p, what, f"a torch file holding objects soundedit does not load: {_first_sentence(exc)}"
+        raise _refuse_file(p, what, f"a torch file holding objects soundedit does not load: {first_sentence(exc)}"
                            ) from None
     except Exception as exc:  # damaged files raise RuntimeError, EOFError, BadZipFile, KeyError, struct.error...
-        raise _refuse_file(p, what, f"truncated or corrupt torch file: {_first_sentence(exc)}") from None
+        raise _refuse_file(p, what, f"truncated or corrupt torch file: {first_sentence(exc)}") from None
 
 
 def _read_npy(p: Path, what: str) -> torch.Tensor:
@@ -161,7 +149,7 @@ def _read_npy(p: Path, what: str) -> torch.Tensor:
 
     import numpy as np
 
-    from soundedit.models.checkpoint import describe_file
+    from soundedit.models.checkpoint import describe_file, first_sentence
 
     with open(p, "rb") as f:
         magic = f.read(6)
@@ -172,7 +160,7 @@ def _read_npy(p: Path, what: str) -> torch.Tensor:
             warnings.simplefilter("ignore")
             array = np.load(p, allow_pickle=False)
     except Exception as exc:  # truncated (EOFError, ValueError), an object array (pickles), a bad header...
-        raise _refuse_file(p, what, f"unreadable NumPy file: {_first_sentence(exc)}") from None
+        raise _refuse_file(p, what, f"unreadable NumPy file: {first_sentence(exc)}") from None
     if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiu":
         dtype = getattr(array, "dtype", type(array).__name__)
         raise InputError(f"{what} {p.name}: expected real numbers (a float array), got dtype {dtype} "

@@ -84,17 +84,24 @@ def load_torch(path: str | os.PathLike, *, what: str, allow: Iterable[type] = ()
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise CheckpointError(f"{path}: refused to load {what}: the checkpoint holds objects other than tensors "
-                              f"and plain containers ({_first_line(err)})") from None
+                              f"and plain containers ({first_sentence(err)})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError, TypeError,
             AttributeError, struct.error) as err:  # torch raises all of these for damaged files
         raise CheckpointError(f"{path}: cannot read {what} (truncated or corrupt PyTorch file?): "
-                              f"{_first_line(err)}") from None
+                              f"{first_sentence(err)}") from None
 
 
-def _first_line(err: BaseException) -> str:
+def first_sentence(err: BaseException, *, limit: int = 120) -> str:
+    """``"Type: the part of the message that names the problem"`` for a torch/numpy loading error: torch's
+    run on with advice after the first sentence, some of it unsafe (re-run ``torch.load`` with
+    ``weights_only=False``); for a weights-only refusal the problem follows its "WeightsUnpickler error:"."""
     text = str(err).strip()
-    # torch's messages run on with advice after the first sentence; the first one names the problem
-    return f"{type(err).__name__}: {text.splitlines()[0].split('. ')[0]}" if text else type(err).__name__
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1].strip()
+    first = text.splitlines()[0].split(". ")[0].strip().rstrip(".") if text else ""
+    if len(first) > limit:
+        first = first[:limit - 3] + "..."
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__
 
 
 def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], *, source: str | os.PathLike,
