@@ -528,8 +528,8 @@ def mix(
     check_interpolate(interpolate)
     gains, source, described = _common_setup(sound, gain, text, image, seed, latent, free)
     if latent is not None:  # an (N, L, D) file's count is known before the generator loads
-        from soundedit.editing.batch import check_one_code
         from soundedit.editing.editor import ONE_CODE_FOR_A_MIX
+        from soundedit.editing.sources import check_one_code
 
         check_one_code(latent, "--latent", expected=ONE_CODE_FOR_A_MIX)
     if layers:

@@ -30,7 +30,6 @@ import csv
 import dataclasses
 import io
 import json
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,35 +90,13 @@ def _row_folder(value: str | None, where: str, index: int) -> Path:
     return p
 
 
-def check_one_code(source: Any, where: str, generator: Any = None, *, expected: str = "one code per row") -> None:
-    """A latent (a file path, or a tensor) that must hold one code: a batch row's, a mix's source.
-
-    Without ``generator`` (while the job list is read, before any model loads) only a 3-D file's
-    code count is clear; with it a 2-D file, one W+ code ``(L, D)`` or N W codes ``(N, D)``, is
-    fitted to the generator's ``n_latent``/``style_dim`` and counted too.
-
-    Raises:
-        InputError: "WHERE: latent 'w.pt' holds 3 codes (shape (3, 18, 512)); expected EXPECTED".
-    """
-    from soundedit.editing.sources import count_codes, read_latent
-
-    is_file = isinstance(source, (str, os.PathLike))
-    w = read_latent(source, what=f"{where} latent") if is_file else source
-    dims = {} if generator is None else {"n_latent": int(generator.n_latent), "style_dim": int(generator.style_dim)}
-    n = count_codes(w, f"{where} latent", **dims)
-    if n != 1:
-        fitted = " for this generator" if generator is not None and w.dim() != 3 else ""
-        what = f"latent {str(source)!r}" if is_file else "the code"
-        raise InputError(f"{where}: {what} holds {n} codes{fitted} (shape {tuple(w.shape)}); expected {expected}")
-
-
 def check_row_latents(rows: Iterable[tuple[Any, str]], generator: Any) -> None:
     """``check_one_code`` against the loaded generator for every ``(source, where)`` row whose source is
     a latent file: run once the generator is loaded, before any edit is optimised."""
-    from soundedit.editing.sources import LATENT_SUFFIXES
+    from soundedit.editing.sources import check_one_code, is_latent_file
 
     for source, where in rows:
-        if isinstance(source, str) and Path(source).suffix.lower() in LATENT_SUFFIXES:
+        if is_latent_file(source):
             check_one_code(source, where, generator)
 
 
@@ -168,6 +145,8 @@ def read_jobs(text: str, *, out_dir: Path, source_name: str = "jobs", base: Path
             missing or undecodable files, bad numbers or two rows with the same output folder;
             the message starts with ``--batch NAME row N``.
     """
+    from soundedit.editing.sources import check_one_code
+
     # Excel writes a byte-order mark before the header; as part of the first column's name it makes
     # 'out' unknown (files are read as utf-8-sig, but stdin and library callers may still carry one)
     reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff")))
@@ -256,12 +235,11 @@ def _show_source(info: Any) -> str:
 
 def _source_info(source: Any) -> dict[str, Any]:
     """What the report records of a row's source (``resolve_source``'s info, less the settings in it)."""
-    from soundedit.editing.sources import LATENT_SUFFIXES
+    from soundedit.editing.sources import is_latent_file
 
     if isinstance(source, int):
         return {"kind": "seed", "seed": source}
-    p = Path(source)
-    return {"kind": "latent" if p.suffix.lower() in LATENT_SUFFIXES else "photo", "path": str(p)}
+    return {"kind": "latent" if is_latent_file(source) else "photo", "path": str(source)}
 
 
 def rerun_reason(job: Job, settings: dict[str, Any], models: dict[str, str]) -> str | None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from soundedit.editing.optimize import Callback, optimize_latent
 from soundedit.editing.presets import resolve_config
 from soundedit.editing.result import EditResult, MixResult
 from soundedit.editing.schedules import RampSchedule
-from soundedit.editing.sources import resolve_source
+from soundedit.editing.sources import check_one_code, is_latent_file, resolve_source
 from soundedit.editing.targets import build_target
 from soundedit.errors import InputError
 
@@ -246,9 +245,5 @@ ONE_CODE_FOR_A_MIX = "one code (a mix edits one source)"
 def _check_single_code(generator: torch.nn.Module, source: Any) -> None:
     """A mix edits one source: a saved code or tensor holding several is refused before any optimisation
     (seeds and photos are one code each)."""
-    from soundedit.editing.batch import check_one_code
-    from soundedit.editing.sources import LATENT_SUFFIXES
-
-    if isinstance(source, torch.Tensor) or (isinstance(source, (str, os.PathLike))
-                                            and Path(source).suffix.lower() in LATENT_SUFFIXES):
+    if isinstance(source, torch.Tensor) or is_latent_file(source):
         check_one_code(source, "mix source", generator, expected=ONE_CODE_FOR_A_MIX)

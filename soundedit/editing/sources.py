@@ -108,6 +108,31 @@ def count_codes(w: torch.Tensor, what: str, *, n_latent: int | None = None, styl
     return int(w.shape[0]) if w.dim() == 3 else 1
 
 
+def check_one_code(source: Any, where: str, generator: Any = None, *, expected: str = "one code per row") -> None:
+    """A latent (a file path, or a tensor) that must hold one code: a batch row's, a mix's source.
+
+    Without ``generator`` (while the job list is read, before any model loads) only a 3-D file's
+    code count is clear; with it a 2-D file, one W+ code ``(L, D)`` or N W codes ``(N, D)``, is
+    fitted to the generator's ``n_latent``/``style_dim`` and counted too.
+
+    Raises:
+        InputError: "WHERE: latent 'w.pt' holds 3 codes (shape (3, 18, 512)); expected EXPECTED".
+    """
+    is_file = isinstance(source, (str, os.PathLike))
+    w = read_latent(source, what=f"{where} latent") if is_file else source
+    dims = {} if generator is None else {"n_latent": int(generator.n_latent), "style_dim": int(generator.style_dim)}
+    n = count_codes(w, f"{where} latent", **dims)
+    if n != 1:
+        fitted = " for this generator" if generator is not None and w.dim() != 3 else ""
+        what = f"latent {str(source)!r}" if is_file else "the code"
+        raise InputError(f"{where}: {what} holds {n} codes{fitted} (shape {tuple(w.shape)}); expected {expected}")
+
+
+def is_latent_file(source: Any) -> bool:
+    """Whether ``source`` names a saved code (a path with a latent suffix) rather than a seed, a tensor or a photo."""
+    return isinstance(source, (str, os.PathLike)) and Path(source).suffix.lower() in LATENT_SUFFIXES
+
+
 _EXPECTED_FILE = "a W/W+ code saved by soundedit (.pt/.pth via torch.save, or .npy via numpy.save)"
 
 

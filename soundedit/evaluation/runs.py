@@ -441,7 +441,7 @@ def _check_job_source(src: str, given: str, where: str) -> None:
 
     suffix = Path(src).suffix.lower()
     if suffix in LATENT_SUFFIXES:
-        from soundedit.editing.batch import check_one_code  # the edit batch's own check of a row's latent
+        from soundedit.editing.sources import check_one_code  # the edit batch's own check of a row's latent
 
         check_one_code(src, where)
     elif suffix in IMAGE_SUFFIXES:
