@@ -320,7 +320,6 @@ def edit(
     n_steps, note = _steps(steps, dev)
     editor = _load_editor(generator, audio_encoder, clip, identity, dev, note, preset=preset, lambda_id=lambda_id,
                           free=free)
-    from soundedit.editing.report import INVERSION_FOLDER
     from soundedit.runtime import progress
 
     inversion, photo_source = _invert_photo(editor, image, invert_options, out)
@@ -334,11 +333,7 @@ def edit(
                                  lambda_sim=lambda_sim, lambda_id=lambda_id, preset=preset, layer_mask=mask,
                                  truncation=truncation, frame_every=frame_every or max(1, n_steps // 25))
         except KeyboardInterrupt:
-            # a photo's inversion was saved before the edit started: say so rather than "nothing"
-            written = (f"only the photo's inversion was written, to {out / INVERSION_FOLDER}" if inversion is not None
-                       else f"nothing was written to {out}")
-            stderr.print(f"[red]interrupted[/red]: the edit did not finish; {written}")
-            raise typer.Exit(130) from None
+            _interrupted("edit", out, inversion)
     result.meta["command"] = ["soundedit", *sys.argv[1:]]
     if inversion is not None:
         result.meta["source"] = [photo_source]
@@ -350,6 +345,17 @@ def edit(
         emit_json(report)
     else:
         _summary(report, out)
+
+
+def _interrupted(what: str, out: Path, inversion) -> None:
+    """Ctrl-C during an edit or mix: say what was written (a photo's inversion is saved before the
+    optimisation starts, so "nothing" would be wrong then) and exit 130."""
+    from soundedit.editing.report import INVERSION_FOLDER
+
+    written = (f"only the photo's inversion was written, to {out / INVERSION_FOLDER}" if inversion is not None
+               else f"nothing was written to {out}")
+    stderr.print(f"[red]interrupted[/red]: the {what} did not finish; {written}")
+    raise typer.Exit(130) from None
 
 
 def _entries_holding(out: Path, latent: Path | None) -> tuple[str, ...]:
@@ -541,8 +547,6 @@ def mix(
     n_steps, note = _steps(steps, dev)
     editor = _load_editor(generator, audio_encoder, clip, identity, dev, note, preset=preset, lambda_id=lambda_id,
                           free=free)
-    from soundedit.editing.report import INVERSION_FOLDER
-
     inversion, photo_source = _invert_photo(editor, image, invert_options, out)
     source = inversion.w_plus if inversion is not None else source
     logger.info("mixing sound- and text-guided edits of %s (%d steps)", described, n_steps)
@@ -553,10 +557,7 @@ def mix(
                                 steps=n_steps, lr=lr, lambda_sim=lambda_sim, lambda_id=lambda_id, preset=preset,
                                 layer_mask=mask, truncation=truncation)
         except KeyboardInterrupt:
-            written = (f"only the photo's inversion was written, to {out / INVERSION_FOLDER}" if inversion is not None
-                       else f"nothing was written to {out}")
-            stderr.print(f"[red]interrupted[/red]: the mix did not finish; {written}")
-            raise typer.Exit(130) from None
+            _interrupted("mix", out, inversion)
     if inversion is not None:
         result.edits.meta["source"] = [photo_source, photo_source]  # both edits start from the photo's code
     paths = _save(result, out, keep=_entries_holding(out, latent))
