@@ -256,7 +256,7 @@ def write_table1(out_dir: str | Path, zeroshot: dict | None, probe: dict | None)
                 {k: v for k, v in row.items() if k != "encoder"})
     rows = list(merged.values())
     md = "# Table 1: supervised (linear probe) and zero-shot top-1 accuracy (%)\n\n" + reports.table1_markdown(rows)
-    stratified = [f"{enc} on {ds} ({res['protocol']})" for enc, per_ds in probe.get("results", {}).items()
+    stratified = [f"{enc} on {ds} ({res['protocol']})" for enc, per_ds in (probe or {}).get("results", {}).items()
                   for ds, res in per_ds.items() if str(res.get("protocol", "")).startswith("stratified")]
     if stratified:  # not comparable with the paper's official-fold figures
         md += ("\nSupervised figures over stratified CV splits of the clips present (fewer than two official "
@@ -328,15 +328,15 @@ def _markdown(title: str, report: dict, rows: list[dict], *, part: str) -> str:
                 lines.append(reports.folds_markdown(f"{enc} on {ds}: per fold", folds))
             else:
                 stratified = res["protocol"].startswith("stratified")
+                unit = "split" if stratified else "fold"  # stratified: CV splits of the clips present, not folds
                 for k, n in res.get("fold_n", {}).items():
                     folds[k]["n"] = n
-                if stratified:  # CV splits of the clips present, not the dataset's folds: say so in the table
+                if stratified:
                     folds = {f"split {k}": v for k, v in folds.items()}
-                lines.append(reports.folds_markdown(
-                    f"{enc} on {ds}: per {'split' if stratified else 'fold'} ({res['protocol']}"
-                    f"{': no official folds to cross-validate on' if stratified else ''}, C per "
-                    f"{'split' if stratified else 'fold'}: {', '.join(f'{c:g}' for c in res['chosen_C'].values())})",
-                    folds, keys=("top1",)))
+                why = ": no official folds to cross-validate on" if stratified else ""
+                chosen = ", ".join(f"{c:g}" for c in res["chosen_C"].values())
+                lines.append(reports.folds_markdown(f"{enc} on {ds}: per {unit} ({res['protocol']}{why}, C per "
+                                                    f"{unit}: {chosen})", folds, keys=("top1",)))
             if res.get("failures"):
                 n = len(res["failures"])
                 lines.append(f"{n} clip{'s' if n != 1 else ''} could not be decoded (listed in the JSON).\n")
@@ -403,7 +403,8 @@ def read_jobs(path: str | Path) -> list[dict]:
     from soundedit.fileio import check_csv_row, read_text_file
 
     path = Path(path)
-    rows = list(csv.DictReader(io.StringIO(read_text_file(path, "--jobs", "CSV"), newline="")))
+    reader = csv.DictReader(io.StringIO(read_text_file(path, "--jobs", "CSV"), newline=""))
+    rows = list(reader)
     header = set(rows[0]) - {None} if rows else set()
     absent = [c for c in ("source", "sound", "label") if c not in header]
     if absent:
@@ -411,7 +412,7 @@ def read_jobs(path: str | Path) -> list[dict]:
                          f"{', '.join(absent)}")
     jobs = []
     for line, row in enumerate(rows, start=2):
-        check_csv_row(row, len(row) - (None in row), f"--jobs {path}: row {line}")
+        check_csv_row(row, len(reader.fieldnames), f"--jobs {path}: row {line}")
         source, sound = (row["source"] or "").strip(), (row["sound"] or "").strip()
         label = clean_label(row["label"] or "")
         if not (source and sound and label):

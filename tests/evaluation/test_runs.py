@@ -186,3 +186,12 @@ def test_probe_markdown_calls_stratified_splits_splits_and_gives_their_size():
     md = _markdown("Linear probe", report, [], part="probe")
     assert "per split (stratified-3: no official folds to cross-validate on" in md
     assert "| split 2 | 4 | 25.0 |" in md and "| 2 |" not in md
+
+
+def test_table1_from_zero_shot_alone(tmp_path):
+    """write_table1 takes probe=None (its signature says so); the stratified-figures note read probe["results"]."""
+    from soundedit.evaluation.runs import write_table1
+
+    zeroshot = {"table1": [{"encoder": "enc", "zeroshot": {"esc50": [0.5, 0.1]}}], "results": {}}
+    files = write_table1(tmp_path, zeroshot, None)
+    assert "Table 1" in files["markdown"].read_text() and "stratified" not in files["markdown"].read_text()
