@@ -74,6 +74,8 @@ def auto_steps(device_type: str) -> int:
 #: upper bound on learning rates (edits, projection, training): Adam moves a code by about lr per step while
 #: W codes are O(1), so far smaller values already diverge; above float32's range torch itself fails (overflow)
 MAX_LR = 1000.0
+#: the optimizers a training recipe may name
+OPTIMIZERS = ("sgd", "adamw")
 #: largest gain magnitude (dB) of a sound in a mix: ±120 dB spans any audible balance (-120 dB is silence
 #: next to full scale); +1000 dB is 1e50, beyond float32, and the mix would be inf/NaN
 MAX_GAIN_DB = 120.0
@@ -115,7 +117,7 @@ class TrainConfig:
     """
 
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    optimizer: str = "sgd"  # sgd | adamw
+    optimizer: str = "sgd"  # one of OPTIMIZERS
     lr: float = 1e-3
     momentum: float = 0.9  # SGD momentum (AdamW: beta1)
     weight_decay: float = 1e-4

@@ -9,7 +9,7 @@ import typer
 
 from soundedit.cli._common import DeviceOpt, JsonOpt, emit_json, path_arg, stderr, stdout
 from soundedit.cli.main import app
-from soundedit.config import MAX_LR
+from soundedit.config import MAX_LR, OPTIMIZERS
 
 train_app = typer.Typer(
     help="Train an audio encoder into CLIP space (contrastive alignment), or build manifests.\n\n"
@@ -379,7 +379,7 @@ def _check_encoder_flags(optimizer: str | None, sample_rate: int | None, arch: s
     from soundedit.audio.io import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
     from soundedit.errors import InputError
 
-    if optimizer is not None and optimizer not in ("sgd", "adamw"):
+    if optimizer is not None and optimizer not in OPTIMIZERS:
         raise InputError(f"--optimizer: expected sgd or adamw, got {optimizer!r}")
     if sample_rate is not None and not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
         raise InputError(f"--sample-rate: expected {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz, got {sample_rate}")

@@ -177,7 +177,8 @@ def embed_files(
         raise InputError(f"--batch-size: expected a positive integer, got {batch_size}")
     if cache_dir is not None and encoder_id is None:
         encoder_id = encoder_fingerprint(encoder)
-    cache = EmbeddingCache(cache_dir, encoder_id or "", dim=int(getattr(encoder, "embed_dim", 0) or 0) or None)
+    embed_dim = int(getattr(encoder, "embed_dim", 0) or 0) or None  # None: a stand-in encoder without one
+    cache = EmbeddingCache(cache_dir, encoder_id or "", dim=embed_dim)
     rows: dict[int, np.ndarray] = {}
     digests: dict[int, str] = {}
     failures: dict[int, str] = {}
@@ -231,7 +232,7 @@ def embed_files(
     finally:
         encoder.train(was_training)
     ok = sorted(rows)
-    dim = int(getattr(encoder, "embed_dim", 0)) or (next(iter(rows.values())).shape[0] if rows else 0)
+    dim = embed_dim or (next(iter(rows.values())).shape[0] if rows else 0)
     emb = np.stack([rows[i] for i in ok]).astype(np.float32) if ok else np.zeros((0, dim), np.float32)
     if cache.root is not None:
         logger.info("embedding cache %s: %d hits, %d computed", cache.root, cache.hits, len(ok) - cache.hits)

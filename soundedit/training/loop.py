@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from soundedit.config import MAX_LR, TrainConfig, from_dict, to_dict
+from soundedit.config import MAX_LR, OPTIMIZERS, TrainConfig, from_dict, to_dict
 from soundedit.errors import DivergedError, InputError, check_number, check_seed
 from soundedit.training import distributed as dist_utils
 from soundedit.training.data import ClipDataset, EpochSampler, MelCache, eval_batches
@@ -100,7 +100,7 @@ def check_config(cfg: TrainConfig) -> None:
     Raises:
         InputError: naming the setting, what was expected and what was got.
     """
-    if cfg.optimizer not in ("sgd", "adamw"):
+    if cfg.optimizer not in OPTIMIZERS:
         raise InputError(f"optimizer: expected 'sgd' or 'adamw', got {cfg.optimizer!r}")
     if cfg.schedule not in ("cosine_cyclic", "cosine", "constant"):
         raise InputError(f"schedule: expected cosine_cyclic, cosine or constant, got {cfg.schedule!r}")
