@@ -48,7 +48,7 @@ from types import ModuleType
 import torch
 
 from soundedit.errors import SoundeditError
-from soundedit.models.stylegan2.ops.reference import _pad4
+from soundedit.models.stylegan2.ops.reference import _pad4, _upfirdn2d_size
 
 _SECOND_ORDER = ("second-order gradients of the CUDA {op} are not implemented: latent optimisation needs "
                  "only first-order gradients. For higher-order gradients (e.g. R1 or path-length "
@@ -346,8 +346,7 @@ def _upfirdn2d_input_grad_impl(grad_y: torch.Tensor, kernel: torch.Tensor, up: i
 
 def _upfirdn2d_fake(x: torch.Tensor, kernel: torch.Tensor, up: int, down: int, px0: int, px1: int, py0: int,
                     py1: int) -> torch.Tensor:
-    out_h = (x.shape[2] * up + py0 + py1 - kernel.shape[0]) // down + 1
-    out_w = (x.shape[3] * up + px0 + px1 - kernel.shape[1]) // down + 1
+    out_h, out_w = _upfirdn2d_size(x.shape[2], x.shape[3], kernel, up, down, px0, px1, py0, py1)
     return x.new_empty((x.shape[0], x.shape[1], out_h, out_w)).contiguous(memory_format=_layout(x))
 
 

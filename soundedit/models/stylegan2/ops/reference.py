@@ -22,6 +22,13 @@ def _pad4(pad: tuple[int, ...] | int) -> tuple[int, int, int, int]:
     raise ValueError(f"upfirdn2d: pad must have 2 or 4 entries, got {pad!r}")
 
 
+def _upfirdn2d_size(h: int, w: int, kernel: torch.Tensor, up: int, down: int, px0: int, px1: int, py0: int,
+                    py1: int) -> tuple[int, int]:
+    """The output's (H', W') for an (H, W) input: upsampled, padded, filtered (valid), downsampled."""
+    kh, kw = kernel.shape
+    return (h * up + py0 + py1 - kh) // down + 1, (w * up + px0 + px1 - kw) // down + 1
+
+
 def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
               pad: tuple[int, ...] | int = (0, 0)) -> torch.Tensor:
     """Upsample (zero insertion), pad, FIR-filter, downsample — per channel.
@@ -39,7 +46,7 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
     n, c, h, w = x.shape
     kh, kw = kernel.shape
     if c == 0:  # a convolution cannot have 0 groups
-        return x.new_zeros(n, 0, (h * up + py0 + py1 - kh) // down + 1, (w * up + px0 + px1 - kw) // down + 1)
+        return x.new_zeros(n, 0, *_upfirdn2d_size(h, w, kernel, up, down, px0, px1, py0, py1))
     out = x
     if up > 1:
         # insert up-1 zeros after every sample on both axes
