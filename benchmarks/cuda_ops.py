@@ -1,6 +1,7 @@
 """StyleGAN2 ops speed: compiled CUDA kernels vs the PyTorch reference (eager and under torch.compile).
 
-Per op (forward + backward, shapes of the top layer of a config-f generator at ``--resolution``):
+Per op (forward, then backward of a dense random gradient; shapes of the top layer of a config-f
+generator at ``--resolution``):
 
 * ``blur``: upfirdn2d 4x4 [1,3,3,1] FIR, up 1, pad (1, 1) on the transposed conv's (R+1)^2 output;
 * ``upsample``: upfirdn2d x2 (pad (2, 1)) of the 3-channel RGB skip, R/2 -> R;
@@ -17,9 +18,11 @@ time is reported apart) and ``compile+kernels`` (on, under ``torch.compile``: th
 compiled graph as custom operators). Asked for by ``--paths`` only: ``scaled``, ``scaled+graph`` and
 ``kernels+scaled+graph``, the modulated convolutions in the scaled-input, channels-last form that the CPU
 uses (``ops.scales_input``: no per-sample weights, so no weight gradient in backward) with the reference
-ops or the kernels, to see whether it pays on the GPU too. Median of ``--repeats`` timed runs after ``--warmup`` runs, CUDA events;
+ops or the kernels, to see whether it pays on the GPU too (on an H100 it did not). Median of
+``--repeats`` timed runs after ``--warmup`` runs, CUDA events;
 peak memory is ``torch.cuda.max_memory_allocated`` over the timed runs, above what was allocated
-before (for the graphed paths: over warm-up, capture and replays). "fp32" keeps torch's defaults
+before (for the graphed paths: over warm-up, capture and replays, after one eager step that lets
+cuDNN's autotuning allocate and free its trial workspaces). "fp32" keeps torch's defaults
 (cuDNN convolutions may use TF32, matmuls do not). The compiled steps run last, so that a time
 limit cuts them first; every row is written to ``--json`` as soon as it is measured, and a case
 that fails is recorded with its error.
@@ -136,22 +139,32 @@ def op_cases(resolution: int, batch: int, device: str, dtype: torch.dtype) -> di
     styles = torch.randn(batch, 512, generator=gen).to(device, dtype)
     for t in (x_blur, x_rgb, x_act, bias, styles):
         t.requires_grad_(True)
+    # Each case back-propagates a dense gradient, as a layer inside the generator receives: the
+    # stride-0 gradient of a .sum() would make the kernels copy it out first (they read dense
+    # tensors; the eager element-wise ops read the broadcast one in place), which the step never does.
+    grads: dict[tuple, torch.Tensor] = {}
+
+    def backward(out: torch.Tensor) -> None:
+        key = (tuple(out.shape), out.dtype)
+        if key not in grads:
+            grads[key] = torch.randn(out.shape, generator=torch.Generator().manual_seed(2)).to(device, out.dtype)
+        out.backward(grads[key])
 
     def blur(impl):
         x_blur.grad = None
-        impl.upfirdn2d(x_blur, blur_k, 1, 1, (1, 1)).sum().backward()
+        backward(impl.upfirdn2d(x_blur, blur_k, 1, 1, (1, 1)))
 
     def upsample(impl):
         x_rgb.grad = None
-        impl.upfirdn2d(x_rgb, up_k, 2, 1, (2, 1)).sum().backward()
+        backward(impl.upfirdn2d(x_rgb, up_k, 2, 1, (2, 1)))
 
     def bias_act(impl):
         x_act.grad = bias.grad = None
-        impl.fused_leaky_relu(x_act, bias, 0.2, math.sqrt(2)).sum().backward()
+        backward(impl.fused_leaky_relu(x_act, bias, 0.2, math.sqrt(2)))
 
     def modulate(impl):
         styles.grad = None
-        impl.modulated_weight(weight, styles, 1 / math.sqrt(512 * 9), True).square().sum().backward()
+        backward(impl.modulated_weight(weight, styles, 1 / math.sqrt(512 * 9), True))
 
     return {"blur": blur, "upsample": upsample, "bias_act": bias_act, "modulate": modulate}
 
@@ -241,6 +254,10 @@ def bench_step(args, device: str, rec: Recorder, paths: list[str]) -> None:
                 base = None
                 if path in COMPILED or path in GRAPHED:
                     if path in GRAPHED:
+                        # one eager step first: cuDNN's autotuning (cudnn.benchmark) of a layout or
+                        # dtype not met before allocates trial workspaces of up to tens of GiB, which
+                        # a peak counted from before the graph's warm-up would take for the step's
+                        step()
                         step = StepGraph(step, device=device, mode="on")
                         # the graph's memory is allocated at capture: count from before the warm-up
                         torch.cuda.synchronize()

@@ -223,9 +223,11 @@ def scales_input(x: torch.Tensor) -> bool:
     Yes on CPU, where it is faster both ways (2 cores, config-f, batch 1): backward skips the
     per-sample weights' gradient, which costs oneDNN as much as the rest of a convolution's backward
     (forward + backward 256 px 1.23 -> 0.82 s, 1024 px 4.1 -> 3.15 s), and forward-only gains on
-    channels-last maps (256 px 0.45 -> 0.40 s, batch 4 2.7 -> 2.0 s). On CUDA the kernels fuse the
-    modulation and the reference keeps that form (``benchmarks/cuda_ops.py --paths scaled`` measures
-    the other one there).
+    channels-last maps (256 px 0.45 -> 0.40 s, batch 4 2.7 -> 2.0 s). No on CUDA: on an H100 the
+    scaled form made a graphed 1024-px step slower, with the kernels 10.2 -> 12.9 ms (fp32, batch 1),
+    10.0 -> 14.3 ms (bf16) and 37.1 -> 46.7 ms (bf16, batch 4) (``benchmarks/cuda_ops.py --paths
+    kernels+graph kernels+scaled+graph``): there the kernels build the per-sample weights cheaply
+    and cuDNN's grouped convolutions beat the extra element-wise passes.
     """
     if x.device.type != "cpu":
         return False
