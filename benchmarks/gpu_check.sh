@@ -21,7 +21,7 @@
 #
 #   bash benchmarks/gpu_check.sh [stage ...]
 #
-# Stages (default: build tests ops compile). On an H100 (2026-11-27): build 47 s, tests 41 s (167 of them),
+# Stages (default: build tests ops compile). On an H100 (2026-11-27): build 34-47 s, tests 41 s (167 of them),
 # ops 91 s, compile about 320 s for batch 1 and most of batch 4; BUDGET=540 and a 590 s device call
 # ran "build tests ops compile" in 540 s.
 #   build     compile the extension once, from an empty folder, for the visible GPU (timed);

@@ -22,7 +22,7 @@ without a GPU. The highest architecture also gets PTX so that newer GPUs can JIT
 
 Cost: the first build compiles ``ops.cpp`` (torch's extension headers) and ``ops.cu`` (two
 architectures) in parallel: about 25 s of wall time on an idle 2-core machine (about 70 s of CPU),
-several minutes when the cores are shared; 37-47 s on the lent H100 machine (one architecture,
+several minutes when the cores are shared; 34-47 s on the lent H100 machine (one architecture,
 sm_90a, but the two files compile in parallel whatever the core count). Later processes load the cached library in well under
 a second. ``import torch.utils.cpp_extension`` (done here only when building) logs torch's own
 "No CUDA runtime is found, using CUDA_HOME=..." on machines without a GPU; the CUDA_HOME it
