@@ -19,8 +19,10 @@ with its row named and nothing written.
 
 A row whose folder already holds ``report.json`` (written last) of the same job
 (sounds, gains, text, source) made with the same settings and models is finished and
-skipped, so rerunning a command resumes it; a row whose job or settings changed since
-is run again and its outputs replaced (:func:`rerun_reason` says why).  Under
+skipped, so rerunning a command resumes it; a row whose job or settings changed since,
+or whose sound or source file was modified after it ran, is run again and its outputs
+replaced (:func:`rerun_reason` says why). Paths count as the same when they name the same
+file (relative or absolute, through links).  Under
 ``torchrun`` each process takes the rows ``i % WORLD_SIZE == RANK``.
 """
 
@@ -30,6 +32,7 @@ import csv
 import dataclasses
 import io
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -242,6 +245,37 @@ def _source_info(source: Any) -> dict[str, Any]:
     return {"kind": "latent" if is_latent_file(source) else "photo", "path": str(source)}
 
 
+def _same_files(before: Any, now: list[Any] | None) -> bool:
+    """Whether the paths a report recorded (``before``) name the files a row names now: equal as
+    written, or the same file on disk (a job file that says ``a.wav`` where the last run's said
+    ``/data/a.wav``, or reached through a link)."""
+    if before == now:
+        return True
+    if not isinstance(before, list) or not isinstance(now, list) or len(before) != len(now):
+        return False
+    return all(b == n or _same_file(b, n) for b, n in zip(before, now))
+
+
+def _same_file(a: Any, b: Any) -> bool:
+    try:
+        return isinstance(a, str) and isinstance(b, str) and os.path.samefile(a, b)
+    except OSError:  # either is gone: not the same
+        return False
+
+
+def _modified_since(report: Path, paths: list[str]) -> str | None:
+    """The first of a row's input files modified after its ``report`` was written (an edit is
+    written from its inputs, so a sound or photo changed in place means the outputs are stale), or None."""
+    written = report.stat().st_mtime
+    for item in paths:
+        try:
+            if os.stat(item).st_mtime > written:
+                return item
+        except OSError:  # read_jobs checked them; gone since: the run will say so
+            continue
+    return None
+
+
 def rerun_reason(job: Job, settings: dict[str, Any], models: dict[str, str]) -> str | None:
     """Why a finished row (``job.done``) must run again, or ``None`` when its ``report.json`` records
     this job (sounds, gains, text, source), these settings (:func:`edit_settings`) and these models.
@@ -260,7 +294,7 @@ def rerun_reason(job: Job, settings: dict[str, Any], models: dict[str, str]) -> 
     source = report.get("source")
     sounds = job.edit["audio"]
     changed: list[str] = []
-    if target.get("sounds") != sounds:
+    if not _same_files(target.get("sounds"), sounds):
         changed.append(f"sound {_show(target.get('sounds'))} -> {_show(sounds)}")
     elif sounds:
         gains = job.edit["gains_db"] if job.edit["gains_db"] is not None else [0.0] * len(sounds)
@@ -269,9 +303,13 @@ def rerun_reason(job: Job, settings: dict[str, Any], models: dict[str, str]) -> 
     if target.get("text") != job.edit["text"]:
         changed.append(f"text {_show(target.get('text'))} -> {_show(job.edit['text'])}")
     now = _source_info(job.edit["source"])
-    if not isinstance(source, dict) or {k: source.get(k) for k in now} != now:
+    if (not isinstance(source, dict) or source.get("kind") != now["kind"] or source.get("seed") != now.get("seed")
+            or not _same_files([source.get("path")], [now.get("path")])):
         changed.append(f"source {_show_source(source)} -> {_show_source(now)}")
     reasons = [f"the job changed: {', '.join(changed)}"] if changed else []
+    newer = _modified_since(path, [*(sounds or []), *([now["path"]] if now["kind"] != "seed" else [])])
+    if newer:
+        reasons.append(f"{_show(newer)} changed after the row ran")
     moot = set() if now["kind"] == "seed" else {"truncation"}  # it shapes a seed's code only
     for name, now_values, before in (("settings", settings, report.get("settings")),
                                      ("models", models, report.get("models"))):

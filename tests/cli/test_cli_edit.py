@@ -496,7 +496,7 @@ def test_batch_rows_are_decoded_before_any_model_loads(esc50_root, soundedit_hom
         (f"out,text,image\na,red,{good}\nb,red,{not_photo}\n",
          f"row 2: image {str(not_photo)!r}: expected an image file Pillow can decode"),
         (f"out,text,image\na,red,{good}\nb,red,{tiny}\n", "row 2: image: the photo is 4 x 4 px; expected at least"),
-        (f"out,text,image\na,red,{good}\nb,red,{gif}\n", f"row 2: image: expected a photo (.png/"),
+        (f"out,text,image\na,red,{good}\nb,red,{gif}\n", "row 2: image: expected a photo (.png/"),
     ]
     for content, message in cases:
         jobs = _batch(tmp_path, content)
@@ -615,3 +615,38 @@ def test_batch_rerun_reason_compares_sounds_gains_sources_settings_and_models(tm
                   truncation=0.5) is None
     assert reason(recorded, photo_job) == (f"the job changed: sound [{str(rain)!r}, {str(siren)!r}] -> "
                                            f"[{str(rain)!r}], text none -> 'sky', source seed 0 -> photo {str(photo)!r}")
+
+
+def test_batch_rerun_reason_knows_a_file_by_any_path_and_sees_inputs_modified_after_the_row(tmp_path, monkeypatch):
+    from soundedit.editing.batch import edit_settings, read_jobs, rerun_reason
+
+    rain = _write_sound(tmp_path / "rain.wav")
+    photo = tmp_path / "p.png"
+    Image.new("RGB", (64, 64)).save(photo)
+    (tmp_path / "link.wav").symlink_to(rain)
+    settings = edit_settings("landscape-256", steps=5)
+    models = {"generator": "landscape-256"}
+    (job,) = read_jobs(f"out,sound,image\na,{rain},{photo}\n", out_dir=tmp_path / "runs")
+    job.out.mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    report = job.out / "report.json"
+
+    def reason(sounds: list[str], photo_path: str) -> str | None:
+        report.write_text(json.dumps({"settings": settings, "models": models,
+                                      "source": {"kind": "photo", "path": photo_path},
+                                      "target": {"sounds": sounds, "gains_db": [0.0]}}))
+        return rerun_reason(job, settings, models)
+
+    # the last run named them relative to its folder, or through a link: the same files
+    assert reason(["rain.wav"], "p.png") is None
+    assert reason(["link.wav"], f"./{photo.name}") is None
+    assert reason(["elsewhere/rain.wav"], "p.png") == \
+        f"the job changed: sound ['elsewhere/rain.wav'] -> [{str(rain)!r}]"
+    assert reason([str(rain)], "q.png") == f"the job changed: source photo 'q.png' -> photo {str(photo)!r}"
+    # a sound or photo rewritten in place after the row ran makes its outputs stale
+    assert reason([str(rain)], str(photo)) is None
+    later = report.stat().st_mtime + 5
+    os.utime(photo, (later, later))
+    assert reason([str(rain)], str(photo)) == f"{str(photo)!r} changed after the row ran"
+    os.utime(rain, (later + 1, later + 1))
+    assert reason([str(rain)], str(photo)) == f"{str(rain)!r} changed after the row ran"
