@@ -149,7 +149,7 @@ def _read_pt(p: Path, what: str) -> Any:
     import pickle
     import warnings
 
-    from soundedit.models.checkpoint import describe_file, first_sentence, sniff_file
+    from soundedit.models.checkpoint import check_loadable, describe_file, first_sentence, sniff_file
 
     kind = sniff_file(p)
     if kind == "pickle":
@@ -157,6 +157,9 @@ def _read_pt(p: Path, what: str) -> Any:
                                     "which can run code")
     if kind != "torch":  # text, safetensors, a few bytes: torch would fail with e.g. "KeyError: 101"
         raise _refuse_file(p, what, f"not a torch file: {describe_file(p)}")
+    unloadable = check_loadable(p)
+    if unloadable:
+        raise _refuse_file(p, what, unloadable)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. torch's "Detected pickle protocol 4" UserWarning

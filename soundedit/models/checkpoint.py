@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import pickle
 import struct
+import warnings
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -15,8 +16,9 @@ import torch
 
 from soundedit.errors import CheckpointError
 
-#: the first bytes of a legacy (pre-zip) ``torch.save`` file: a pickled magic number
-TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."
+#: a legacy (pre-zip) ``torch.save`` file starts with this magic number, pickled (LONG1 opcode) after
+#: the PROTO opcode (and, from pickle protocol 4 on, a FRAME opcode with its 8-byte length)
+_TORCH_LEGACY_MAGIC = b"\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."
 
 
 def sniff_file(path: str | os.PathLike) -> str:
@@ -27,16 +29,43 @@ def sniff_file(path: str | os.PathLike) -> str:
         (a plain pickle), ``"safetensors"``, ``"short"`` (under 9 bytes) or ``"unknown"``.
     """
     with open(path, "rb") as f:
-        head = f.read(16)
+        head = f.read(32)
     if len(head) < 9:
         return "short"
-    if head.startswith(b"PK\x03\x04") or head.startswith(TORCH_LEGACY_MAGIC[:len(head)]):
+    if head.startswith(b"PK\x03\x04") or _legacy_protocol(head) is not None:
         return "torch"
     if head[:1] == b"\x80":
         return "pickle"
     if head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] < 100_000_000:
         return "safetensors"
     return "unknown"
+
+
+def _legacy_protocol(head: bytes) -> int | None:
+    """The pickle protocol of a legacy ``torch.save`` file from its first bytes, or None if it is not one."""
+    if len(head) < 2 or head[:1] != b"\x80":
+        return None
+    body = head[2:]
+    if head[1] >= 4 and body[:1] == b"\x95":  # FRAME + 8-byte length
+        body = body[9:]
+    if body.startswith(_TORCH_LEGACY_MAGIC) or (body and _TORCH_LEGACY_MAGIC.startswith(body)):
+        return head[1]
+    return None
+
+
+def check_loadable(path: str | os.PathLike) -> str | None:
+    """Why ``torch.load(weights_only=True)`` cannot read this PyTorch file though it is one, or None.
+
+    Legacy (pre-1.6, non-zip) files written with pickle protocol 4 or 5 are framed, and torch's
+    restricted unpickler stops at the first FRAME opcode ("Unsupported operand 149"), which would
+    otherwise read as a file holding forbidden objects. Protocols 2 and 3 load.
+    """
+    with open(path, "rb") as f:
+        protocol = _legacy_protocol(f.read(32))
+    if protocol is not None and protocol >= 4:
+        return (f"a legacy (pre-zip) torch.save file in pickle protocol {protocol}, which torch's safe loader "
+                f"cannot read; save it again with a current torch (torch.save writes zip files since 1.6)")
+    return None
 
 
 def describe_file(path: str | os.PathLike) -> str:
@@ -79,8 +108,13 @@ def load_torch(path: str | os.PathLike, *, what: str, allow: Iterable[type] = ()
     if sniff_file(path) != "torch":
         raise CheckpointError(f"{path}: not {what}: expected a PyTorch checkpoint file (torch.save), "
                               f"got {describe_file(path)}")
+    unloadable = check_loadable(path)
+    if unloadable:
+        raise CheckpointError(f"{path}: cannot read {what}: {unloadable}")
     try:
-        with torch.serialization.safe_globals(list(allow)):
+        with torch.serialization.safe_globals(list(allow)), warnings.catch_warnings():
+            # legacy protocol-3 files load, after torch's "Detected pickle protocol 3" warning
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise CheckpointError(f"{path}: refused to load {what}: the checkpoint holds objects other than tensors "

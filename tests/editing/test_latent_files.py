@@ -49,6 +49,18 @@ def test_a_plain_pickle_is_refused_without_being_unpickled(tmp_path):
                               "does not load pickles, which can run code)")
 
 
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_a_legacy_torch_file_loads_or_is_refused_saying_why(protocol, tmp_path):
+    path = tmp_path / "old.pt"
+    torch.save({"w_plus": torch.zeros(1, 8, 32)}, path, _use_new_zipfile_serialization=False, pickle_protocol=protocol)
+    if protocol == 2:
+        assert read_latent(path).shape == (1, 8, 32)
+        return
+    assert _refused(path) == (f"{EXPECTED}, got {str(path)!r} (a legacy (pre-zip) torch.save file in pickle protocol "
+                              "4, which torch's safe loader cannot read; save it again with a current torch "
+                              "(torch.save writes zip files since 1.6))")
+
+
 def test_a_torch_file_with_objects_is_refused_naming_the_object(tmp_path):
     path = tmp_path / "obj.pt"
     torch.save({"w_plus": torch.zeros(8, 32), "extra": _Opaque()}, path)

@@ -57,3 +57,28 @@ def test_a_damaged_zip_is_a_checkpoint_error(kind, tmp_path):
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match=f"cannot read {what}"):
         load(path)
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_legacy_torch_files_load_or_are_refused_saying_why(protocol, tmp_path):
+    """Pre-1.6 (non-zip) torch.save files: protocols 2 and 3 load without torch's protocol warning;
+    4 and 5 are framed, which torch's safe loader cannot read: said so, not "objects other than tensors"."""
+    import warnings
+
+    import torch
+
+    from soundedit.models.checkpoint import load_torch, sniff_file
+
+    path = tmp_path / "old.pt"
+    torch.save({"w": torch.arange(3.0)}, path, _use_new_zipfile_serialization=False, pickle_protocol=protocol)
+    assert sniff_file(path) == "torch"
+    if protocol <= 3:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert torch.equal(load_torch(path, what="a test checkpoint")["w"], torch.arange(3.0))
+        return
+    with pytest.raises(CheckpointError) as err:
+        load_torch(path, what="a test checkpoint")
+    assert str(err.value) == (f"{path}: cannot read a test checkpoint: a legacy (pre-zip) torch.save file in pickle "
+                              f"protocol {protocol}, which torch's safe loader cannot read; save it again with a "
+                              "current torch (torch.save writes zip files since 1.6)")
