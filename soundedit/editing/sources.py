@@ -59,7 +59,7 @@ def seed_latent(generator: torch.nn.Module, seed: int, *, truncation: float = 0.
 MAX_LATENT_ABS = 1e4
 
 #: integer codes are odd but exact (and finite); bool, complex and quantized tensors are not codes
-_INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+_INTEGER_DTYPES = (torch.uint8, torch.uint16, torch.uint32, torch.uint64, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
 def _check_values(w: torch.Tensor, what: str) -> None:

@@ -141,6 +141,9 @@ def test_large_but_plausible_integer_and_half_codes_still_load(tmp_path):
     assert torch.equal(load_latent(tmp_path / "ints.pt", n_latent=8, style_dim=32), torch.full((2, 8, 32), 7.0))
     np.save(tmp_path / "half.npy", np.full((32,), -3.5, dtype=np.float16))
     assert torch.equal(load_latent(tmp_path / "half.npy", n_latent=8, style_dim=32), torch.full((1, 8, 32), -3.5))
+    for dtype in (np.uint16, np.uint32, np.uint64):  # unsigned wider than a byte: numbers too
+        np.save(tmp_path / "unsigned.npy", np.full((8, 32), 9, dtype=dtype))
+        assert torch.equal(load_latent(tmp_path / "unsigned.npy", n_latent=8, style_dim=32), torch.full((1, 8, 32), 9.0))
 
 
 def test_a_big_endian_npy_code_loads(tmp_path):
