@@ -393,8 +393,8 @@ def read_jobs(path: str | Path) -> list[dict]:
     also records its CSV ``row`` for later messages.
 
     Raises:
-        InputError: missing columns, empty rows, files that do not exist, or unusable sources; the
-            message names the file and row.
+        InputError: missing or repeated columns, no rows, an empty field, files that do not exist, or
+            unusable sources; the message names the file and row (its line) and the column.
     """
     import csv
 
@@ -404,23 +404,31 @@ def read_jobs(path: str | Path) -> list[dict]:
 
     path = Path(path)
     reader = csv.DictReader(io.StringIO(read_text_file(path, "--jobs", "CSV"), newline=""))
-    rows = list(reader)
-    header = set(rows[0]) - {None} if rows else set()
+    header = reader.fieldnames or []  # the first line, read as the header whether or not rows follow
+    twice = next((c for c in header if header.count(c) > 1), None)
+    if twice is not None:  # the reader would keep the last column of that name, silently dropping the others
+        raise InputError(f"--jobs {path}: expected each column once in the header, got {twice!r} "
+                         f"{header.count(twice)} times")
     absent = [c for c in ("source", "sound", "label") if c not in header]
     if absent:
         raise InputError(f"--jobs {path}: expected columns source, sound, label (text optional); missing "
                          f"{', '.join(absent)}")
+    rows = [(reader.line_num, row) for row in reader]  # the line each row ends on (blank lines are skipped)
+    if not rows:
+        raise InputError(f"--jobs {path}: expected one job per line after the header, got no rows")
     jobs = []
-    for line, row in enumerate(rows, start=2):
-        check_csv_row(row, len(reader.fieldnames), f"--jobs {path}: row {line}")
-        source, sound = (row["source"] or "").strip(), (row["sound"] or "").strip()
-        label = clean_label(row["label"] or "")
-        if not (source and sound and label):
-            raise InputError(f"--jobs {path}: row {line}: source, sound and label must all be given, got {dict(row)}")
+    for line, row in rows:
+        where = f"--jobs {path}: row {line}"
+        check_csv_row(row, len(header), where)
+        given = {"source": (row["source"] or "").strip(), "sound": (row["sound"] or "").strip(),
+                 "label": clean_label(row["label"] or "")}
+        empty = next((c for c, v in given.items() if not v), None)
+        if empty is not None:
+            raise InputError(f"{where}: {empty}: expected {_JOB_FIELDS[empty]}, got {row[empty] or ''!r}")
+        source, sound, label = given.values()
         sound_path = (path.parent / sound) if not Path(sound).is_absolute() else Path(sound)
         if not sound_path.is_file():
-            raise InputError(f"--jobs {path}: row {line}: sound {sound!r} does not exist (looked at {sound_path})")
-        where = f"--jobs {path}: row {line}"
+            raise InputError(f"{where}: sound {sound!r} does not exist (looked at {sound_path})")
         if source.lstrip("-").isdigit():
             src: object = check_seed(int(source), f"{where}: source")
         else:
@@ -431,9 +439,12 @@ def read_jobs(path: str | Path) -> list[dict]:
             _check_job_source(src, source, where)
         jobs.append({"source": src, "sound": str(sound_path), "label": label,
                      "text": (row.get("text") or "").strip() or label, "row": line})
-    if not jobs:
-        raise InputError(f"--jobs {path}: no rows")
     return jobs
+
+
+#: what each required column of a ``--jobs`` row holds (said when a row leaves it empty)
+_JOB_FIELDS = {"source": "a seed or a latent or photo file", "sound": "an audio file",
+               "label": "the class name the edit aims at"}
 
 
 def _check_job_source(src: str, given: str, where: str) -> None:

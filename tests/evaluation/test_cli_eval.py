@@ -313,3 +313,27 @@ def test_eval_root_without_class_folders_does_not_ask_for_labels(capsys, tmp_pat
                           "--out", tmp_path / "o")
     assert code == 2 and "--root " in err and "expected at least two class sub-folders" in err
     assert "--labels" not in err
+
+
+@pytest.mark.parametrize("text, message", [
+    ("source,sound,label,sound\n0,{sound},siren,{sound}\n",
+     "expected each column once in the header, got 'sound' 2 times"),
+    ("source,sound,label\n", "expected one job per line after the header, got no rows"),
+    ("source,sound,label\n\n", "expected one job per line after the header, got no rows"),
+    ("source,sound,label,text\n0,{sound},siren,a siren\n\n1,{sound},,a wail\n",
+     "row 4: label: expected the class name the edit aims at, got ''"),
+    ("source,sound,label\n0,{sound},siren\n1,{sound},__\n", "row 3: label: expected the class name the edit aims at, "
+                                                            "got '__'"),
+    ("source,sound,label\n  ,{sound},siren\n", "row 2: source: expected a seed or a latent or photo file, got '  '"),
+    ("label,sound,source\nsiren,,0\n", "row 2: sound: expected an audio file, got ''"),
+])
+def test_eval_edits_job_lists_name_the_column_and_line(capsys, tmp_path, esc50_root, text, message):
+    """A repeated column was taken silently (its last copy), a header-only file said "missing columns" and
+    an empty field printed the whole row as a dict."""
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_text(text.replace("{sound}", str(esc50_root / "audio" / "1-31482-A-42.flac")))
+    code, out, err = _run(capsys, "eval", "edits", "--jobs", jobs, "-g", "/nonexistent/g.pt", "-e",
+                          "/nonexistent/enc.pth", "--clip", "/nonexistent/clip.pt", "--out", tmp_path / "o")
+    assert code == 2 and out == ""
+    assert err.strip() == f"error: --jobs {jobs}: {message}"
+    assert not (tmp_path / "o").exists()
