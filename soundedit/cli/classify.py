@@ -17,7 +17,8 @@ from soundedit.errors import MAX_EVAL_SEED, check_int, check_number
 EncoderOpt = Annotated[list[str], typer.Option(
     "--encoder", "-e", help="Audio encoder: weights.lock name or checkpoint (authors' .pth or ours). Repeat to compare.")]
 ClipOpt = Annotated[str, typer.Option("--clip", help="CLIP weights: weights.lock name or OpenAI-layout file.")]
-FoldsOpt = Annotated[str, typer.Option("--folds", help="Only these official folds, e.g. '1' or '1,2' (default: all).")]
+FoldsOpt = Annotated[str | None, typer.Option("--folds", help="Only these official folds, e.g. '1' or '1,2' (default: all).",
+                                             show_default=False)]
 LimitOpt = Annotated[int, typer.Option("--limit", min=0, help="At most N clips, spread over classes (0: all).")]
 TemplateOpt = Annotated[list[str], typer.Option(
     "--template", help="Prompt template with {label}; repeat to ensemble (default: 'the sound of {label}').")]
@@ -41,15 +42,28 @@ DATASET_ALIASES = {"esc50": "esc50", "esc-50": "esc50", "us8k": "urbansound8k", 
                    "urbansound": "urbansound8k", "folder": "folder", "auto": "auto"}
 
 
-def _parse_folds(text: str) -> list[int] | None:
+def _parse_folds(text: str | None) -> list[int] | None:
+    """``--folds`` as sorted fold numbers; ``None`` (not given): all folds.
+
+    A given value is taken at its word: ``''`` is not "all folds", ``'1,'`` not "fold 1" and ``'1,1'`` not
+    "fold 1" (a typo for '1,2'?): each is refused rather than guessed at.
+    """
     from soundedit.errors import InputError
 
-    if not text.strip():
+    if text is None:
         return None
+    expected = "--folds: expected fold numbers like '1' or '1,2,3'"
+    items = [x.strip() for x in text.split(",")]
+    if not all(items):  # '' itself, or '1,' / ',2' / '1,,2'
+        raise InputError(f"{expected}, got {text!r}" + (" (an empty item)" if text.strip() else ""))
     try:
-        return sorted({int(x) for x in text.replace(" ", "").split(",") if x})
+        folds = [int(x) for x in items]
     except ValueError:
-        raise InputError(f"--folds: expected fold numbers like '1' or '1,2,3', got {text!r}") from None
+        raise InputError(f"{expected}, got {text!r}") from None
+    twice = sorted({f for f in folds if folds.count(f) > 1})
+    if twice:
+        raise InputError(f"{expected}, each once, got {text!r} ({', '.join(map(str, twice))} more than once)")
+    return sorted(folds)
 
 
 def _templates(templates: list[str], ensemble: bool) -> list[str]:
@@ -122,7 +136,7 @@ def classify(
                                                show_default=False)] = None,
     labels_file: Annotated[Path | None, typer.Option("--labels-file", help="Class names, one per line.")] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Labels shown per clip.")] = 5,
-    folds: FoldsOpt = "",
+    folds: FoldsOpt = None,
     limit: LimitOpt = 0,
     template: TemplateOpt = [],  # noqa: B006 (typer reads the default)
     ensemble: EnsembleOpt = False,
@@ -305,7 +319,7 @@ def eval_zeroshot(
     encoder: EncoderOpt = [DEFAULT_ENCODER],  # noqa: B006
     clip: ClipOpt = DEFAULT_CLIP,
     out: OutOpt = Path("out/eval"),
-    folds: FoldsOpt = "",
+    folds: FoldsOpt = None,
     limit: LimitOpt = 0,
     template: TemplateOpt = [],  # noqa: B006
     ensemble: EnsembleOpt = False,
@@ -338,7 +352,7 @@ def eval_probe(
     dataset: DatasetOpt = [],  # noqa: B006
     encoder: EncoderOpt = [DEFAULT_ENCODER],  # noqa: B006
     out: OutOpt = Path("out/eval"),
-    folds: FoldsOpt = "",
+    folds: FoldsOpt = None,
     limit: LimitOpt = 0,
     c_values: Annotated[str, typer.Option("--C", help="Comma-separated grid of C for the inner CV.")]
     = "0.001,0.01,0.1,1,10,100",
@@ -381,7 +395,7 @@ def eval_table1(
     encoder: EncoderOpt = [DEFAULT_ENCODER],  # noqa: B006
     clip: ClipOpt = DEFAULT_CLIP,
     out: OutOpt = Path("out/eval"),
-    folds: FoldsOpt = "",
+    folds: FoldsOpt = None,
     limit: LimitOpt = 0,
     template: TemplateOpt = [],  # noqa: B006
     ensemble: EnsembleOpt = False,
@@ -432,7 +446,7 @@ def _check_out(out: Path, *subfolders: str) -> None:
                              f"there), got a file")
 
 
-def _eval_inputs(roots: list[Path], datasets: list[str], encoders: list[str], *, folds: str, limit: int,
+def _eval_inputs(roots: list[Path], datasets: list[str], encoders: list[str], *, folds: str | None, limit: int,
                  skip_missing: bool, device: str):
     """What every ``eval`` protocol starts from: ``(datasets, device, encoders, settings for the report)``."""
     from soundedit.runtime import resolve_device

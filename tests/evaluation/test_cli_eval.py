@@ -337,3 +337,16 @@ def test_eval_edits_job_lists_name_the_column_and_line(capsys, tmp_path, esc50_r
     assert code == 2 and out == ""
     assert err.strip() == f"error: --jobs {jobs}: {message}"
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("folds, got", [("", "''"), ("1,", "'1,' (an empty item)"), (",2", "',2' (an empty item)"),
+                                        ("1,,2", "'1,,2' (an empty item)"), ("1 2", "'1 2'"),
+                                        ("1,1", "'1,1' (1 more than once)"),
+                                        ("2, 1,2,1", "'2, 1,2,1' (1, 2 more than once)")])
+@pytest.mark.parametrize("argv", [["eval", "zeroshot", "--root"], ["eval", "probe", "--root"], ["classify"]])
+def test_folds_must_name_each_fold_once(capsys, tmp_path, argv, folds, got):
+    """'', '1,' and '1,1' were taken as all folds / fold 1; '1 2' as fold 12."""
+    code, out, err = _run(capsys, *argv, tmp_path / "missing", "--folds", folds, "--encoder", "/nonexistent/enc.pth")
+    assert code == 2 and out == ""
+    each = ", each once" if "more than once" in got else ""
+    assert err.strip() == f"error: --folds: expected fold numbers like '1' or '1,2,3'{each}, got {got}"
