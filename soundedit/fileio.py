@@ -23,7 +23,7 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -270,19 +270,11 @@ def output_set(out_dir: str | os.PathLike, *, replaces: Callable[[str], bool], l
     try:
         yield stage
         staged = sorted((p for p in stage.iterdir() if p.name != _STAGE_LOCK), key=lambda p: (p.name == last, p.name))
-
-        def earlier(p: Path) -> bool:
-            """An entry an earlier set wrote: a file, or a folder holding that set's report (or empty);
-            never a folder of the user's that happens to bear an output's name."""
-            return p.is_symlink() or not p.is_dir() or (p / last).is_file() or not any(p.iterdir())
-
-        foreign = [out / new.name for new in staged if (out / new.name).exists() and not earlier(out / new.name)]
-        if foreign:  # before anything moves: out keeps what it had
-            raise InputError(f"{str(foreign[0])!r}: a folder where soundedit writes its output {foreign[0].name!r}; "
-                             "expected no folder there (move it, or choose another output folder)")
+        # before anything moves: out keeps what it had
+        check_set_entries(out, [new.name for new in staged], replaces=replaces, last=last)
         with _interrupts_deferred():
             for old in [out / last, *sorted(p for p in out.iterdir() if replaces(p.name) and p.name != last)]:
-                if old.exists() and earlier(old):
+                if old.exists() and _earlier(old, replaces, last):
                     _remove(old)
             for new in staged:
                 if (out / new.name).is_dir():  # a folder is not replaced by a rename
@@ -296,6 +288,34 @@ def output_set(out_dir: str | os.PathLike, *, replaces: Callable[[str], bool], l
         if created and not saved:  # a failed first save (a full disk) leaves no empty folder behind
             with contextlib.suppress(OSError):
                 out.rmdir()
+
+
+def check_set_entries(out_dir: str | os.PathLike, names: Iterable[str], *, replaces: Callable[[str], bool],
+                      last: str = "report.json", what: str = "") -> None:
+    """Refuse an entry of ``out_dir`` named like an output of the set that no earlier set wrote (a folder of
+    the user's bearing an output's name): :func:`output_set` would have to delete it.
+
+    :func:`output_set` checks its staged names before anything moves; a command also calls this before
+    any work with the names it knows then, so a clash is not found only after minutes of computing.
+
+    Raises:
+        InputError: naming ``what`` (the flag, e.g. ``"--out"``), the entry and the output it blocks.
+    """
+    out = Path(out_dir)
+    for name in names:
+        entry = out / name
+        if entry.exists() and not _earlier(entry, replaces, last):
+            raise InputError(f"{what + ': ' if what else ''}{str(entry)!r}: a folder where soundedit writes its "
+                             f"output {name!r}; expected no folder there (move it, or choose another output folder)")
+
+
+def _earlier(entry: Path, replaces: Callable[[str], bool], last: str) -> bool:
+    """Whether ``entry`` is one an earlier set wrote: a file, or a folder holding that set's report or only
+    entries the set claims (an output folder of images), or empty; never a folder of the user's that
+    happens to bear an output's name."""
+    if entry.is_symlink() or not entry.is_dir() or (entry / last).is_file():
+        return True
+    return all(replaces(child.name) for child in entry.iterdir())
 
 
 def _lock_stage(stage: Path) -> IO | None:

@@ -4,6 +4,7 @@ sets that replace an earlier set whole, and folder checks."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import stat
 
@@ -232,3 +233,26 @@ def test_umask_is_read_without_changing_it(umask_022, monkeypatch):
     monkeypatch.setattr(os, "umask", lambda m: calls.append(m) or 0o022)
     if os.path.exists("/proc/self/status"):
         assert fileio._umask() == 0o022 and calls == []  # read from /proc: never set, even for an instant
+
+
+def test_a_folder_holding_only_claimed_entries_is_an_earlier_sets(tmp_path):
+    """An output folder of images (eval edits' images/) holds no report: it was refused as the user's on
+    every re-run. A folder with anything the set does not claim still is, before anything moves."""
+    from soundedit.fileio import check_set_entries
+
+    def claims(name):
+        return name in ("images", "report.json") or name.startswith("edit_")
+
+    for run in ("1", "2"):
+        with output_set(tmp_path, replaces=claims) as stage:
+            write_text(stage / "images" / f"edit_{run}.png", run)
+            write_text(stage / "report.json", run)
+    assert _contents(tmp_path / "images") == {"edit_2.png": "2"}
+    (tmp_path / "images" / "notes.txt").write_text("mine")
+    message = f"--out: {str(tmp_path / 'images')!r}: a folder where soundedit writes its output 'images'"
+    with pytest.raises(InputError, match=re.escape(message)):
+        check_set_entries(tmp_path, ["images", "report.json"], replaces=claims, what="--out")
+    with pytest.raises(InputError, match="expected no folder there"):
+        with output_set(tmp_path, replaces=claims) as stage:
+            write_text(stage / "images" / "edit_3.png", "3")
+    assert _contents(tmp_path / "images") == {"edit_2.png": "2", "notes.txt": "mine"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -17,8 +19,8 @@ from soundedit.errors import MAX_EVAL_SEED, check_int, check_number
 EncoderOpt = Annotated[list[str], typer.Option(
     "--encoder", "-e", help="Audio encoder: weights.lock name or checkpoint (authors' .pth or ours). Repeat to compare.")]
 ClipOpt = Annotated[str, typer.Option("--clip", help="CLIP weights: weights.lock name or OpenAI-layout file.")]
-FoldsOpt = Annotated[str | None, typer.Option("--folds", help="Only these official folds, e.g. '1' or '1,2' (default: all).",
-                                             show_default=False)]
+FoldsOpt = Annotated[str | None, typer.Option(
+    "--folds", help="Only these official folds, e.g. '1' or '1,2' (default: all).", show_default=False)]
 LimitOpt = Annotated[int, typer.Option("--limit", min=0, help="At most N clips, spread over classes (0: all).")]
 TemplateOpt = Annotated[list[str], typer.Option(
     "--template", help="Prompt template with {label}; repeat to ensemble (default: 'the sound of {label}').")]
@@ -337,13 +339,15 @@ def eval_zeroshot(
     from soundedit.evaluation.runs import run_zero_shot
 
     templates = _templates(template, ensemble)
-    _check_out(out)
-    datasets, dev, encoders, settings = _eval_inputs(root, dataset, encoder, folds=folds, limit=limit,
-                                                     skip_missing=skip_missing, device=device)
-    space = _load_clip(clip, encoders, dev)
-    report = run_zero_shot(datasets, encoders, space, templates=templates, cache_dir=embedding_cache(cache_dir, no_cache),
-                           batch_size=batch_size, device=dev, out_dir=out, settings=settings)
-    _finish(report, json_out, part="zeroshot")
+    _check_out(out, ["zeroshot"])
+    with _interruptible("eval zeroshot", out):
+        datasets, dev, encoders, settings = _eval_inputs(root, dataset, encoder, folds=folds, limit=limit,
+                                                         skip_missing=skip_missing, device=device)
+        space = _load_clip(clip, encoders, dev)
+        report = run_zero_shot(datasets, encoders, space, templates=templates,
+                               cache_dir=embedding_cache(cache_dir, no_cache), batch_size=batch_size, device=dev,
+                               out_dir=out, settings=settings)
+    _finish(report, json_out)
 
 
 @eval_app.command("probe")
@@ -380,12 +384,13 @@ def eval_probe(
         raise InputError(f"--C: expected comma-separated positive numbers, got {c_values!r}")
     for c in Cs:  # nan passes a plain "c <= 0" and would only fail in scikit-learn, after the embedding
         check_number(c, f"--C {c_values!r}", low=0, low_open=True)
-    _check_out(out)
-    datasets, dev, encoders, settings = _eval_inputs(root, dataset, encoder, folds=folds, limit=limit,
-                                                     skip_missing=skip_missing, device=device)
-    report = run_probe(datasets, encoders, Cs=Cs, cache_dir=embedding_cache(cache_dir, no_cache), batch_size=batch_size,
-                       device=dev, out_dir=out, seed=seed, settings=settings)
-    _finish(report, json_out, part="probe")
+    _check_out(out, ["probe"])
+    with _interruptible("eval probe", out):
+        datasets, dev, encoders, settings = _eval_inputs(root, dataset, encoder, folds=folds, limit=limit,
+                                                         skip_missing=skip_missing, device=device)
+        report = run_probe(datasets, encoders, Cs=Cs, cache_dir=embedding_cache(cache_dir, no_cache),
+                           batch_size=batch_size, device=dev, out_dir=out, seed=seed, settings=settings)
+    _finish(report, json_out)
 
 
 @eval_app.command("table1")
@@ -414,30 +419,31 @@ def eval_table1(
     Example: soundedit eval table1 --root ESC-50-master/ --root UrbanSound8K/ -e authors-resnet18 -e ours.safetensors
     """
     check_int(seed, "--seed", low=0, high=MAX_EVAL_SEED, hint=" (scikit-learn takes 32-bit seeds)")
-    from soundedit.evaluation.runs import run_probe, run_zero_shot, write_table1
+    from soundedit.evaluation.runs import run_probe, run_zero_shot, write_reports
 
     templates = _templates(template, ensemble)
-    _check_out(out)
-    datasets, dev, encoders, settings = _eval_inputs(root, dataset, encoder, folds=folds, limit=limit,
-                                                     skip_missing=skip_missing, device=device)
-    space = _load_clip(clip, encoders, dev)
-    cache = embedding_cache(cache_dir, no_cache)
-    zs = run_zero_shot(datasets, encoders, space, templates=templates, cache_dir=cache, batch_size=batch_size,
-                       device=dev, out_dir=out, settings=settings)
-    pr = run_probe(datasets, encoders, cache_dir=cache, batch_size=batch_size, device=dev, out_dir=out, seed=seed,
-                   settings=settings)
-    files = write_table1(out, zs, pr)
-    merged = {"table1": _merge_rows(zs, pr), "files": {**{k: str(v) for k, v in files.items()}},
-              "plots": {**zs.get("plots", {}), **pr.get("plots", {})}}
-    _finish(merged if not json_out else {"table1": merged["table1"], "zeroshot": zs, "probe": pr}, json_out,
-            part="table1")
+    _check_out(out, ["zeroshot", "probe", "table1"])
+    with _interruptible("eval table1", out):
+        datasets, dev, encoders, settings = _eval_inputs(root, dataset, encoder, folds=folds, limit=limit,
+                                                         skip_missing=skip_missing, device=device)
+        space = _load_clip(clip, encoders, dev)
+        cache = embedding_cache(cache_dir, no_cache)
+        zs = run_zero_shot(datasets, encoders, space, templates=templates, cache_dir=cache, batch_size=batch_size,
+                           device=dev, settings=settings)
+        pr = run_probe(datasets, encoders, cache_dir=cache, batch_size=batch_size, device=dev, seed=seed,
+                       settings=settings)
+        files = write_reports(out, zeroshot=zs, probe=pr, table1=True)  # the three reports: one set
+    merged = {"table1": _merge_rows(zs, pr), "files": {k: str(v) for k, v in files["table1"].items()},
+              "plots": {**zs["plots"], **pr["plots"]}}
+    _finish(merged if not json_out else {"table1": merged["table1"], "zeroshot": zs, "probe": pr}, json_out)
 
 
-def _check_out(out: Path, *subfolders: str) -> None:
-    """``--out`` (and the sub-folders written there) as folders soundedit can write to, before any work."""
-    from soundedit.fileio import check_folder
+def _check_out(out: Path, parts: list[str], *subfolders: str) -> None:
+    """``--out`` (and the sub-folders written there) as folders soundedit can write to, with no folder of
+    the user's where these report parts' files go, before any work."""
+    from soundedit.evaluation.reports import check_out
 
-    check_folder(out, "--out", writable=True)
+    check_out(out, parts)
     for sub in subfolders:
         if (out / sub).exists() and not (out / sub).is_dir():
             from soundedit.errors import InputError
@@ -466,7 +472,19 @@ def _merge_rows(*reports_: dict) -> list[dict]:
     return list(merged.values())
 
 
-def _finish(report: dict, json_out: bool, *, part: str) -> None:
+@contextlib.contextmanager
+def _interruptible(command: str, out: Path) -> Iterator[None]:
+    """Ctrl-C in the block: one line saying so (as under ``edit``), exit 130. Each command's reports are
+    one set, moved in only when complete, so nothing was written to ``out``."""
+    from soundedit.cli.edit import _interrupted
+
+    try:
+        yield
+    except KeyboardInterrupt:
+        _interrupted(command, out, None)
+
+
+def _finish(report: dict, json_out: bool) -> None:
     from rich.markup import escape
 
     from soundedit.evaluation.reports import table1_markdown
@@ -527,36 +545,38 @@ def eval_edits(
                                            semantic_classifier_from_sounds)
     from soundedit.runtime import resolve_device, seed_everything
 
-    _check_out(out, "images")
-    job_list = read_jobs(jobs)
-    if semantic_audio is not None:  # read before any model loads
-        ds = load_dataset(semantic_audio, what="--semantic-audio", takes_labels=False)
-        if not ds.labelled:
-            from soundedit.errors import InputError
+    _check_out(out, ["edits"], "images")
+    with _interruptible("eval edits", out):
+        job_list = read_jobs(jobs)
+        if semantic_audio is not None:  # read before any model loads
+            ds = load_dataset(semantic_audio, what="--semantic-audio", takes_labels=False)
+            if not ds.labelled:
+                from soundedit.errors import InputError
 
-            raise InputError(f"--semantic-audio {semantic_audio}: expected labelled sounds (class sub-folders or a "
-                             f"dataset layout)")
-        sounds, labels = [c.path for c in ds.clips], [c.label for c in ds.clips]
-    else:
-        sounds, labels = [j["sound"] for j in job_list], [j["label"] for j in job_list]
-    seed_everything(seed)
-    dev = resolve_device(device)
-    editor = Editor.from_pretrained(generator=generator, audio_encoder=encoder, clip=clip,
-                                    identity=identity or None, device=str(dev))
-    check_job_latents(job_list, editor.generator, jobs)
-    named = NamedEncoder(encoder, editor.clip_space.audio_encoder)
-    cache = embedding_cache(cache_dir, no_cache)
-    semantic = semantic_classifier_from_sounds(named, sounds, labels, cache_dir=cache, device=dev, seed=seed)
-    overrides = {k: v for k, v in {"steps": steps, "preset": preset}.items() if v is not None}
-    metrics = run_edits(editor, job_list, semantic=semantic, identity_net=editor.identity_net() if identity else None,
-                        text_edits=not no_text, batch_size=batch_size, seed=seed, out_dir=out,
-                        settings={"jobs": str(jobs), "generator": generator, "encoder": encoder, "clip": clip,
-                                  "identity": identity or None, "semantic_training": str(semantic_audio or "jobs"),
-                                  "seed": seed},
-                        **overrides)
-    if json_out:
-        emit_json(metrics)
+                raise InputError(f"--semantic-audio {semantic_audio}: expected labelled sounds (class sub-folders or "
+                                 f"a dataset layout)")
+            sounds, labels = [c.path for c in ds.clips], [c.label for c in ds.clips]
+        else:
+            sounds, labels = [j["sound"] for j in job_list], [j["label"] for j in job_list]
+        seed_everything(seed)
+        dev = resolve_device(device)
+        editor = Editor.from_pretrained(generator=generator, audio_encoder=encoder, clip=clip,
+                                        identity=identity or None, device=str(dev))
+        check_job_latents(job_list, editor.generator, jobs)
+        named = NamedEncoder(encoder, editor.clip_space.audio_encoder)
+        cache = embedding_cache(cache_dir, no_cache)
+        semantic = semantic_classifier_from_sounds(named, sounds, labels, cache_dir=cache, device=dev, seed=seed)
+        overrides = {k: v for k, v in {"steps": steps, "preset": preset}.items() if v is not None}
+        report = run_edits(editor, job_list, semantic=semantic,
+                           identity_net=editor.identity_net() if identity else None, text_edits=not no_text,
+                           batch_size=batch_size, seed=seed, out_dir=out,
+                           settings={"jobs": str(jobs), "generator": generator, "encoder": encoder, "clip": clip,
+                                     "identity": identity or None, "semantic_training": str(semantic_audio or "jobs"),
+                                     "seed": seed},
+                           **overrides)
+    if json_out:  # the report as written to edits.json
+        emit_json(report)
         return
-    stdout.print((Path(metrics["files"]["markdown"])).read_text(encoding="utf-8"), markup=False, highlight=False)
-    for name, path in metrics["files"].items():
+    stdout.print((Path(report["files"]["markdown"])).read_text(encoding="utf-8"), markup=False, highlight=False)
+    for name, path in {**report["plots"], **report["files"]}.items():
         stdout.print(f"{name}: {escape(path)}", highlight=False)

@@ -9,7 +9,8 @@ Entry points (loaded on first attribute access, so importing this package is che
 * linear probe — :func:`linear_probe` (official folds, C by inner CV on training folds);
 * manipulation — :func:`summarize_edits`, :class:`SemanticClassifier`, :class:`EditBatch`;
 * runs — :data:`PROTOCOLS` (registry: ``zeroshot``, ``probe``, ``edits``), :func:`run_zero_shot`,
-  :func:`run_probe`, :func:`run_edits`, :func:`write_table1` (JSON + Markdown + PNGs).
+  :func:`run_probe`, :func:`run_edits`, :func:`write_reports` and :func:`write_table1` (JSON + Markdown +
+  PNGs, each command's files written as one set).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ _LAZY = {
     "NamedEncoder": "soundedit.evaluation.runs",
     "run_zero_shot": "soundedit.evaluation.runs",
     "run_probe": "soundedit.evaluation.runs",
+    "write_reports": "soundedit.evaluation.runs",
     "write_table1": "soundedit.evaluation.runs",
     "run_edits": "soundedit.evaluation.runs",
     "read_jobs": "soundedit.evaluation.runs",

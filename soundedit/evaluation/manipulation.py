@@ -16,7 +16,7 @@ collects them and :func:`write_manipulation_report` writes JSON, Markdown and PN
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -254,37 +254,50 @@ def _stats(values: Sequence[float], *, var: bool = False) -> dict:
     return out
 
 
-def write_manipulation_report(out_dir: str | Path, metrics: dict, *, settings: dict | None = None) -> dict[str, Path]:
-    """Write ``edits.json``, ``edits.md`` and the PNGs (direction histograms, t-SNE, CLIP cosines).
+def write_manipulation_report(out_dir: str | Path, metrics: dict, *, settings: dict | None = None,
+                              images: Callable[[Path], None] | None = None) -> dict:
+    """Write ``edits.json``, ``edits.md``, the PNGs (direction histograms, t-SNE, CLIP cosines) and, with
+    ``images``, the per-job image rows into ``out_dir``, as one set (:func:`soundedit.fileio.output_set`)
+    that replaces an earlier run's: a failure on the way leaves ``out_dir`` as it was.
+
+    Args:
+        images: writes the image rows into the folder it is given (the set's ``images/``).
 
     Returns:
-        name -> path of everything written.
+        The report ``edits.json`` holds (``kind``, ``created``, ``environment``, ``settings``, the metrics,
+        ``plots``, and ``files``: the JSON's and Markdown's paths), so that ``--json`` prints what was written.
     """
     import datetime as _dt
 
     from soundedit.evaluation import reports
+    from soundedit.fileio import output_set
 
     out = Path(out_dir)
-    files: dict[str, Path] = {}
-    series = {"cos(w_s, w_a) sound": metrics["cos_ws_wa"]}
-    if metrics["cos_ws_wt"]:
-        series["cos(w_s, w_t) text"] = metrics["cos_ws_wt"]
-    files["directions_png"] = reports.plot_histograms(series, out / "edits_direction_cosines.png",
-                                                      title="source vs edited latent: cosine")
-    files["clip_png"] = reports.plot_histograms(
-        {"to target": [e["clip_to_target"] for e in metrics["per_edit"]],
-         "to source": [e["clip_to_source"] for e in metrics["per_edit"]]},
-        out / "edits_clip_cosines.png", title="CLIP cosine of edited images")
+    plots = {"directions_png": "edits_direction_cosines.png", "clip_png": "edits_clip_cosines.png"}
     if metrics["tsne"] is not None:
-        n = len(metrics["per_edit"])
-        groups = ["w_a - w_s (sound)"] * n + ["w_t - w_s (text)"] * (len(metrics["tsne"]) - n)
-        files["tsne_png"] = reports.plot_scatter(np.asarray(metrics["tsne"]), groups, out / "edits_tsne.png",
-                                                 title="t-SNE of manipulation directions")
+        plots["tsne_png"] = "edits_tsne.png"
     report = {"kind": "edits", "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
               "environment": reports.environment(), "settings": settings or {}, **metrics,
-              "plots": {k: str(v) for k, v in files.items()}}
-    files.update(reports.write_report(out, report, _markdown(metrics), stem="edits"))
-    return files
+              "plots": {k: str(out / v) for k, v in plots.items()},
+              "files": {"json": str(out / "edits.json"), "markdown": str(out / "edits.md")}}
+    with output_set(out, replaces=reports.output_claims(["edits"]), last="edits.json") as stage:
+        series = {"cos(w_s, w_a) sound": metrics["cos_ws_wa"]}
+        if metrics["cos_ws_wt"]:
+            series["cos(w_s, w_t) text"] = metrics["cos_ws_wt"]
+        reports.plot_histograms(series, stage / plots["directions_png"], title="source vs edited latent: cosine")
+        reports.plot_histograms(
+            {"to target": [e["clip_to_target"] for e in metrics["per_edit"]],
+             "to source": [e["clip_to_source"] for e in metrics["per_edit"]]},
+            stage / plots["clip_png"], title="CLIP cosine of edited images")
+        if metrics["tsne"] is not None:
+            n = len(metrics["per_edit"])
+            groups = ["w_a - w_s (sound)"] * n + ["w_t - w_s (text)"] * (len(metrics["tsne"]) - n)
+            reports.plot_scatter(np.asarray(metrics["tsne"]), groups, stage / plots["tsne_png"],
+                                 title="t-SNE of manipulation directions")
+        if images is not None:
+            images(stage / reports.EDIT_IMAGES)
+        reports.write_report(stage, report, _markdown(metrics), stem="edits")
+    return report
 
 
 def _markdown(metrics: dict) -> str:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import io
 import math
 import platform
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +77,36 @@ def folds_markdown(title: str, folds: Mapping, *, keys: Sequence[str] = ("top1",
     for fold, v in folds.items():
         lines.append("| " + " | ".join([str(fold), str(v.get("n", ""))] + [fmt_pct(v.get(k)) for k in keys]) + " |")
     return "\n".join(lines) + "\n"
+
+
+#: the folder of ``eval edits``' per-job image rows, and the name of each (``edit_0000_thunderstorm.png``)
+EDIT_IMAGES = "images"
+_EDIT_IMAGE = re.compile(r"edit_\d{4,}_[A-Za-z0-9-]+\.png")
+
+
+def output_claims(parts: Sequence[str]) -> Callable[[str], bool]:
+    """The entries of an output folder that an earlier run of these report parts (``zeroshot``, ``probe``,
+    ``table1``, ``edits``) wrote: ``PART.json``, ``PART.md``, its ``PART_*.png`` plots and, for ``edits``,
+    the image rows folder. A new run's set replaces them all (:func:`soundedit.fileio.output_set`), so a
+    folder never shows one run's report beside plots of another run's encoders or jobs."""
+    def claims(name: str) -> bool:
+        if any(name in (f"{part}.json", f"{part}.md") or (name.startswith(f"{part}_") and name.endswith(".png"))
+               for part in parts):
+            return True
+        return "edits" in parts and (name == EDIT_IMAGES or _EDIT_IMAGE.fullmatch(name) is not None)
+
+    return claims
+
+
+def check_out(out_dir: str | Path, parts: Sequence[str], what: str = "--out") -> None:
+    """Refuse, before any work, an output folder that cannot take these report parts: not a writable
+    folder, or a folder of the user's where a report file (``PART.json``, ``PART.md``) goes. The plots'
+    names depend on the encoders and datasets: the set itself checks those before anything moves."""
+    from soundedit.fileio import check_folder, check_set_entries
+
+    check_folder(out_dir, what, writable=True)
+    check_set_entries(out_dir, [f"{part}.{ext}" for part in parts for ext in ("json", "md")],
+                      replaces=output_claims(parts), last=f"{parts[-1]}.json", what=what)
 
 
 def write_report(out_dir: str | Path, report: Mapping, markdown: str, *, stem: str = "report") -> dict[str, Path]:

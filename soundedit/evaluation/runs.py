@@ -171,7 +171,8 @@ def run_zero_shot(datasets: Sequence[AudioDataset], encoders: Sequence[NamedEnco
         clip_space: a :class:`~soundedit.models.ClipSpace` (text tower and logit scale).
         templates: prompt templates with ``{label}`` (several = ensembling).
         cache_dir: embedding cache (``None``: no cache).
-        out_dir: if given, ``zeroshot.json``, ``zeroshot.md`` and PNG plots are written there.
+        out_dir: if given, ``zeroshot.json``, ``zeroshot.md`` and PNG plots are written there, as one set
+            (see :func:`write_reports`).
         settings: extra settings recorded in the report (e.g. CLI flags).
 
     Returns:
@@ -182,7 +183,7 @@ def run_zero_shot(datasets: Sequence[AudioDataset], encoders: Sequence[NamedEnco
                           {"templates": list(templates), "clip": getattr(clip_space, "name", ""),
                            "logit_scale": float(clip_space.logit_scale), **(settings or {})})
     text = {ds.name: class_embeddings(clip_space, ds.classes, templates).numpy() for ds in datasets}
-    rows, plots, slugs = [], {}, _encoder_slugs(encoders)
+    rows = []
     for enc in encoders:
         row = {"encoder": enc.name, "zeroshot": {}}
         for ds in datasets:
@@ -197,16 +198,11 @@ def run_zero_shot(datasets: Sequence[AudioDataset], encoders: Sequence[NamedEnco
                          cache_hits=emb.cache_hits, confusion=res.confusion.tolist())
             report["results"].setdefault(enc.name, {})[ds.name] = entry
             row["zeroshot"][ds.name] = _headline(res.fold_mean["top1"], res.top1)
-            if out_dir is not None:
-                slug = f"{slugs[enc.name]}_{ds.name}"
-                plots[f"zeroshot_confusion_{slug}"] = reports.plot_confusion(
-                    res.confusion, ds.classes, Path(out_dir) / f"zeroshot_confusion_{slug}.png",
-                    title=f"zero-shot {ds.name}, {enc.name}")
-                plots[f"zeroshot_per_class_{slug}"] = reports.plot_per_class(
-                    res.per_class, Path(out_dir) / f"zeroshot_per_class_{slug}.png",
-                    title=f"zero-shot per-class top-1, {ds.name}, {enc.name}")
         rows.append(row)
-    return _finish_report(report, rows, plots, out_dir, title="Zero-shot classification", part="zeroshot")
+    report["table1"] = rows
+    if out_dir is not None:
+        write_reports(out_dir, zeroshot=report)
+    return report
 
 
 def run_probe(datasets: Sequence[AudioDataset], encoders: Sequence[NamedEncoder], *,
@@ -226,7 +222,7 @@ def run_probe(datasets: Sequence[AudioDataset], encoders: Sequence[NamedEncoder]
     _check_labelled(datasets)
     Cs = tuple(Cs or DEFAULT_CS)
     report = _report_head("probe", datasets, encoders, {"Cs": list(Cs), "seed": seed, **(settings or {})})
-    rows, plots, slugs = [], {}, _encoder_slugs(encoders)
+    rows = []
     for enc in encoders:
         row = {"encoder": enc.name, "probe": {}}
         for ds in datasets:
@@ -238,17 +234,56 @@ def run_probe(datasets: Sequence[AudioDataset], encoders: Sequence[NamedEncoder]
                          confusion=res.confusion.tolist())
             report["results"].setdefault(enc.name, {})[ds.name] = entry
             row["probe"][ds.name] = (res.mean, res.std)
-            if out_dir is not None:
-                slug = f"{slugs[enc.name]}_{ds.name}"
-                plots[f"probe_confusion_{slug}"] = reports.plot_confusion(
-                    res.confusion, ds.classes, Path(out_dir) / f"probe_confusion_{slug}.png",
-                    title=f"linear probe {ds.name}, {enc.name} ({res.protocol})")
         rows.append(row)
-    return _finish_report(report, rows, plots, out_dir, title="Linear probe (supervised)", part="probe")
+    report["table1"] = rows
+    if out_dir is not None:
+        write_reports(out_dir, probe=report)
+    return report
+
+
+def write_reports(out_dir: str | Path, *, zeroshot: dict | None = None, probe: dict | None = None,
+                  table1: bool = False) -> dict[str, dict[str, Path]]:
+    """Write the given reports (``PART.json``, ``PART.md`` and PNG plots each) and, with ``table1``, the
+    Table 1 that merges them (``table1.json`` / ``table1.md``) into ``out_dir``, as one set
+    (:func:`soundedit.fileio.output_set`): it replaces an earlier run's files of the same parts, and a
+    failure or Ctrl-C on the way leaves ``out_dir`` as it was rather than half the reports written.
+
+    The plots are drawn from the reports' numbers; each report gets ``plots`` (recorded in its JSON) and
+    ``files`` (its JSON and Markdown), paths in ``out_dir``.
+
+    Returns:
+        part -> name -> path, for each part written.
+    """
+    from soundedit.fileio import output_set
+
+    out = Path(out_dir)
+    given = {part: rep for part, rep in (("zeroshot", zeroshot), ("probe", probe)) if rep is not None}
+    parts = [*given, *(["table1"] if table1 else [])]
+    files: dict[str, dict[str, Path]] = {}
+    with output_set(out, replaces=reports.output_claims(parts), last=f"{parts[-1]}.json") as stage:
+        for part, rep in given.items():
+            rep["plots"] = {name: str(out / f"{name}.png") for name in _draw_plots(rep, part, stage)}
+            title = "Zero-shot classification" if part == "zeroshot" else "Linear probe (supervised)"
+            written = reports.write_report(stage, rep, _markdown(title, rep, rep["table1"], part=part), stem=part)
+            files[part] = {k: out / v.name for k, v in written.items()}
+            rep["files"] = {k: str(v) for k, v in files[part].items()}  # after its JSON, before table1.json
+        if table1:
+            files["table1"] = {k: out / v.name for k, v in _write_table1(stage, zeroshot, probe).items()}
+    return files
 
 
 def write_table1(out_dir: str | Path, zeroshot: dict | None, probe: dict | None) -> dict[str, Path]:
-    """Merge zero-shot and probe reports into the paper's full Table 1 (``table1.md`` / ``table1.json``)."""
+    """Merge zero-shot and probe reports into the paper's full Table 1 (``table1.md`` / ``table1.json``),
+    as one set replacing an earlier Table 1 (the reports themselves are not written: see :func:`write_reports`)."""
+    from soundedit.fileio import output_set
+
+    out = Path(out_dir)
+    with output_set(out, replaces=reports.output_claims(["table1"]), last="table1.json") as stage:
+        written = _write_table1(stage, zeroshot, probe)
+    return {k: out / v.name for k, v in written.items()}
+
+
+def _write_table1(folder: Path, zeroshot: dict | None, probe: dict | None) -> dict[str, Path]:
     merged: dict[str, dict] = {}
     for rep in (probe, zeroshot):
         for row in (rep or {}).get("table1", []):
@@ -261,21 +296,31 @@ def write_table1(out_dir: str | Path, zeroshot: dict | None, probe: dict | None)
     if stratified:  # not comparable with the paper's official-fold figures
         md += ("\nSupervised figures over stratified CV splits of the clips present (fewer than two official "
                f"folds), not official folds: {'; '.join(stratified)}.\n")
-    return reports.write_report(out_dir, {"table1": rows, "zeroshot": zeroshot, "probe": probe}, md, stem="table1")
+    return reports.write_report(folder, {"table1": rows, "zeroshot": zeroshot, "probe": probe}, md, stem="table1")
 
 
 # ------------------------------------------------------------------------------------------------
 
 
-def _finish_report(report: dict, rows: list[dict], plots: dict, out_dir: str | Path | None, *, title: str,
-                   part: str) -> dict:
-    """Attach the Table 1 rows; with ``out_dir``, also the plots and ``{part}.json`` / ``{part}.md`` written there."""
-    report["table1"] = rows
-    if out_dir is not None:
-        report["plots"] = {k: str(v) for k, v in plots.items()}
-        md = _markdown(title, report, rows, part=part)
-        report["files"] = {k: str(v) for k, v in reports.write_report(out_dir, report, md, stem=part).items()}
-    return report
+def _draw_plots(report: dict, part: str, folder: Path) -> list[str]:
+    """Draw a zero-shot or probe report's plots (confusion matrices; per-class accuracy for zero-shot)
+    from its numbers into ``folder``; returns their names (file names without ``.png``)."""
+    slugs = _encoder_slugs([enc["name"] for enc in report["encoders"]])
+    names = []
+    for enc, per_ds in report["results"].items():
+        for ds, res in per_ds.items():
+            slug, classes = f"{slugs[enc]}_{ds}", report["datasets"][ds]["classes"]
+            if part == "zeroshot":
+                reports.plot_confusion(res["confusion"], classes, folder / f"zeroshot_confusion_{slug}.png",
+                                       title=f"zero-shot {ds}, {enc}")
+                reports.plot_per_class(res["per_class"], folder / f"zeroshot_per_class_{slug}.png",
+                                       title=f"zero-shot per-class top-1, {ds}, {enc}")
+                names += [f"zeroshot_confusion_{slug}", f"zeroshot_per_class_{slug}"]
+            else:
+                reports.plot_confusion(res["confusion"], classes, folder / f"probe_confusion_{slug}.png",
+                                       title=f"linear probe {ds}, {enc} ({res['protocol']})")
+                names.append(f"probe_confusion_{slug}")
+    return names
 
 
 def _check_labelled(datasets: Sequence[AudioDataset]) -> None:
@@ -362,17 +407,17 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", Path(name).stem if Path(name).suffix else name).strip("-") or "encoder"
 
 
-def _encoder_slugs(encoders: Sequence[NamedEncoder]) -> dict[str, str]:
-    """A file-name part per encoder, unique: two ``enc.safetensors`` from different folders got the
+def _encoder_slugs(names: Sequence[str]) -> dict[str, str]:
+    """A file-name part per encoder name, unique: two ``enc.safetensors`` from different folders got the
     same plot names, and the second's plots replaced the first's."""
     slugs: dict[str, str] = {}
-    for enc in encoders:
-        base = slug = _slug(enc.name)
+    for name in names:
+        base = slug = _slug(name)
         n = 1
         while slug in slugs.values():
             n += 1
             slug = f"{base}-{n}"
-        slugs[enc.name] = slug
+        slugs[name] = slug
     return slugs
 
 
@@ -504,11 +549,13 @@ def run_edits(editor, jobs: Sequence[dict], *, semantic=None, identity_net=None,
         identity_net: for identity similarity (faces), or ``None``.
         text_edits: also run the text-guided edit of every job (needed for cos(w_s, w_t) and the t-SNE pairs).
         batch_size: edits optimised together.
-        out_dir: if given, ``edits.json``, ``edits.md`` and the PNGs (plus edited images) are written there.
+        out_dir: if given, ``edits.json``, ``edits.md`` and the PNGs (plus edited images) are written there,
+            as one set (see :func:`~soundedit.evaluation.manipulation.write_manipulation_report`).
         **edit_settings: :class:`~soundedit.config.EditConfig` fields (``steps``, ``lr`` ...).
 
     Returns:
-        The metrics dict of :func:`~soundedit.evaluation.manipulation.summarize_edits` (plus ``files``).
+        With ``out_dir``, the report ``edits.json`` holds; else the metrics dict of
+        :func:`~soundedit.evaluation.manipulation.summarize_edits`.
     """
     import torch
 
@@ -539,9 +586,8 @@ def run_edits(editor, jobs: Sequence[dict], *, semantic=None, identity_net=None,
     for item, job in zip(metrics["per_edit"], jobs):
         item.update(source=str(job["source"]), sound=job["sound"], text=job["text"])
     if out_dir is not None:
-        _save_edit_images(Path(out_dir) / "images", audio, text)
-        files = write_manipulation_report(out_dir, metrics, settings={**(settings or {}), **edit_settings})
-        metrics["files"] = {k: str(v) for k, v in files.items()}
+        return write_manipulation_report(out_dir, metrics, settings={**(settings or {}), **edit_settings},
+                                         images=lambda folder: _save_edit_images(folder, audio, text))
     return metrics
 
 

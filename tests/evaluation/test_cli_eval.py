@@ -223,6 +223,23 @@ def test_eval_edits_with_tiny_generator(capsys, tmp_path, esc50_root, models):
         _png_ok(out_dir / name)
     assert len(list((out_dir / "images").glob("edit_*.png"))) == 3
     assert "t-SNE of directions | edits_tsne.png" in (out_dir / "edits.md").read_text()
+    # --json prints the report as written, head included (it lacked kind, created, environment and settings)
+    assert res == json.loads((out_dir / "edits.json").read_text())
+    assert res["kind"] == "edits" and res["settings"]["steps"] == 2 and res["environment"]["torch"] and res["created"]
+    assert res["files"] == {"json": str(out_dir / "edits.json"), "markdown": str(out_dir / "edits.md")}
+
+    # a re-run with fewer jobs and no text edits replaces the earlier set whole: its images/ folder included
+    (tmp_path / "jobs.csv").write_text(f"source,sound,label\n0,{audio / '1-101296-A-19.flac'},thunderstorm\n"
+                                       f"1,{audio / '1-17150-A-12.flac'},crackling_fire\n")
+    code, out, _ = _run(capsys, "eval", "edits", "--jobs", tmp_path / "jobs.csv", "-g", gen, "-e", models["authors"],
+                        "--clip", models["clip"], "--steps", "1", "--no-text", "--cache-dir", models["cache"],
+                        "--out", out_dir)
+    assert code == 0 and "Manipulation metrics (2 edits)" in out
+    assert sorted(p.name for p in out_dir.iterdir()) == ["edits.json", "edits.md", "edits_clip_cosines.png",
+                                                         "edits_direction_cosines.png", "images"]
+    assert sorted(p.name for p in (out_dir / "images").iterdir()) == ["edit_0000_thunderstorm.png",
+                                                                      "edit_0001_crackling-fire.png"]
+    assert json.loads((out_dir / "edits.json").read_text())["summary"]["n_edits"] == 2
 
 
 @pytest.mark.parametrize("template, why", [
@@ -315,6 +332,91 @@ def test_eval_root_without_class_folders_does_not_ask_for_labels(capsys, tmp_pat
     assert "--labels" not in err
 
 
+def _snapshot(folder) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("command, clash", [(["zeroshot", "--root", "{missing}"], "zeroshot.md"),
+                                            (["probe", "--root", "{missing}"], "probe.json"),
+                                            (["table1", "--root", "{missing}"], "probe.md"),
+                                            (["edits", "--jobs", "{missing}/jobs.csv"], "edits.json")])
+def test_eval_refuses_a_folder_where_a_report_goes_before_any_work(capsys, tmp_path, command, clash):
+    """A folder zeroshot.md/ in --out failed only when the Markdown was written, after the JSON and PNGs."""
+    out_dir = tmp_path / "out"
+    (out_dir / clash).mkdir(parents=True)
+    (out_dir / clash / "notes.txt").write_text("mine")
+    argv = [a.replace("{missing}", str(tmp_path / "missing")) for a in command]
+    code, out, err = _run(capsys, "eval", *argv, "--out", out_dir, "--encoder", "/nonexistent/enc.pth")
+    assert code == 2 and out == ""
+    assert err.strip() == (f"error: --out: {str(out_dir / clash)!r}: a folder where soundedit writes its output "
+                           f"{clash!r}; expected no folder there (move it, or choose another output folder)")
+    assert _snapshot(out_dir) == {f"{clash}/notes.txt": b"mine"}
+
+
+@pytest.mark.slow
+def test_eval_zeroshot_writes_its_reports_as_one_set(capsys, monkeypatch, tmp_path, esc50_root, models):
+    """The JSON and PNGs were written one by one: a failure (or Ctrl-C) on the Markdown left the new
+    JSON and plots beside the old Markdown, and a re-run with other encoders left the old encoders' plots."""
+    from soundedit.evaluation import reports
+
+    out_dir = tmp_path / "zs"
+    argv = ["eval", "zeroshot", "--root", esc50_root, "--folds", "1", "--limit", "4", "--clip", models["clip"],
+            "--cache-dir", models["cache"], "--out", out_dir]
+    code, _, _ = _run(capsys, *argv, "-e", models["authors"])
+    assert code == 0
+    first = _snapshot(out_dir)
+    assert sorted(first) == ["zeroshot.json", "zeroshot.md", "zeroshot_confusion_resnet18-57_esc50.png",
+                             "zeroshot_per_class_resnet18-57_esc50.png"]
+
+    # Ctrl-C while the second run writes its Markdown: the folder keeps the first run's set, and says so
+    real_write_report = reports.write_report
+
+    def interrupted(folder, report, markdown, *, stem):
+        real_write_report(folder, report, markdown, stem=stem)  # the JSON is written first...
+        raise KeyboardInterrupt  # ...and Ctrl-C comes before the set is complete
+
+    monkeypatch.setattr(reports, "write_report", interrupted)
+    code, out, err = _run(capsys, *argv, "-e", models["ours"])
+    assert code == 130 and out == ""
+    assert err.strip() == f"interrupted: the eval zeroshot did not finish; nothing was written to {out_dir}"
+    assert _snapshot(out_dir) == first
+    monkeypatch.undo()
+
+    # a folder of the user's bearing a plot's name (known only once the encoders are named): refused, nothing moves
+    (out_dir / "zeroshot_confusion_ours_esc50.png").mkdir()
+    (out_dir / "zeroshot_confusion_ours_esc50.png" / "notes.txt").write_text("mine")
+    code, out, err = _run(capsys, *argv, "-e", models["ours"])
+    assert code == 2 and out == "" and "'zeroshot_confusion_ours_esc50.png'; expected no folder there" in err
+    assert _snapshot(out_dir) == {**first, "zeroshot_confusion_ours_esc50.png/notes.txt": b"mine"}
+    (out_dir / "zeroshot_confusion_ours_esc50.png" / "notes.txt").unlink()
+    (out_dir / "zeroshot_confusion_ours_esc50.png").rmdir()
+
+    # a complete re-run replaces the whole earlier set: no plots of the encoder no longer evaluated
+    code, out, _ = _run(capsys, *argv, "-e", models["ours"], "--json")
+    assert code == 0
+    assert sorted(_snapshot(out_dir)) == ["zeroshot.json", "zeroshot.md", "zeroshot_confusion_ours_esc50.png",
+                                          "zeroshot_per_class_ours_esc50.png"]
+    report = json.loads((out_dir / "zeroshot.json").read_text())
+    assert list(report["results"]) == [models["ours"]]
+    assert report["plots"] == {f"zeroshot_{k}_ours_esc50": str(out_dir / f"zeroshot_{k}_ours_esc50.png")
+                               for k in ("confusion", "per_class")}
+    assert json.loads(out)["files"] == {"json": str(out_dir / "zeroshot.json"),
+                                        "markdown": str(out_dir / "zeroshot.md")}
+
+
+@pytest.mark.parametrize("folds, got", [("", "''"), ("1,", "'1,' (an empty item)"), (",2", "',2' (an empty item)"),
+                                        ("1,,2", "'1,,2' (an empty item)"), ("1 2", "'1 2'"),
+                                        ("1,1", "'1,1' (1 more than once)"),
+                                        ("2, 1,2,1", "'2, 1,2,1' (1, 2 more than once)")])
+@pytest.mark.parametrize("argv", [["eval", "zeroshot", "--root"], ["eval", "probe", "--root"], ["classify"]])
+def test_folds_must_name_each_fold_once(capsys, tmp_path, argv, folds, got):
+    """'', '1,' and '1,1' were taken as all folds / fold 1; '1 2' as fold 12."""
+    code, out, err = _run(capsys, *argv, tmp_path / "missing", "--folds", folds, "--encoder", "/nonexistent/enc.pth")
+    assert code == 2 and out == ""
+    each = ", each once" if "more than once" in got else ""
+    assert err.strip() == f"error: --folds: expected fold numbers like '1' or '1,2,3'{each}, got {got}"
+
+
 @pytest.mark.parametrize("text, message", [
     ("source,sound,label,sound\n0,{sound},siren,{sound}\n",
      "expected each column once in the header, got 'sound' 2 times"),
@@ -339,14 +441,14 @@ def test_eval_edits_job_lists_name_the_column_and_line(capsys, tmp_path, esc50_r
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize("folds, got", [("", "''"), ("1,", "'1,' (an empty item)"), (",2", "',2' (an empty item)"),
-                                        ("1,,2", "'1,,2' (an empty item)"), ("1 2", "'1 2'"),
-                                        ("1,1", "'1,1' (1 more than once)"),
-                                        ("2, 1,2,1", "'2, 1,2,1' (1, 2 more than once)")])
-@pytest.mark.parametrize("argv", [["eval", "zeroshot", "--root"], ["eval", "probe", "--root"], ["classify"]])
-def test_folds_must_name_each_fold_once(capsys, tmp_path, argv, folds, got):
-    """'', '1,' and '1,1' were taken as all folds / fold 1; '1 2' as fold 12."""
-    code, out, err = _run(capsys, *argv, tmp_path / "missing", "--folds", folds, "--encoder", "/nonexistent/enc.pth")
-    assert code == 2 and out == ""
-    each = ", each once" if "more than once" in got else ""
-    assert err.strip() == f"error: --folds: expected fold numbers like '1' or '1,2,3'{each}, got {got}"
+def test_eval_edits_ctrl_c_says_so(capsys, monkeypatch, tmp_path):
+    """Ctrl-C during `eval` exited 130 without a word."""
+    from soundedit.evaluation import runs
+
+    def interrupted(path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runs, "read_jobs", interrupted)
+    code, out, err = _run(capsys, "eval", "edits", "--jobs", tmp_path / "jobs.csv", "--out", tmp_path / "o")
+    assert code == 130 and out == ""
+    assert err.strip() == f"interrupted: the eval edits did not finish; nothing was written to {tmp_path / 'o'}"

@@ -165,13 +165,10 @@ def test_edit_job_latents_hold_one_code_for_the_generator(tmp_path, esc50_root):
 
 def test_encoders_of_the_same_file_name_get_their_own_plot_names():
     """Two enc.safetensors from different folders wrote the same PNG names: the second's replaced the first's."""
-    from types import SimpleNamespace
-
     from soundedit.evaluation.runs import _encoder_slugs
 
-    encoders = [SimpleNamespace(name=n) for n in ("/a/enc.safetensors", "/b/enc.safetensors", "authors-resnet18")]
-    assert _encoder_slugs(encoders) == {"/a/enc.safetensors": "enc", "/b/enc.safetensors": "enc-2",
-                                        "authors-resnet18": "authors-resnet18"}
+    assert _encoder_slugs(["/a/enc.safetensors", "/b/enc.safetensors", "authors-resnet18"]) == {
+        "/a/enc.safetensors": "enc", "/b/enc.safetensors": "enc-2", "authors-resnet18": "authors-resnet18"}
 
 
 def test_probe_markdown_calls_stratified_splits_splits_and_gives_their_size():
