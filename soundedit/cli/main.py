@@ -52,28 +52,53 @@ def _register() -> None:
 _register()
 
 
+def _command_path(args: list[str]) -> str:
+    """The command ``args`` name (``"soundedit weights fetch"``): the subcommands among them, in order.
+
+    For the help hint of a usage error that click raises without its context; the root's own
+    options are flags, so no option value is taken for a subcommand's name.
+    """
+    from typer.main import get_command
+
+    command, path = get_command(app), ["soundedit"]
+    for token in args:
+        subcommands = getattr(command, "commands", None)
+        if not subcommands:  # a command, not a group: the rest are its options and arguments
+            break
+        if token in subcommands:
+            command = subcommands[token]
+            path.append(token)
+    return " ".join(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns (and exits with) 0 ok, 1 failure, 2 bad usage or input."""
     from rich.markup import escape
 
     from soundedit.errors import SoundeditError
 
+    args = sys.argv[1:] if argv is None else argv
     try:
         # Not standalone: click's usage errors reach us, to be one line like every other bad input
         # (click's own form is a usage line, a hint and a boxed message); typer.Exit(n) returns n.
-        returned = app(args=argv, prog_name="soundedit", standalone_mode=False)
+        returned = app(args=args, prog_name="soundedit", standalone_mode=False)
         code = returned if isinstance(returned, int) and not isinstance(returned, bool) else 0
     except typer.Abort:  # Ctrl-C (or end of input) outside a command's own handling
         stderr.print("[red]interrupted[/red]", highlight=False)
         code = 130
     except typer.TyperException as exc:  # click's (Typer vendors it): a bad option value, a missing argument
-        ctx = getattr(exc, "ctx", None)
-        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:  # `soundedit` or a group alone
-            typer.echo(ctx.get_help())
-            code = exc.exit_code  # 2, as click gives: no command is a usage error
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            # `soundedit` or a group alone asks what there is, as --help does: the help, and success.
+            # Typer's rich help prints itself while this error is built (its message is then empty);
+            # plain help is the message. Printing ctx.get_help() again showed the help twice.
+            if exc.format_message():
+                typer.echo(exc.format_message())
+            code = 0
         else:
-            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-            stderr.print(f"[red]error:[/red] {escape(exc.format_message())}{hint}", highlight=False)
+            ctx = getattr(exc, "ctx", None)
+            # click raises some usage errors without their context ("Option '--steps' requires an argument.")
+            where = ctx.command_path if ctx is not None else _command_path(args)
+            stderr.print(f"[red]error:[/red] {escape(exc.format_message())} (see '{where} --help')", highlight=False)
             code = exc.exit_code
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_FAILURE)
