@@ -221,11 +221,21 @@ def check_folder(path: str | os.PathLike, what: str, *, writable: bool = False) 
             if not p.is_dir():
                 got = "a file" if p == folder else f"{str(p)!r} is a file"
                 raise InputError(f"{what}: expected a folder, got {str(path)!r} ({got})")
-            if writable and not os.access(p, os.W_OK | os.X_OK):
-                raise InputError(f"{what}: expected a folder soundedit can write to, got {str(path)!r} "
-                                 f"(permission denied on {str(p)!r})")
+            if writable:
+                _check_writable(p, what, path)
             break
     return folder
+
+
+def _check_writable(folder: Path, what: str, given: str | os.PathLike) -> None:
+    """Create and remove a folder in ``folder``, as the command will: mode bits do not tell (root passes
+    ``os.access`` everywhere, and /proc or /sys refuse new entries whatever their bits say), so
+    ``--out /proc/x`` got as far as the first write, and a bare "No such file or directory"."""
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".soundedit-write-check-", dir=folder))
+    except OSError as exc:
+        raise InputError(f"{what}: expected a folder soundedit can write to, got {str(given)!r} "
+                         f"({str(folder)!r} refuses new entries: {exc.strerror or exc})") from None
 
 
 def check_output_file(path: str | os.PathLike, what: str, expected: str) -> Path:

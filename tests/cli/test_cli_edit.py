@@ -239,12 +239,16 @@ def test_edit_and_mix_default_to_auto_steps():
     assert [inspect.signature(cmd).parameters["steps"].default for cmd in (edit, mix)] == ["auto", "auto"]
 
 
-@pytest.mark.parametrize("command", [
+#: commands that take an output folder, with inputs that would fail later (so only --out is tested)
+OUT_FOLDER_COMMANDS = [
     ["edit", "--seed", "1", "--text", "red", "--generator", "no-such-model"],
     ["mix", "--sound", "x.wav", "--text", "red", "--generator", "no-such-model"],
     ["invert", "x.png", "--generator", "no-such-model"],
     ["train", "--manifest", "x.csv", "--clip", "no-such-model"],
-])
+]
+
+
+@pytest.mark.parametrize("command", OUT_FOLDER_COMMANDS)
 def test_an_unusable_out_is_refused_before_any_work(command, tmp_path, soundedit_home, capfd):
     a_file = tmp_path / "taken"
     a_file.write_text("x")
@@ -253,6 +257,22 @@ def test_an_unusable_out_is_refused_before_any_work(command, tmp_path, soundedit
         err = capfd.readouterr().err.strip()
         assert code == 2 and f"--out: expected a folder, got '{out}'" in err and message in err, err
         assert len(err.splitlines()) == 1, err
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+@pytest.mark.parametrize("command, out, message", [
+    *((command, "/proc/soundedit-out", "--out: expected a folder soundedit can write to, got '/proc/soundedit-out' "
+       "('/proc' refuses new entries: ") for command in OUT_FOLDER_COMMANDS),
+    # an output file's folder: the same check, naming the file as given
+    (["embed", "--text", "a"], "/proc/emb.npy", "--out '/proc/emb.npy': expected a folder soundedit can write to, "
+     "got '/proc' ('/proc' refuses new entries: "),
+])
+def test_an_out_where_nothing_can_be_created_names_out(command, out, message, soundedit_home, capfd):
+    """/proc passes a permission check (for root, everything does) but refuses new entries: it failed
+    at the first write with a bare "No such file or directory: '/proc/soundedit-out'"."""
+    code = main([*command, "--out", out])
+    err = capfd.readouterr().err.strip()
+    assert code == 2 and err.startswith(f"error: {message}") and len(err.splitlines()) == 1, err
 
 
 def test_an_interrupted_save_keeps_the_earlier_outputs(models, esc50_root, soundedit_home, tmp_path, capfd,
