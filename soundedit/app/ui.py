@@ -53,16 +53,14 @@ def check_component(name_or_path: str) -> Component:
     """Whether a weights.lock name is in the cache (never downloads) or a path exists.
 
     Raises:
-        InputError: neither a weights.lock name nor an existing file.
+        InputError: neither a weights.lock name nor an existing file (``soundedit serve`` checks its
+            options first, so its error names the option).
     """
-    from soundedit.weights import load_lock, locate
+    from soundedit.weights import check_name, locate
 
-    p = Path(name_or_path)
-    if p.is_file():
-        return Component(p.name, str(p), True)
-    if name_or_path not in load_lock():
-        raise InputError(f"{name_or_path!r} is neither an existing file nor a weights.lock name; "
-                         "`soundedit weights list` shows the names")
+    found = check_name(name_or_path)
+    if isinstance(found, Path):
+        return Component(found.name, str(found), True)
     try:
         locate(name_or_path)
     except WeightsMissingError as exc:

@@ -51,6 +51,25 @@ def embedding_cache(cache_dir: Path | None, no_cache: bool) -> Path | None:
     return check_folder(cache_dir, "--cache-dir") if cache_dir is not None else default_cache_dir()
 
 
+def check_weights(*options: tuple[str, str | None]) -> None:
+    """Each weights option, ``(flag as typed, value)``, names an existing file or a weights.lock name
+    (``None``: not given, or not used by this run); checked before any model loads, neither
+    downloading nor reading the cache.
+
+    Here, and not in the loaders, because only the command knows which flag a value came from:
+    ``-g nonesuch`` was "'nonesuch' is neither an existing file nor a weights.lock name" without a
+    word of ``--generator``.
+
+    Raises:
+        InputError: "--lpips: expected an existing checkpoint file or a weights.lock name, got '/missing.pth'".
+    """
+    from soundedit.weights import check_name
+
+    for flag, value in options:
+        if value is not None:
+            check_name(value, flag)
+
+
 def path_arg(value: str) -> Path:
     """Typer ``parser`` for a path option: an empty value is refused (``Path("")`` is ``.``, so
     ``--out ""`` would quietly mean the current folder)."""

@@ -9,7 +9,8 @@ from typing import Annotated
 
 import typer
 
-from soundedit.cli._common import DeviceOpt, JsonOpt, SeedOpt, embedding_cache, emit_json, path_arg, stderr, stdout
+from soundedit.cli._common import (DeviceOpt, JsonOpt, SeedOpt, check_weights, embedding_cache, emit_json, path_arg,
+                                   stderr, stdout)
 from soundedit.cli.main import app
 from soundedit.config import MAX_STEPS
 from soundedit.errors import MAX_EVAL_SEED, check_int, check_number
@@ -202,6 +203,7 @@ def classify(
         ds = dataset_from_files(expand_inputs(inputs, what="INPUTS", suffixes=AUDIO_SUFFIXES), names)
         if limit:
             ds.clips = subsample(ds.clips, limit)
+    check_weights(("--encoder", encoder), ("--clip", clip))
     dev = resolve_device(device)
     encoders = _load_encoders([encoder], dev)
     space = _load_clip(clip, encoders, dev)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from soundedit.cli._common import JsonOpt, emit_json, path_arg, stdout
+from soundedit.cli._common import JsonOpt, check_weights, emit_json, path_arg, stdout
 from soundedit.cli.weights import weights_app
 
 
@@ -29,6 +29,7 @@ def convert(
     from soundedit.models.stylegan2.convert import convert_generator
 
     check_output_file(dst, "OUT", "a .safetensors file path")  # before a minute of reading the input
+    check_weights(("IN", src))
     info = convert_generator(src, dst)
     if json_out:
         emit_json(info)

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from soundedit.cli._common import DeviceOpt, JsonOpt, emit_json, path_arg, stderr, stdout
+from soundedit.cli._common import DeviceOpt, JsonOpt, check_weights, emit_json, path_arg, stderr, stdout
 from soundedit.cli.main import app
 from soundedit.config import CPU_AUTO_STEPS, FULL_STEPS, MAX_INTERPOLATE, MAX_LR, MAX_STEPS, auto_steps
 from soundedit.errors import InputError, check_int, check_number, check_seed
@@ -180,6 +180,8 @@ def _load_editor(generator: str, audio_encoder: str, clip: str, identity: str, d
     from soundedit.editing.presets import default_preset, preset_settings
 
     uses_identity = not free and preset_settings(preset or default_preset(generator), lambda_id=lambda_id)["lambda_id"] > 0
+    check_weights(("--generator", generator), ("--audio-encoder", audio_encoder), ("--clip", clip),
+                  ("--identity", identity if uses_identity else None))
     if uses_identity:
         from soundedit.weights import resolve
 

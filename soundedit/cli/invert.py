@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from soundedit.cli._common import DeviceOpt, JsonOpt, emit_json, path_arg, stderr, stdout
+from soundedit.cli._common import DeviceOpt, JsonOpt, check_weights, emit_json, path_arg, stderr, stdout
 from soundedit.cli.main import app
 from soundedit.config import MAX_STEPS
 from soundedit.errors import InputError
@@ -46,10 +46,13 @@ def inversion_options(generator: str, align: bool | None, method: str, steps: in
     check_settings(method, steps, seed, flags={"method": f"{prefix}method", "steps": f"{prefix}steps", "seed": "--seed"})
     if w_space not in ("w", "w+"):
         raise InputError(f"--w-space: expected w or w+, got {w_space!r}")
+    lpips_weights = None if lpips.strip().lower() == "none" else lpips
+    # spelled the same under edit and invert; checked whichever method runs ("auto" picks it later)
+    check_weights(("--lpips", lpips_weights), ("--encoder", encoder), ("--landmark-model", landmark_model))
     if align is None:  # faces are aligned, other domains centre-cropped
         align = default_preset(Path(generator).stem if Path(generator).exists() else generator) == "faces"
     return {"method": method, "align": align, "steps": steps,
-            "lpips": None if lpips.strip().lower() == "none" else lpips, "encoder": encoder, "w_space": w_space,
+            "lpips": lpips_weights, "encoder": encoder, "w_space": w_space,
             "landmark_model": landmark_model, "seed": seed}
 
 
@@ -95,6 +98,7 @@ def invert(
         raise InputError("IMAGE: expected a photo to invert (soundedit invert --image photo.jpg)")
     check_file(photo, "IMAGE" if image is not None else "--image")
     options = inversion_options(generator, align, method, steps, lpips, encoder, w_space, landmark_model, seed)
+    check_weights(("--generator", generator))
     dev = resolve_device(device)
     from soundedit.models import load_generator
 

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from soundedit.cli._common import DeviceOpt, stderr
+from soundedit.cli._common import DeviceOpt, check_weights, stderr
 from soundedit.cli.main import app
 from soundedit.errors import InputError, check_number
 
@@ -61,6 +61,8 @@ def serve(
         raise InputError(f"--steps: expected 1 to --max-steps ({max_steps}), got {steps}")
     if max_queue > 64 or concurrency > 8:
         raise InputError(f"--max-queue/--concurrency: expected at most 64/8, got {max_queue}/{concurrency}")
+    check_weights(*(("--generator", g) for g in generator or []), ("--audio-encoder", audio_encoder), ("--clip", clip),
+                  ("--identity", identity or None))  # '': no identity net (AppSettings)
     from soundedit.app import serve as serve_app
     from soundedit.app.settings import AppSettings
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from soundedit.cli._common import DeviceOpt, JsonOpt, emit_json, path_arg, stderr, stdout
+from soundedit.cli._common import DeviceOpt, JsonOpt, check_weights, emit_json, path_arg, stderr, stdout
 from soundedit.cli.main import app
 from soundedit.config import MAX_LR, OPTIMIZERS
 
@@ -100,6 +100,7 @@ def train(
     _check_encoder_flags(optimizer, sample_rate, arch)
     cfg = dataclasses.replace(cfg, encoder=enc, **overrides)
     check_config(cfg)
+    check_weights(("--clip", clip))
 
     rows = read_manifest(manifest)
     if val is not None:
@@ -334,6 +335,7 @@ def embed(
     if not (audio_paths or texts or images):
         raise InputError("soundedit embed: expected audio files, --text or --image, got nothing to embed")
     cache = embedding_cache(cache_dir, no_cache) if audio_paths else None
+    check_weights(("--encoder", encoder if audio_paths else None), ("--clip", clip))
     dev = resolve_device(device)
     space = load_clip_space(clip, audio_encoder=encoder if audio_paths else None, device=dev)
     index: list[dict] = []

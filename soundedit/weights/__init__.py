@@ -28,7 +28,7 @@ from soundedit.weights.store import cached_path, home_dir, incoming_path, sha256
 
 __all__ = [
     "UNKNOWN", "Lock", "WeightsEntry", "load_lock", "lock_path", "home_dir", "weights_dir",
-    "offline", "get_entry", "resolve", "locate", "fetch", "cached_path", "import_file", "pin", "verify",
+    "offline", "get_entry", "check_name", "resolve", "locate", "fetch", "cached_path", "import_file", "pin", "verify",
     "sha256_file", "missing_message",
 ]
 
@@ -68,6 +68,36 @@ def get_entry(name: str) -> WeightsEntry:
     return load_lock().get(name)
 
 
+def check_name(name_or_path: str | os.PathLike, what: str = "weights") -> Path | WeightsEntry:
+    """The file or the weights.lock entry ``name_or_path`` names, neither downloading nor reading the cache.
+
+    Commands check their weights options with this before any model loads, so that the error
+    names the option (the loaders, which call :func:`resolve`, only see the value).
+
+    Args:
+        name_or_path: an existing file (``~`` expanded) or a weights.lock name.
+        what: where the value came from, as the user typed it (``"--clip"``); errors start with it.
+
+    Returns:
+        The file's path, or the entry of the name.
+
+    Raises:
+        InputError: "--lpips: expected an existing checkpoint file or a weights.lock name, got
+            '/missing.pth'" (close names listed), or the value names a folder, device, pipe or socket.
+    """
+    given = os.fspath(name_or_path)
+    expected = f"{what}: expected an existing checkpoint file or a weights.lock name, got {given!r}"
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        if not path.is_file():
+            raise InputError(f"{expected} ({'a folder' if path.is_dir() else 'a device, pipe or socket'})")
+        return path
+    lock = load_lock()
+    if given not in lock:
+        raise InputError(f"{expected}{lock.suggest(given)}; `soundedit weights list` shows the names")
+    return lock.get(given)
+
+
 def resolve(name_or_path: str | os.PathLike, *, download: bool = True) -> Path:
     """A local file for a weights.lock name or a path.
 
@@ -79,26 +109,17 @@ def resolve(name_or_path: str | os.PathLike, *, download: bool = True) -> Path:
         The path of the file.
 
     Raises:
-        InputError: a directory, or neither an existing file nor a weights.lock name (close names listed).
+        InputError: a directory, or neither an existing file nor a weights.lock name (close names
+            listed; see :func:`check_name`).
         WeightsMissingError: a named file is not cached and cannot be fetched (offline,
             ``download=False`` or no mirror reachable); the message says where to get it
             and the exact path to put it at.
         WeightsError: a download did not match its pinned sha256.
     """
-    path = Path(name_or_path).expanduser()
-    if path.exists():
-        if not path.is_file():
-            kind = "a folder" if path.is_dir() else "a device, pipe or socket"
-            raise InputError(f"{os.fspath(name_or_path)!r}: expected a checkpoint file or a weights.lock name, "
-                             f"got {kind}")
-        return path
-    text = os.fspath(name_or_path)
+    entry = check_name(name_or_path)
+    if isinstance(entry, Path):
+        return entry
     offline(), _timeout()  # a bad setting is an error even when the file is cached and they are not needed
-    lock = load_lock()
-    if text not in lock:
-        raise InputError(f"{text!r} is neither an existing file nor a weights.lock name{lock.suggest(text)}; "
-                         "`soundedit weights list` shows the names")
-    entry = lock.get(text)
     found = _local(entry)
     if found is not None:
         return found

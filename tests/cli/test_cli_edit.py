@@ -131,7 +131,8 @@ def test_batch_runs_rows_resumes_and_shards(run, models, esc50_root, tmp_path):
     (["--sound", "{siren}", "--latent", "nope.pt"], "--latent: 'nope.pt' does not exist"),
     (["--sound", "{siren}", "--steps", "many"], "--steps: expected an integer from 1 to 100000 or 'auto'"),
     (["--sound", "{siren}", "--preset", "portraits"], "--preset: expected one of"),
-    (["--sound", "{siren}", "--generator", "no-such-model"], "neither an existing file nor a weights.lock name"),
+    (["--sound", "{siren}", "--generator", "no-such-model"],
+     "--generator: expected an existing checkpoint file or a weights.lock name, got 'no-such-model'"),
     (["--batch", "missing.csv"], "--batch: 'missing.csv' does not exist"),
     # non-finite and out-of-range numbers, rejected before any model loads (the default generator is not cached)
     (["--sound", "{siren}", "--lr", "inf"], "--lr: expected a finite number in (0, 1000.0], got inf"),

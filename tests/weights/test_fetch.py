@@ -196,8 +196,29 @@ def test_resolve_local_paths_and_unknown_names(test_lock, soundedit_home, tmp_pa
     assert weights.resolve(str(local)) == local
     with pytest.raises(InputError, match=r"did you mean: good"):
         weights.resolve("goood")
-    with pytest.raises(InputError, match="neither an existing file nor a weights.lock name"):
+    with pytest.raises(InputError) as err:  # a loader does not know the flag: "weights" stands for it
         weights.resolve(tmp_path / "missing.pt")
+    assert str(err.value) == (f"weights: expected an existing checkpoint file or a weights.lock name, got "
+                              f"{str(tmp_path / 'missing.pt')!r}; `soundedit weights list` shows the names")
+
+
+def test_check_name_names_the_option_and_never_touches_the_cache(test_lock, soundedit_home, tmp_path):
+    """The commands check their weights options with it, so the error says which option was wrong."""
+    local = tmp_path / "model.pt"
+    local.write_bytes(b"x")
+    assert weights.check_name(str(local), "--clip") == local
+    assert weights.check_name("good", "--clip") == weights.get_entry("good")
+    assert not (soundedit_home / "weights").exists()  # neither downloaded nor looked up in the cache
+    expected = "expected an existing checkpoint file or a weights.lock name, got"
+    for value, what, message in (
+            ("goood", "-g/--generator", f"-g/--generator: {expected} 'goood' (did you mean: good?); "
+                                        "`soundedit weights list` shows the names"),
+            ("/missing.pth", "--lpips", f"--lpips: {expected} '/missing.pth'; `soundedit weights list` shows the names"),
+            (str(tmp_path), "--encoder", f"--encoder: {expected} {str(tmp_path)!r} (a folder)"),
+            ("/dev/null", "IN", f"IN: {expected} '/dev/null' (a device, pipe or socket)")):
+        with pytest.raises(InputError) as err:
+            weights.check_name(value, what)
+        assert str(err.value) == message
 
 
 def test_verify_finds_and_removes_a_corrupted_file(test_lock, soundedit_home):
