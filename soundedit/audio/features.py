@@ -308,7 +308,8 @@ def _crop_offset(samples: torch.Tensor, length: int, crop: str, generator: torch
 
 def prepare_clips(clips: Sequence[AudioSource | Waveform] | AudioSource | Waveform, config: AudioConfig | None = None,
                   *, crop: str | None = None, pad: str | None = None, generator: torch.Generator | None = None,
-                  device: str | torch.device | None = None, num_workers: int = 0) -> torch.Tensor:
+                  device: str | torch.device | None = None, num_workers: int = 0,
+                  min_duration: float | None = None) -> torch.Tensor:
     """Load clips and bring them to the encoder's fixed-length mono input.
 
     Args:
@@ -318,6 +319,8 @@ def prepare_clips(clips: Sequence[AudioSource | Waveform] | AudioSource | Wavefo
         generator: for ``crop="random"`` (training).
         device: where the batch is resampled and returned.
         num_workers: decode files in this many threads (libsndfile releases the GIL).
+        min_duration: refuse a decoded file (paths, bytes) with fewer seconds than this
+            (``AudioError`` from :func:`~soundedit.audio.io.load_audio`, naming the file).
 
     Returns:
         ``(N, round(duration * sample_rate))`` float32, ready for :class:`LogMel`.
@@ -331,7 +334,7 @@ def prepare_clips(clips: Sequence[AudioSource | Waveform] | AudioSource | Wavefo
 
     def native(item: AudioSource | Waveform) -> tuple[torch.Tensor, int]:
         # Cut each clip at its own rate first: only the kept part gets resampled.
-        wave = item if isinstance(item, Waveform) else _load_for_crop(item, config.duration, crop, device)
+        wave = item if isinstance(item, Waveform) else _load_for_crop(item, config.duration, crop, device, min_duration)
         wave = wave.to_mono().to(device) if device is not None else wave.to_mono()
         n = int(round(config.duration * wave.sample_rate))
         return fix_length(wave.samples[0], n, crop=crop, pad=pad, generator=generator), wave.sample_rate
@@ -357,15 +360,16 @@ def prepare_clips(clips: Sequence[AudioSource | Waveform] | AudioSource | Wavefo
     return out
 
 
-def _load_for_crop(source: AudioSource, duration: float, crop: str, device: str | torch.device | None) -> Waveform:
+def _load_for_crop(source: AudioSource, duration: float, crop: str, device: str | torch.device | None,
+                   min_duration: float | None) -> Waveform:
     """Decode only the window a start/centre crop keeps, so long files are not read whole."""
     if crop == "start":
-        return load_audio(source, duration=duration, device=device)
+        return load_audio(source, duration=duration, device=device, min_duration=min_duration)
     if crop in ("centre", "center"):
         total = audio_info(source)["duration"]
         start = (total - duration) / 2 if total > duration else None
-        return load_audio(source, start=start, duration=duration, device=device)
-    return load_audio(source, device=device)
+        return load_audio(source, start=start, duration=duration, device=device, min_duration=min_duration)
+    return load_audio(source, device=device, min_duration=min_duration)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -429,7 +433,7 @@ def _official_logmel(device: torch.device) -> LogMel:
 
 
 def official_model_input(source: AudioSource | Waveform, *, crop: str = "start",
-                         device: str | torch.device | None = None) -> torch.Tensor:
+                         device: str | torch.device | None = None, min_duration: float | None = None) -> torch.Tensor:
     """What the authors' inference code fed their released encoder (``resnet18_57.pth``), bit for bit.
 
     ``librosa.load(path, sr=44100)`` (mono by channel mean, kaiser_best resampling) ->
@@ -440,6 +444,7 @@ def official_model_input(source: AudioSource | Waveform, *, crop: str = "start",
         source: a path, file bytes, or a decoded :class:`Waveform` (resampled the same way).
         crop: window of clips longer than 864 frames (~10 s); the authors took a random one.
         device: where to compute (default CPU).
+        min_duration: refuse a file with fewer seconds than this (as :func:`prepare_clips`).
 
     Returns:
         ``(1, 1, 128, 512)`` float32.
@@ -448,7 +453,7 @@ def official_model_input(source: AudioSource | Waveform, *, crop: str = "start",
         wave = source.to_mono().resample(OFFICIAL_SAMPLE_RATE, quality="kaiser_best")
     else:
         # The whole file, as theirs: the dB reference is the maximum over all of it.
-        wave = load_audio(source, OFFICIAL_SAMPLE_RATE, mono=True, quality="kaiser_best")
+        wave = load_audio(source, OFFICIAL_SAMPLE_RATE, mono=True, quality="kaiser_best", min_duration=min_duration)
     if device is not None:
         wave = wave.to(device)
     mel = _official_logmel(wave.samples.device)(wave.samples)  # (1, 128, T) float32, as librosa's float32 result

@@ -325,7 +325,9 @@ def check_guide_sound(path: str | os.PathLike, *, what: str = "--sound") -> floa
 
 
 def _seconds(value: float) -> str:
-    return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
+    if value >= 1:
+        return f"{value:.2f} s"
+    return f"{value * 1000:.1f} ms" if value >= 5e-5 else f"{value * 1000:.2g} ms"  # one sample is not "0.0 ms"
 
 
 def _wav_header_frames(source: object, sound) -> int | None:

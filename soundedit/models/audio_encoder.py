@@ -147,6 +147,10 @@ class AudioEncoder(nn.Module):
             by the config's deterministic crop/pad policy, then :class:`LogMel`.
             Official layout: the authors' exact transform
             (:func:`soundedit.audio.official_model_input`), ``(N, 1, 128, 512)``.
+
+        Raises:
+            AudioError: a file that cannot be decoded, or that is shorter than one STFT window
+                of the front end (``n_fft`` samples at its sample rate, 46 ms for the paper's).
         """
         from soundedit.audio.features import LogMel, official_model_input, prepare_clips
 
@@ -155,9 +159,14 @@ class AudioEncoder(nn.Module):
             raise InputError("audio: expected at least one clip, got an empty list")
         device = torch.device(device) if device is not None else next(self.parameters()).device
         cfg = self.config.audio
+        # A file shorter than one STFT window is all padding to the front end (one sample embedded
+        # like any sound): refused, so embed/classify report it as a failed file, not a vector.
+        # Short clips that fill a window (dataset clips can be short) are kept.
+        min_duration = cfg.n_fft / cfg.sample_rate
         if self.layout == "official":
-            return torch.cat([official_model_input(item, crop=cfg.crop, device=device) for item in items])
-        waves = prepare_clips(items, cfg, device=device)  # (N, n) mono, fixed length
+            return torch.cat([official_model_input(item, crop=cfg.crop, device=device, min_duration=min_duration)
+                              for item in items])
+        waves = prepare_clips(items, cfg, device=device, min_duration=min_duration)  # (N, n) mono, fixed length
         key = str(device)
         if key not in self._frontends:
             self._frontends[key] = LogMel(cfg).to(device).eval()

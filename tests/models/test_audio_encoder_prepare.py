@@ -79,3 +79,29 @@ def test_bad_items(clean, tmp_path):
         clean.prepare([junk])
     with pytest.raises(InputError, match="empty"):
         clean.prepare([])
+
+
+def _noise(path, samples: int, rate: int):
+    import numpy as np
+    import soundfile
+
+    soundfile.write(path, np.random.default_rng(0).uniform(-0.5, 0.5, samples).astype(np.float32), rate)
+    return path
+
+
+def test_a_file_shorter_than_one_stft_window_is_refused(clean, official, tmp_path):
+    """One sample embedded like any sound (all padding to the front end); a clip that fills one
+    window (n_fft = 2048 samples at 44.1 kHz, 46 ms) still works, at any file rate."""
+    from soundedit.errors import AudioError
+
+    assert (SHORT.n_fft, SHORT.sample_rate) == (2048, 44100)
+    for enc in (clean, official[0]):
+        # 46.44 ms at 16 kHz is 743.04 samples: the file's own rate counts, before resampling
+        for samples, rate, duration in ((1, 44100, "0.023 ms"), (2047, 44100, "46.4 ms"), (743, 16000, "46.4 ms")):
+            path = _noise(tmp_path / f"short-{samples}-{rate}.wav", samples, rate)
+            with pytest.raises(AudioError) as err:
+                enc.prepare(path)
+            assert str(err.value) == (f"{path}: {duration} of audio ({samples} samples at {rate} Hz); "
+                                      "expected at least 0.0464399 s")
+        x = enc.prepare([_noise(tmp_path / "one-window.wav", 2048, 44100), _noise(tmp_path / "k16.wav", 744, 16000)])
+        assert x.shape[0] == 2 and torch.isfinite(x).all()
