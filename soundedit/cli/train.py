@@ -100,7 +100,6 @@ def train(
     _check_encoder_flags(optimizer, sample_rate, arch)
     cfg = dataclasses.replace(cfg, encoder=enc, **overrides)
     check_config(cfg)
-    check_weights(("--clip", clip))
 
     rows = read_manifest(manifest)
     if val is not None:
@@ -112,6 +111,7 @@ def train(
     train_rows, train_report = check_audio(train_rows, allow_missing=allow_missing, what=f"--manifest {manifest}")
     if val_rows:
         val_rows, _ = check_audio(val_rows, allow_missing=allow_missing, what=f"--val {val or manifest}")
+    check_weights(("--clip", clip))
 
     info, dev = distributed.init_from_env(device)
     if not info.is_main:

@@ -16,11 +16,14 @@ NAMES = "; `soundedit weights list` shows the names"
 
 @pytest.fixture
 def inputs(esc50_root, tmp_path):
-    """``{photo}``, ``{sound}``, ``{dir}`` and ``{out}`` that pass every check before the weights'."""
+    """``{photo}``, ``{sound}``, ``{dir}``, ``{out}`` and ``{manifest}``: inputs that pass every check before
+    the weights'."""
     photo = tmp_path / "photo.png"
     Image.new("RGB", (64, 64), (120, 30, 200)).save(photo)
+    manifest = tmp_path / "train.csv"
+    manifest.write_text(f"audio,label\n{esc50_root / 'audio' / SIREN},siren\n")
     return {"{photo}": str(photo), "{sound}": str(esc50_root / "audio" / SIREN), "{dir}": str(esc50_root),
-            "{out}": str(tmp_path / "out")}
+            "{out}": str(tmp_path / "out"), "{manifest}": str(manifest)}
 
 
 @pytest.mark.parametrize("args, message", [
@@ -42,7 +45,8 @@ def inputs(esc50_root, tmp_path):
     (["classify", "{sound}", "--labels", "dog,siren", "--encoder", "nope"], f"--encoder: {EXPECTED} 'nope'{NAMES}"),
     (["serve", "-g", "landscape-256", "-g", "nonesuch"], f"--generator: {EXPECTED} 'nonesuch'{NAMES}"),
     (["serve", "--identity", "nope"], f"--identity: {EXPECTED} 'nope'{NAMES}"),
-    (["train", "--manifest", "x.csv", "--out", "{out}", "--clip", "nope"], f"--clip: {EXPECTED} 'nope'{NAMES}"),
+    # after the manifest's audio is probed (a bad manifest is named first, as before)
+    (["train", "--manifest", "{manifest}", "--out", "{out}", "--clip", "nope"], f"--clip: {EXPECTED} 'nope'{NAMES}"),
     (["weights", "convert", "nope", "{out}.safetensors"], f"IN: {EXPECTED} 'nope'{NAMES}"),
 ])
 def test_a_bad_weights_option_is_named(args, message, inputs, soundedit_home, capfd, monkeypatch):
