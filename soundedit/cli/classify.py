@@ -341,6 +341,7 @@ def eval_zeroshot(
     from soundedit.evaluation.runs import run_zero_shot
 
     templates = _templates(template, ensemble)
+    _check_encoders(encoder, clip)
     _check_out(out, ["zeroshot"])
     with _interruptible("eval zeroshot", out):
         datasets, dev, encoders, settings = _eval_inputs(root, dataset, encoder, folds=folds, limit=limit,
@@ -386,6 +387,7 @@ def eval_probe(
         raise InputError(f"--C: expected comma-separated positive numbers, got {c_values!r}")
     for c in Cs:  # nan passes a plain "c <= 0" and would only fail in scikit-learn, after the embedding
         check_number(c, f"--C {c_values!r}", low=0, low_open=True)
+    _check_encoders(encoder)
     _check_out(out, ["probe"])
     with _interruptible("eval probe", out):
         datasets, dev, encoders, settings = _eval_inputs(root, dataset, encoder, folds=folds, limit=limit,
@@ -424,6 +426,7 @@ def eval_table1(
     from soundedit.evaluation.runs import run_probe, run_zero_shot, write_reports
 
     templates = _templates(template, ensemble)
+    _check_encoders(encoder, clip)
     _check_out(out, ["zeroshot", "probe", "table1"])
     with _interruptible("eval table1", out):
         datasets, dev, encoders, settings = _eval_inputs(root, dataset, encoder, folds=folds, limit=limit,
@@ -438,6 +441,11 @@ def eval_table1(
     merged = {"table1": _merge_rows(zs, pr), "files": {k: str(v) for k, v in files["table1"].items()},
               "plots": {**zs["plots"], **pr["plots"]}}
     _finish(merged if not json_out else {"table1": merged["table1"], "zeroshot": zs, "probe": pr}, json_out)
+
+
+def _check_encoders(encoders: list[str], clip: str | None = None) -> None:
+    """Every ``--encoder`` (and ``--clip``) a weights.lock name or a file, before any dataset is read."""
+    check_weights(*(("--encoder", e) for e in encoders), ("--clip", clip))
 
 
 def _check_out(out: Path, parts: list[str], *subfolders: str) -> None:
@@ -547,6 +555,8 @@ def eval_edits(
                                            semantic_classifier_from_sounds)
     from soundedit.runtime import resolve_device, seed_everything
 
+    check_weights(("--generator", generator), ("--encoder", encoder), ("--clip", clip),
+                  ("--identity", identity or None))
     _check_out(out, ["edits"], "images")
     with _interruptible("eval edits", out):
         job_list = read_jobs(jobs)

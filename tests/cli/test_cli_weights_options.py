@@ -48,6 +48,13 @@ def inputs(esc50_root, tmp_path):
     # after the manifest's audio is probed (a bad manifest is named first, as before)
     (["train", "--manifest", "{manifest}", "--out", "{out}", "--clip", "nope"], f"--clip: {EXPECTED} 'nope'{NAMES}"),
     (["weights", "convert", "nope", "{out}.safetensors"], f"IN: {EXPECTED} 'nope'{NAMES}"),
+    (["eval", "zeroshot", "--root", "{dir}", "-e", "authors-resnet18", "-e", "nope"],
+     f"--encoder: {EXPECTED} 'nope'{NAMES}"),
+    (["eval", "zeroshot", "--root", "{dir}", "--clip", "nope"], f"--clip: {EXPECTED} 'nope'{NAMES}"),
+    (["eval", "probe", "--root", "{dir}", "-e", "/missing.pt"], f"--encoder: {EXPECTED} '/missing.pt'{NAMES}"),
+    (["eval", "table1", "--root", "{dir}", "--clip", "{dir}"], f"--clip: {EXPECTED} '{{dir}}' (a folder)"),
+    (["eval", "edits", "--jobs", "{manifest}", "-g", "nonesuch"], f"--generator: {EXPECTED} 'nonesuch'{NAMES}"),
+    (["eval", "edits", "--jobs", "{manifest}", "--identity", "nope"], f"--identity: {EXPECTED} 'nope'{NAMES}"),
 ])
 def test_a_bad_weights_option_is_named(args, message, inputs, soundedit_home, capfd, monkeypatch):
     monkeypatch.setenv("SOUNDEDIT_OFFLINE", "1")
