@@ -35,6 +35,13 @@ def default_cache_dir() -> Path:
     return home_dir() / "cache" / "embeddings"
 
 
+#: The revision of what a file becomes before the encoder sees it (decoding, front end, which files are
+#: refused), for the cache key beside ``soundedit.__version__``: bump it when that changes while the version
+#: stays, so embeddings cached under the old rules become misses. 2: files shorter than one STFT window are
+#: refused (they were embedded as padding).
+INPUT_REVISION = 2
+
+
 def encoder_fingerprint(encoder) -> str:
     """sha256 over an encoder's config and all its weights (hex, 64 chars).
 
@@ -49,8 +56,8 @@ def encoder_fingerprint(encoder) -> str:
     import soundedit
 
     h = hashlib.sha256()
-    # the version stands for the audio front end's code, which shapes the model input too
-    h.update(f"soundedit {soundedit.__version__}\n".encode())
+    # the version and the input revision stand for the audio front end's code, which shapes the model input too
+    h.update(f"soundedit {soundedit.__version__} input {INPUT_REVISION}\n".encode())
     config = getattr(encoder, "config", None)
     h.update(json.dumps(to_dict(config) if config is not None else {}, sort_keys=True).encode())
     for key, tensor in sorted(encoder.state_dict().items()):

@@ -54,3 +54,23 @@ def test_classify_reports_a_one_sample_file_as_failed_and_classifies_the_rest(mo
     result = json.loads(capsys.readouterr().out)
     assert [item["file"] for item in result["items"]] == [str(short)]
     assert result["failures"] == [{"file": str(one), "reason": f"0.023 ms of audio (1 samples at 44100 Hz); {MINIMUM}"}]
+
+
+def test_an_embedding_cached_before_short_files_were_refused_is_not_served(models, clips, soundedit_home, tmp_path,
+                                                                            monkeypatch):
+    """The cache key carries the input revision: an embedding of padding that an earlier version cached for
+    a one-sample file (revision 1) is a miss, so the file is refused as it is uncached."""
+    from soundedit.evaluation import embeddings
+    from soundedit.models.audio_encoder import load_audio_encoder
+
+    one, _ = clips
+    encoder = load_audio_encoder(models[1])
+    monkeypatch.setattr(embeddings, "INPUT_REVISION", 1)
+    old_key = embeddings.encoder_fingerprint(encoder)
+    cache = embeddings.EmbeddingCache(tmp_path / "cache", old_key, dim=64)
+    cache.put(embeddings.hashlib.sha256(one.read_bytes()).hexdigest(), np.ones(64, np.float32))
+    assert embeddings.embed_files(encoder, [one], cache_dir=tmp_path / "cache", encoder_id=old_key).ok == [0]
+    monkeypatch.setattr(embeddings, "INPUT_REVISION", 2)
+    assert embeddings.encoder_fingerprint(encoder) != old_key
+    result = embeddings.embed_files(encoder, [one], cache_dir=tmp_path / "cache")
+    assert result.ok == [] and result.cache_hits == 0 and "expected at least 0.0464399 s" in result.failures[0]
