@@ -341,11 +341,10 @@ def eval_zeroshot(
     from soundedit.evaluation.runs import run_zero_shot
 
     templates = _templates(template, ensemble)
-    _check_encoders(encoder, clip)
     _check_out(out, ["zeroshot"])
     with _interruptible("eval zeroshot", out):
         datasets, dev, encoders, settings = _eval_inputs(root, dataset, encoder, folds=folds, limit=limit,
-                                                         skip_missing=skip_missing, device=device)
+                                                         skip_missing=skip_missing, device=device, clip=clip)
         space = _load_clip(clip, encoders, dev)
         report = run_zero_shot(datasets, encoders, space, templates=templates,
                                cache_dir=embedding_cache(cache_dir, no_cache), batch_size=batch_size, device=dev,
@@ -387,7 +386,6 @@ def eval_probe(
         raise InputError(f"--C: expected comma-separated positive numbers, got {c_values!r}")
     for c in Cs:  # nan passes a plain "c <= 0" and would only fail in scikit-learn, after the embedding
         check_number(c, f"--C {c_values!r}", low=0, low_open=True)
-    _check_encoders(encoder)
     _check_out(out, ["probe"])
     with _interruptible("eval probe", out):
         datasets, dev, encoders, settings = _eval_inputs(root, dataset, encoder, folds=folds, limit=limit,
@@ -426,11 +424,10 @@ def eval_table1(
     from soundedit.evaluation.runs import run_probe, run_zero_shot, write_reports
 
     templates = _templates(template, ensemble)
-    _check_encoders(encoder, clip)
     _check_out(out, ["zeroshot", "probe", "table1"])
     with _interruptible("eval table1", out):
         datasets, dev, encoders, settings = _eval_inputs(root, dataset, encoder, folds=folds, limit=limit,
-                                                         skip_missing=skip_missing, device=device)
+                                                         skip_missing=skip_missing, device=device, clip=clip)
         space = _load_clip(clip, encoders, dev)
         cache = embedding_cache(cache_dir, no_cache)
         zs = run_zero_shot(datasets, encoders, space, templates=templates, cache_dir=cache, batch_size=batch_size,
@@ -441,11 +438,6 @@ def eval_table1(
     merged = {"table1": _merge_rows(zs, pr), "files": {k: str(v) for k, v in files["table1"].items()},
               "plots": {**zs["plots"], **pr["plots"]}}
     _finish(merged if not json_out else {"table1": merged["table1"], "zeroshot": zs, "probe": pr}, json_out)
-
-
-def _check_encoders(encoders: list[str], clip: str | None = None) -> None:
-    """Every ``--encoder`` (and ``--clip``) a weights.lock name or a file, before any dataset is read."""
-    check_weights(*(("--encoder", e) for e in encoders), ("--clip", clip))
 
 
 def _check_out(out: Path, parts: list[str], *subfolders: str) -> None:
@@ -463,12 +455,15 @@ def _check_out(out: Path, parts: list[str], *subfolders: str) -> None:
 
 
 def _eval_inputs(roots: list[Path], datasets: list[str], encoders: list[str], *, folds: str | None, limit: int,
-                 skip_missing: bool, device: str):
-    """What every ``eval`` protocol starts from: ``(datasets, device, encoders, settings for the report)``."""
+                 skip_missing: bool, device: str, clip: str | None = None):
+    """What every ``eval`` protocol starts from: ``(datasets, device, encoders, settings for the report)``.
+    The weights options (every ``--encoder``, and ``--clip`` where the protocol uses it) are checked once
+    the datasets are read, before any model loads."""
     from soundedit.runtime import resolve_device
 
     fold_list = _parse_folds(folds)
     loaded = _load_datasets(roots, datasets, folds=fold_list, limit=limit, skip_missing=skip_missing)
+    check_weights(*(("--encoder", e) for e in encoders), ("--clip", clip))
     dev = resolve_device(device)
     settings = {"folds": fold_list, "limit": limit or None, "skip_missing": skip_missing}
     return loaded, dev, _load_encoders(encoders, dev), settings
@@ -555,8 +550,6 @@ def eval_edits(
                                            semantic_classifier_from_sounds)
     from soundedit.runtime import resolve_device, seed_everything
 
-    check_weights(("--generator", generator), ("--encoder", encoder), ("--clip", clip),
-                  ("--identity", identity or None))
     _check_out(out, ["edits"], "images")
     with _interruptible("eval edits", out):
         job_list = read_jobs(jobs)
@@ -570,6 +563,8 @@ def eval_edits(
             sounds, labels = [c.path for c in ds.clips], [c.label for c in ds.clips]
         else:
             sounds, labels = [j["sound"] for j in job_list], [j["label"] for j in job_list]
+        check_weights(("--generator", generator), ("--encoder", encoder), ("--clip", clip),
+                      ("--identity", identity or None))
         seed_everything(seed)
         dev = resolve_device(device)
         editor = Editor.from_pretrained(generator=generator, audio_encoder=encoder, clip=clip,

@@ -16,14 +16,16 @@ NAMES = "; `soundedit weights list` shows the names"
 
 @pytest.fixture
 def inputs(esc50_root, tmp_path):
-    """``{photo}``, ``{sound}``, ``{dir}``, ``{out}`` and ``{manifest}``: inputs that pass every check before
-    the weights'."""
+    """``{photo}``, ``{sound}``, ``{dir}``, ``{out}``, ``{manifest}`` and ``{jobs}``: inputs that pass every
+    check before the weights'."""
     photo = tmp_path / "photo.png"
     Image.new("RGB", (64, 64), (120, 30, 200)).save(photo)
     manifest = tmp_path / "train.csv"
     manifest.write_text(f"audio,label\n{esc50_root / 'audio' / SIREN},siren\n")
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_text(f"source,sound,label\n0,{esc50_root / 'audio' / SIREN},siren\n")
     return {"{photo}": str(photo), "{sound}": str(esc50_root / "audio" / SIREN), "{dir}": str(esc50_root),
-            "{out}": str(tmp_path / "out"), "{manifest}": str(manifest)}
+            "{out}": str(tmp_path / "out"), "{manifest}": str(manifest), "{jobs}": str(jobs)}
 
 
 @pytest.mark.parametrize("args, message", [
@@ -48,13 +50,15 @@ def inputs(esc50_root, tmp_path):
     # after the manifest's audio is probed (a bad manifest is named first, as before)
     (["train", "--manifest", "{manifest}", "--out", "{out}", "--clip", "nope"], f"--clip: {EXPECTED} 'nope'{NAMES}"),
     (["weights", "convert", "nope", "{out}.safetensors"], f"IN: {EXPECTED} 'nope'{NAMES}"),
-    (["eval", "zeroshot", "--root", "{dir}", "-e", "authors-resnet18", "-e", "nope"],
+    (["eval", "zeroshot", "--root", "{dir}", "--folds", "1", "-e", "authors-resnet18", "-e", "nope"],
      f"--encoder: {EXPECTED} 'nope'{NAMES}"),
-    (["eval", "zeroshot", "--root", "{dir}", "--clip", "nope"], f"--clip: {EXPECTED} 'nope'{NAMES}"),
-    (["eval", "probe", "--root", "{dir}", "-e", "/missing.pt"], f"--encoder: {EXPECTED} '/missing.pt'{NAMES}"),
-    (["eval", "table1", "--root", "{dir}", "--clip", "{dir}"], f"--clip: {EXPECTED} '{{dir}}' (a folder)"),
-    (["eval", "edits", "--jobs", "{manifest}", "-g", "nonesuch"], f"--generator: {EXPECTED} 'nonesuch'{NAMES}"),
-    (["eval", "edits", "--jobs", "{manifest}", "--identity", "nope"], f"--identity: {EXPECTED} 'nope'{NAMES}"),
+    (["eval", "zeroshot", "--root", "{dir}", "--folds", "1", "--clip", "nope"], f"--clip: {EXPECTED} 'nope'{NAMES}"),
+    (["eval", "probe", "--root", "{dir}", "--folds", "1", "-e", "/missing.pt"],
+     f"--encoder: {EXPECTED} '/missing.pt'{NAMES}"),
+    (["eval", "table1", "--root", "{dir}", "--folds", "1", "--clip", "{dir}"],
+     f"--clip: {EXPECTED} '{{dir}}' (a folder)"),
+    (["eval", "edits", "--jobs", "{jobs}", "-g", "nonesuch"], f"--generator: {EXPECTED} 'nonesuch'{NAMES}"),
+    (["eval", "edits", "--jobs", "{jobs}", "--identity", "nope"], f"--identity: {EXPECTED} 'nope'{NAMES}"),
 ])
 def test_a_bad_weights_option_is_named(args, message, inputs, soundedit_home, capfd, monkeypatch):
     monkeypatch.setenv("SOUNDEDIT_OFFLINE", "1")
