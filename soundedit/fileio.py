@@ -281,10 +281,10 @@ def output_set(out_dir: str | os.PathLike, *, replaces: Callable[[str], bool], l
         yield stage
         staged = sorted((p for p in stage.iterdir() if p.name != _STAGE_LOCK), key=lambda p: (p.name == last, p.name))
         # before anything moves: out keeps what it had
-        check_set_entries(out, [new.name for new in staged], replaces=replaces, last=last)
+        check_set_entries(out, [new.name for new in staged], last=last)
         with _interrupts_deferred():
             for old in [out / last, *sorted(p for p in out.iterdir() if replaces(p.name) and p.name != last)]:
-                if old.exists() and _earlier(old, replaces, last):
+                if old.exists() and _earlier(old, last):
                     _remove(old)
             for new in staged:
                 if (out / new.name).is_dir():  # a folder is not replaced by a rename
@@ -300,8 +300,8 @@ def output_set(out_dir: str | os.PathLike, *, replaces: Callable[[str], bool], l
                 out.rmdir()
 
 
-def check_set_entries(out_dir: str | os.PathLike, names: Iterable[str], *, replaces: Callable[[str], bool],
-                      last: str = "report.json", what: str = "") -> None:
+def check_set_entries(out_dir: str | os.PathLike, names: Iterable[str], *, last: str = "report.json",
+                      what: str = "") -> None:
     """Refuse an entry of ``out_dir`` named like an output of the set that no earlier set wrote (a folder of
     the user's bearing an output's name): :func:`output_set` would have to delete it.
 
@@ -314,18 +314,31 @@ def check_set_entries(out_dir: str | os.PathLike, names: Iterable[str], *, repla
     out = Path(out_dir)
     for name in names:
         entry = out / name
-        if entry.exists() and not _earlier(entry, replaces, last):
+        if entry.exists() and not _earlier(entry, last):
             raise InputError(f"{what + ': ' if what else ''}{str(entry)!r}: a folder where soundedit writes its "
                              f"output {name!r}; expected no folder there (move it, or choose another output folder)")
 
 
-def _earlier(entry: Path, replaces: Callable[[str], bool], last: str) -> bool:
-    """Whether ``entry`` is one an earlier set wrote: a file, or a folder holding that set's report or only
-    entries the set claims (an output folder of images), or empty; never a folder of the user's that
-    happens to bear an output's name."""
-    if entry.is_symlink() or not entry.is_dir() or (entry / last).is_file():
+#: the file that marks a folder of outputs holding no report of its own (eval edits' images/) as a set's
+OWNED_MARKER = ".soundedit-output"
+
+
+def owned_folder(path: str | os.PathLike) -> Path:
+    """Create the folder ``path`` for outputs, marked (:data:`OWNED_MARKER`) as the set's own, so that
+    the next set replaces it whatever else (a .DS_Store) appeared in it since."""
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / OWNED_MARKER).touch()
+    return folder
+
+
+def _earlier(entry: Path, last: str) -> bool:
+    """Whether ``entry`` is one an earlier set wrote: a file, an empty folder, or a folder holding that
+    set's report or its :data:`OWNED_MARKER`; never a folder of the user's that happens to bear an output's
+    name (whatever its contents are named: a user's ``item-003/source.png`` is not an edit's)."""
+    if entry.is_symlink() or not entry.is_dir():
         return True
-    return all(replaces(child.name) for child in entry.iterdir())
+    return (entry / last).is_file() or (entry / OWNED_MARKER).is_file() or not any(entry.iterdir())
 
 
 def _lock_stage(stage: Path) -> IO | None:

@@ -235,24 +235,38 @@ def test_umask_is_read_without_changing_it(umask_022, monkeypatch):
         assert fileio._umask() == 0o022 and calls == []  # read from /proc: never set, even for an instant
 
 
-def test_a_folder_holding_only_claimed_entries_is_an_earlier_sets(tmp_path):
-    """An output folder of images (eval edits' images/) holds no report: it was refused as the user's on
-    every re-run. A folder with anything the set does not claim still is, before anything moves."""
-    from soundedit.fileio import check_set_entries
+def test_a_marked_output_folder_is_an_earlier_sets_and_a_users_folder_never_is(tmp_path):
+    """An output folder of images (eval edits' images/) holds no report: marked by owned_folder, it is
+    replaced on a re-run whatever appeared in it since (a .DS_Store). A folder of the user's is never
+    removed, even when everything in it bears names the set claims (a photo item-003/source.png beside
+    an edit's outputs): refused before anything moves, or left alone when the set does not write it."""
+    from soundedit.fileio import OWNED_MARKER, check_set_entries, owned_folder
 
     def claims(name):
-        return name in ("images", "report.json") or name.startswith("edit_")
+        return name in ("images", "report.json", "source.png") or name.startswith(("edit_", "item-"))
 
     for run in ("1", "2"):
         with output_set(tmp_path, replaces=claims) as stage:
-            write_text(stage / "images" / f"edit_{run}.png", run)
+            write_text(owned_folder(stage / "images") / f"edit_{run}.png", run)
             write_text(stage / "report.json", run)
-    assert _contents(tmp_path / "images") == {"edit_2.png": "2"}
-    (tmp_path / "images" / "notes.txt").write_text("mine")
-    message = f"--out: {str(tmp_path / 'images')!r}: a folder where soundedit writes its output 'images'"
+        (tmp_path / "images" / ".DS_Store").write_text("finder")
+    assert _contents(tmp_path / "images") == {"edit_2.png": "2", ".DS_Store": "finder", OWNED_MARKER: ""}
+
+    users = tmp_path / "mine"
+    for folder in (users / "images", users / "item-003", users / "item-004" / "item-000"):
+        folder.mkdir(parents=True)
+    (users / "images" / "edit_1.png").write_text("my picture")
+    (users / "item-003" / "source.png").write_text("my photo")
+    (users / "item-004" / "item-000" / "notes.txt").write_text("my notes")
+    message = f"--out: {str(users / 'images')!r}: a folder where soundedit writes its output 'images'"
     with pytest.raises(InputError, match=re.escape(message)):
-        check_set_entries(tmp_path, ["images", "report.json"], replaces=claims, what="--out")
+        check_set_entries(users, ["images", "report.json"], what="--out")
     with pytest.raises(InputError, match="expected no folder there"):
-        with output_set(tmp_path, replaces=claims) as stage:
-            write_text(stage / "images" / "edit_3.png", "3")
-    assert _contents(tmp_path / "images") == {"edit_2.png": "2", "notes.txt": "mine"}
+        with output_set(users, replaces=claims) as stage:
+            write_text(owned_folder(stage / "images") / "edit_3.png", "3")
+    with output_set(users, replaces=claims) as stage:  # claimed names it does not write: left alone
+        write_text(stage / "report.json", "new")
+    assert _contents(users / "images") == {"edit_1.png": "my picture"}
+    assert _contents(users / "item-003") == {"source.png": "my photo"}
+    assert (users / "item-004" / "item-000" / "notes.txt").read_text() == "my notes"
+

@@ -270,7 +270,7 @@ def write_manipulation_report(out_dir: str | Path, metrics: dict, *, settings: d
     import datetime as _dt
 
     from soundedit.evaluation import reports
-    from soundedit.fileio import output_set
+    from soundedit.fileio import output_set, owned_folder
 
     out = Path(out_dir)
     plots = {"directions_png": "edits_direction_cosines.png", "clip_png": "edits_clip_cosines.png"}
@@ -295,7 +295,7 @@ def write_manipulation_report(out_dir: str | Path, metrics: dict, *, settings: d
             reports.plot_scatter(np.asarray(metrics["tsne"]), groups, stage / plots["tsne_png"],
                                  title="t-SNE of manipulation directions")
         if images is not None:
-            images(stage / reports.EDIT_IMAGES)
+            images(owned_folder(stage / reports.EDIT_IMAGES))  # marked: a re-run replaces it
         reports.write_report(stage, report, _markdown(metrics), stem="edits")
     return report
 

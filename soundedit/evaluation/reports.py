@@ -100,13 +100,15 @@ def output_claims(parts: Sequence[str]) -> Callable[[str], bool]:
 
 def check_out(out_dir: str | Path, parts: Sequence[str], what: str = "--out") -> None:
     """Refuse, before any work, an output folder that cannot take these report parts: not a writable
-    folder, or a folder of the user's where a report file (``PART.json``, ``PART.md``) goes. The plots'
-    names depend on the encoders and datasets: the set itself checks those before anything moves."""
+    folder, or a folder of the user's where a report file (``PART.json``, ``PART.md``) or ``eval edits``'
+    ``images/`` goes. The plots' names depend on the encoders and datasets: the set itself checks those
+    before anything moves."""
     from soundedit.fileio import check_folder, check_set_entries
 
     check_folder(out_dir, what, writable=True)
-    check_set_entries(out_dir, [f"{part}.{ext}" for part in parts for ext in ("json", "md")],
-                      replaces=output_claims(parts), last=f"{parts[-1]}.json", what=what)
+    names = [f"{part}.{ext}" for part in parts for ext in ("json", "md")]
+    check_set_entries(out_dir, [*names, *([EDIT_IMAGES] if "edits" in parts else [])],
+                      last=f"{parts[-1]}.json", what=what)
 
 
 def write_report(out_dir: str | Path, report: Mapping, markdown: str, *, stem: str = "report") -> dict[str, Path]:

@@ -228,7 +228,9 @@ def test_eval_edits_with_tiny_generator(capsys, tmp_path, esc50_root, models):
     assert res["kind"] == "edits" and res["settings"]["steps"] == 2 and res["environment"]["torch"] and res["created"]
     assert res["files"] == {"json": str(out_dir / "edits.json"), "markdown": str(out_dir / "edits.md")}
 
-    # a re-run with fewer jobs and no text edits replaces the earlier set whole: its images/ folder included
+    # a re-run with fewer jobs and no text edits replaces the earlier set whole: its images/ folder included,
+    # whatever appeared in it since (Finder's .DS_Store)
+    (out_dir / "images" / ".DS_Store").write_bytes(b"\0")
     (tmp_path / "jobs.csv").write_text(f"source,sound,label\n0,{audio / '1-101296-A-19.flac'},thunderstorm\n"
                                        f"1,{audio / '1-17150-A-12.flac'},crackling_fire\n")
     code, out, _ = _run(capsys, "eval", "edits", "--jobs", tmp_path / "jobs.csv", "-g", gen, "-e", models["authors"],
@@ -237,7 +239,7 @@ def test_eval_edits_with_tiny_generator(capsys, tmp_path, esc50_root, models):
     assert code == 0 and "Manipulation metrics (2 edits)" in out
     assert sorted(p.name for p in out_dir.iterdir()) == ["edits.json", "edits.md", "edits_clip_cosines.png",
                                                          "edits_direction_cosines.png", "images"]
-    assert sorted(p.name for p in (out_dir / "images").iterdir()) == ["edit_0000_thunderstorm.png",
+    assert sorted(p.name for p in (out_dir / "images").iterdir()) == [".soundedit-output", "edit_0000_thunderstorm.png",
                                                                       "edit_0001_crackling-fire.png"]
     assert json.loads((out_dir / "edits.json").read_text())["summary"]["n_edits"] == 2
 
@@ -308,6 +310,14 @@ def test_eval_edits_checks_its_inputs_before_the_models_load(capsys, tmp_path, e
     ((tmp_path / "images-file") / "images").write_text("")
     code, out, err = _run(capsys, "eval", "edits", "--jobs", jobs, *no_models, "--out", tmp_path / "images-file")
     assert code == 2 and "--out: expected" in err and "images" in err and len(err.strip().splitlines()) == 1
+    # a folder images/ of the user's (not an earlier run's) is refused before any work, and kept
+    (tmp_path / "photos" / "images").mkdir(parents=True)
+    (tmp_path / "photos" / "images" / "cat.png").write_text("mine")
+    code, out, err = _run(capsys, "eval", "edits", "--jobs", jobs, *no_models, "--out", tmp_path / "photos")
+    assert code == 2 and err.strip() == (f"error: --out: {str(tmp_path / 'photos' / 'images')!r}: a folder where "
+                                         "soundedit writes its output 'images'; expected no folder there (move it, "
+                                         "or choose another output folder)")
+    assert (tmp_path / "photos" / "images" / "cat.png").read_text() == "mine"
 
     empty = tmp_path / "empty"
     empty.mkdir()
