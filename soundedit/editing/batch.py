@@ -65,6 +65,20 @@ class Job:
         return (self.out / "report.json").is_file()
 
 
+def _check_unnamed_columns_empty(text: str, fields: list[str], source_name: str) -> None:
+    """Columns without a name (trailing commas) are accepted only empty: a value there is a cell the
+    user meant for something, which no column reads."""
+    unnamed = [i for i, f in enumerate(fields) if not f]
+    if not unnamed:
+        return
+    rows = [r for r in csv.reader(io.StringIO(text)) if r][1:]  # as DictReader counts them: blank lines skipped
+    for n, cells in enumerate(rows, 1):
+        value = next((cells[i] for i in unnamed if i < len(cells) and cells[i].strip()), None)
+        if value is not None:
+            raise InputError(f"--batch {source_name} row {n}: expected nothing in a column without a name in the "
+                             f"header, got {value!r}")
+
+
 def _split(value: str) -> list[str]:
     return [v.strip() for v in value.split(";") if v.strip()]
 
@@ -156,9 +170,14 @@ def read_jobs(text: str, *, out_dir: Path, source_name: str = "jobs", base: Path
     if not reader.fieldnames:
         raise InputError(f"--batch {source_name}: expected a CSV header with some of {', '.join(COLUMNS)}, got an empty file")
     fields = [f.strip() for f in reader.fieldnames]
-    unknown = sorted(set(fields) - set(COLUMNS))
+    unknown = sorted(set(fields) - set(COLUMNS) - {""})  # unnamed: a spreadsheet's trailing commas
     if unknown:
         raise InputError(f"--batch {source_name}: unknown columns {unknown}; expected some of {', '.join(COLUMNS)}")
+    twice = next((c for c in COLUMNS if fields.count(c) > 1), None)
+    if twice is not None:  # the reader would keep the last column of that name, silently dropping the others
+        raise InputError(f"--batch {source_name}: expected each column once in the header, got {twice!r} "
+                         f"{fields.count(twice)} times")
+    _check_unnamed_columns_empty(text.removeprefix("\ufeff"), fields, source_name)
     jobs: list[Job] = []
     seen: dict[Path, int] = {}
     checked: set[tuple[str, Path]] = set()  # (column, file) already decoded for an earlier row

@@ -450,8 +450,10 @@ def read_jobs(path: str | Path) -> list[dict]:
     path = Path(path)
     reader = csv.DictReader(io.StringIO(read_text_file(path, "--jobs", "CSV"), newline=""))
     header = reader.fieldnames or []  # the first line, read as the header whether or not rows follow
-    twice = next((c for c in header if header.count(c) > 1), None)
-    if twice is not None:  # the reader would keep the last column of that name, silently dropping the others
+    # a column read twice: the reader would keep the last of that name, silently dropping the others (columns
+    # not read, such as the empty names of a spreadsheet's trailing commas, may repeat)
+    twice = next((c for c in _JOB_COLUMNS if header.count(c) > 1), None)
+    if twice is not None:
         raise InputError(f"--jobs {path}: expected each column once in the header, got {twice!r} "
                          f"{header.count(twice)} times")
     absent = [c for c in ("source", "sound", "label") if c not in header]
@@ -490,6 +492,8 @@ def read_jobs(path: str | Path) -> list[dict]:
 #: what each required column of a ``--jobs`` row holds (said when a row leaves it empty)
 _JOB_FIELDS = {"source": "a seed or a latent or photo file", "sound": "an audio file",
                "label": "the class name the edit aims at"}
+#: the columns a job list's rows are read from
+_JOB_COLUMNS = (*_JOB_FIELDS, "text")
 
 
 def _check_job_source(src: str, given: str, where: str) -> None:

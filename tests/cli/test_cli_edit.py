@@ -638,6 +638,22 @@ def test_batch_rerun_reason_compares_sounds_gains_sources_settings_and_models(tm
                                            f"[{str(rain)!r}], text none -> 'sky', source seed 0 -> photo {str(photo)!r}")
 
 
+def test_batch_job_files_take_empty_unnamed_columns_and_refuse_repeated_ones(tmp_path):
+    """Excel's trailing commas give columns without a name: fine while empty. A repeated column was
+    taken silently (its last copy)."""
+    from soundedit.editing.batch import read_jobs
+    from soundedit.errors import InputError
+
+    jobs = read_jobs("out,text,seed,,\na,red sky,1,,\n\nb,blue sky,2,, \n", out_dir=tmp_path)
+    assert [(j.out.name, j.edit["text"], j.edit["source"]) for j in jobs] == [("a", "red sky", 1),
+                                                                             ("b", "blue sky", 2)]
+    with pytest.raises(InputError, match=r"^--batch <stdin> row 2: expected nothing in a column without a name in "
+                                         r"the header, got 'x'$"):
+        read_jobs("out,text,,seed\na,red,,1\n\nb,blue,x,2\n", out_dir=tmp_path, source_name="<stdin>")
+    with pytest.raises(InputError, match=r"expected each column once in the header, got 'text' 2 times$"):
+        read_jobs("text,seed,text\nred,1,blue\n", out_dir=tmp_path)
+
+
 def test_batch_rerun_reason_knows_a_file_by_any_path_and_sees_inputs_modified_after_the_row(tmp_path, monkeypatch):
     from soundedit.editing.batch import edit_settings, read_jobs, rerun_reason
 

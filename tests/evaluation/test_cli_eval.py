@@ -451,6 +451,17 @@ def test_eval_edits_job_lists_name_the_column_and_line(capsys, tmp_path, esc50_r
     assert not (tmp_path / "o").exists()
 
 
+def test_eval_edits_job_lists_may_repeat_columns_they_do_not_use(tmp_path, esc50_root):
+    """A spreadsheet's trailing commas give empty column names, and notes may repeat: only the columns
+    read (source, sound, label, text) must be unique."""
+    from soundedit.evaluation.runs import read_jobs
+
+    sound = esc50_root / "audio" / "1-31482-A-42.flac"
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_text(f"source,sound,label,,,notes,notes\n0,{sound},siren,,,a,b\n")
+    assert [(j["source"], j["sound"], j["label"]) for j in read_jobs(jobs)] == [(0, str(sound), "siren")]
+
+
 def test_eval_edits_ctrl_c_says_so(capsys, monkeypatch, tmp_path):
     """Ctrl-C during `eval` exited 130 without a word."""
     from soundedit.evaluation import runs
