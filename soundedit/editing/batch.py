@@ -21,8 +21,8 @@ A row whose folder already holds ``report.json`` (written last) of the same job
 (sounds, gains, text, source) made with the same settings and models is finished and
 skipped, so rerunning a command resumes it; a row whose job or settings changed since,
 or whose sound or source file was modified after it ran, is run again and its outputs
-replaced (:func:`rerun_reason` says why). Paths count as the same when they name the same
-file (relative or absolute, through links).  Under
+replaced (:func:`rerun_reason` says why). Paths are made absolute when read, and count as the
+same when they name the same file (through links).  Under
 ``torchrun`` each process takes the rows ``i % WORLD_SIZE == RANK``.
 """
 
@@ -182,10 +182,12 @@ def read_jobs(text: str, *, out_dir: Path, source_name: str = "jobs", base: Path
     seen: dict[Path, int] = {}
     checked: set[tuple[str, Path]] = set()  # (column, file) already decoded for an earlier row
     def at(value: str, what: str) -> str:
-        """A cell's path as the job file means it; a missing one is named as typed and as looked for."""
-        if base is None or Path(value).is_absolute():
+        """A cell's path as the job file means it, made absolute (so that a report records the same path
+        from whichever folder the batch runs; see :func:`rerun_reason`); a missing one is named as typed
+        and as looked for."""
+        if Path(value).is_absolute():
             return value
-        found = base / value
+        found = Path(os.path.abspath(value if base is None else base / value))
         if not found.exists():
             raise InputError(f"{what}: {value!r} does not exist (looked at {str(found)!r})")
         return str(found)
@@ -266,8 +268,9 @@ def _source_info(source: Any) -> dict[str, Any]:
 
 def _same_files(before: Any, now: list[Any] | None) -> bool:
     """Whether the paths a report recorded (``before``) name the files a row names now: equal as
-    written, or the same file on disk (a job file that says ``a.wav`` where the last run's said
-    ``/data/a.wav``, or reached through a link)."""
+    written, or, both absolute, the same file on disk (reached through a link, or a moved job file's
+    folder). A relative path recorded by an earlier version is not compared on disk: it was relative to
+    a folder the report does not record."""
     if before == now:
         return True
     if not isinstance(before, list) or not isinstance(now, list) or len(before) != len(now):
@@ -276,8 +279,10 @@ def _same_files(before: Any, now: list[Any] | None) -> bool:
 
 
 def _same_file(a: Any, b: Any) -> bool:
+    if not (isinstance(a, str) and isinstance(b, str) and os.path.isabs(a) and os.path.isabs(b)):
+        return False
     try:
-        return isinstance(a, str) and isinstance(b, str) and os.path.samefile(a, b)
+        return os.path.samefile(a, b)
     except OSError:  # either is gone: not the same
         return False
 

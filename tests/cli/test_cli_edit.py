@@ -591,11 +591,12 @@ def test_batch_paths_are_relative_to_the_job_file_and_stdin_lists_to_the_current
     monkeypatch.chdir(tmp_path)  # elsewhere
     (job,) = read_jobs(text, out_dir=tmp_path / "runs", source_name="jobs.csv", base=project)
     assert job.edit["audio"] == [str(project / "sounds" / "rain.wav")] and job.edit["source"] == str(project / "w.pt")
-    with pytest.raises(InputError, match=r"row 1: sound: 'sounds/rain.wav' does not exist"):
+    missing = rf"row 1: latent: 'w.pt' does not exist \(looked at {str(tmp_path / 'w.pt')!r}\)"
+    with pytest.raises(InputError, match=missing):
         read_jobs(text, out_dir=tmp_path / "runs", source_name="<stdin>")  # stdin: the current folder
     monkeypatch.chdir(project)
     (job,) = read_jobs(text, out_dir=tmp_path / "runs", source_name="<stdin>")
-    assert job.edit["audio"] == ["sounds/rain.wav"]
+    assert job.edit["audio"] == [str(project / "sounds" / "rain.wav")]  # absolute: reports say which file
 
 
 def test_batch_rerun_reason_compares_sounds_gains_sources_settings_and_models(tmp_path):
@@ -674,12 +675,16 @@ def test_batch_rerun_reason_knows_a_file_by_any_path_and_sees_inputs_modified_af
                                       "target": {"sounds": sounds, "gains_db": [0.0]}}))
         return rerun_reason(job, settings, models)
 
-    # the last run named them relative to its folder, or through a link: the same files
-    assert reason(["rain.wav"], "p.png") is None
-    assert reason(["link.wav"], f"./{photo.name}") is None
-    assert reason(["elsewhere/rain.wav"], "p.png") == \
-        f"the job changed: sound ['elsewhere/rain.wav'] -> [{str(rain)!r}]"
-    assert reason([str(rain)], "q.png") == f"the job changed: source photo 'q.png' -> photo {str(photo)!r}"
+    # the last run named them through a link, or from another path to the folder: the same files
+    (tmp_path / "again").symlink_to(tmp_path)
+    assert reason([str(tmp_path / "link.wav")], str(tmp_path / "again" / "p.png")) is None
+    assert reason([str(tmp_path / "again" / "runs" / ".." / "rain.wav")], str(photo)) is None
+    assert reason([str(tmp_path / "siren.wav")], str(photo)) == \
+        f"the job changed: sound [{str(tmp_path / 'siren.wav')!r}] -> [{str(rain)!r}]"
+    # a relative path (recorded by an earlier version) was relative to a folder the report does not say:
+    # never taken for the same file, even when it names one here (the row runs again)
+    assert reason(["rain.wav"], str(photo)) == f"the job changed: sound ['rain.wav'] -> [{str(rain)!r}]"
+    assert reason([str(rain)], "p.png") == f"the job changed: source photo 'p.png' -> photo {str(photo)!r}"
     # a sound or photo rewritten in place after the row ran makes its outputs stale
     assert reason([str(rain)], str(photo)) is None
     later = report.stat().st_mtime + 5
