@@ -253,23 +253,23 @@ def bench_step(args, device: str, rec: Recorder, paths: list[str]) -> None:
                 step = _step_fn(G, synth, batch, dtype_name, device)
                 base = None
                 if path in COMPILED or path in GRAPHED:
-                    if path in GRAPHED:
-                        # one eager step first: cuDNN's autotuning (cudnn.benchmark) of a layout or
-                        # dtype not met before allocates trial workspaces of up to tens of GiB, which
-                        # a peak counted from before the graph's warm-up would take for the step's
-                        step()
-                        step = StepGraph(step, device=device, mode="on")
-                        # the graph's memory is allocated at capture: count from before the warm-up
-                        torch.cuda.synchronize()
-                        torch.cuda.reset_peak_memory_stats()
-                        base = torch.cuda.memory_allocated()
-                    first_calls = step.warmup + 1 if path in GRAPHED else 1  # up to and with the capture
-                    start = time.perf_counter()
                     try:
+                        if path in GRAPHED:
+                            # one eager step first: cuDNN's autotuning (cudnn.benchmark) of a layout or
+                            # dtype not met before allocates trial workspaces of up to tens of GiB, which
+                            # a peak counted from before the graph's warm-up would report as the step's
+                            step()
+                            step = StepGraph(step, device=device, mode="on")
+                            # the graph's memory is allocated at capture: count from before the warm-up
+                            torch.cuda.synchronize()
+                            torch.cuda.reset_peak_memory_stats()
+                            base = torch.cuda.memory_allocated()
+                        first_calls = step.warmup + 1 if path in GRAPHED else 1  # up to and with the capture
+                        start = time.perf_counter()
                         for _ in range(first_calls):
                             step()
                         torch.cuda.synchronize()
-                    except Exception as exc:  # noqa: BLE001 - reported, the other cases still run
+                    except Exception as exc:  # noqa: BLE001 - reported (out of memory, say), the other cases still run
                         torch.cuda.synchronize()
                         rec.add(dict(row, ms=None, peak_mib=None, error=f"{type(exc).__name__}: {str(exc)[:200]}"))
                         continue
