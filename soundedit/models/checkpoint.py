@@ -56,16 +56,38 @@ def _legacy_protocol(head: bytes) -> int | None:
 def check_loadable(path: str | os.PathLike) -> str | None:
     """Why ``torch.load(weights_only=True)`` cannot read this PyTorch file though it is one, or None.
 
-    Legacy (pre-1.6, non-zip) files written with pickle protocol 4 or 5 are framed, and torch's
-    restricted unpickler stops at the first FRAME opcode ("Unsupported operand 149"), which would
-    otherwise read as a file holding forbidden objects. Protocols 2 and 3 load.
+    Files pickled with protocol 4 or 5 (``torch.save(..., pickle_protocol=4)``, zip or legacy pre-1.6
+    format) are framed, and torch's restricted unpickler stops at the first FRAME opcode ("Unsupported
+    operand 149"), which would otherwise read as a file holding forbidden objects. Protocols 2 (torch's
+    default) and 3 load.
     """
     with open(path, "rb") as f:
-        protocol = _legacy_protocol(f.read(32))
+        head = f.read(32)
+    protocol = _legacy_protocol(head)
     if protocol is not None and protocol >= 4:
         return (f"a legacy (pre-zip) torch.save file in pickle protocol {protocol}, which torch's safe loader "
                 f"cannot read; save it again with a current torch (torch.save writes zip files since 1.6)")
+    if head.startswith(b"PK\x03\x04"):
+        protocol = _zip_pickle_protocol(path)
+        if protocol is not None and protocol >= 4:
+            return (f"a torch.save file pickled with protocol {protocol}, which torch's safe loader cannot read; "
+                    f"save it again with torch.save's default protocol")
     return None
+
+
+def _zip_pickle_protocol(path: str | os.PathLike) -> int | None:
+    """The pickle protocol of a zip ``torch.save`` file's ``<archive>/data.pkl``, or None (no such entry,
+    or not readable: ``torch.load`` then says what is wrong)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            name = next((n for n in archive.namelist() if n.count("/") == 1 and n.endswith("/data.pkl")), None)
+            if name is None:
+                return None
+            with archive.open(name) as member:
+                head = member.read(2)
+    except (OSError, zipfile.BadZipFile, RuntimeError, ValueError):  # damaged: torch.load reports it
+        return None
+    return head[1] if len(head) == 2 and head[:1] == b"\x80" else None
 
 
 def describe_file(path: str | os.PathLike) -> str:

@@ -82,3 +82,22 @@ def test_legacy_torch_files_load_or_are_refused_saying_why(protocol, tmp_path):
     assert str(err.value) == (f"{path}: cannot read a test checkpoint: a legacy (pre-zip) torch.save file in pickle "
                               f"protocol {protocol}, which torch's safe loader cannot read; save it again with a "
                               "current torch (torch.save writes zip files since 1.6)")
+
+
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_a_zip_torch_file_pickled_with_protocol_4_is_refused_saying_why(protocol, tmp_path):
+    """torch.save(..., pickle_protocol=4) in the zip format: torch's safe loader stops at the FRAME opcode,
+    which read as "holds objects other than tensors"."""
+    import torch
+
+    from soundedit.models.checkpoint import load_torch
+
+    path = tmp_path / "new.pt"
+    torch.save({"w": torch.arange(3.0)}, path, pickle_protocol=protocol)
+    if protocol == 2:
+        assert torch.equal(load_torch(path, what="a test checkpoint")["w"], torch.arange(3.0))
+        return
+    with pytest.raises(CheckpointError) as err:
+        load_torch(path, what="a test checkpoint")
+    assert str(err.value) == (f"{path}: cannot read a test checkpoint: a torch.save file pickled with protocol 4, "
+                              "which torch's safe loader cannot read; save it again with torch.save's default protocol")
