@@ -280,7 +280,8 @@ def load_audio(source: AudioSource, sample_rate: int | None = None, *, start: fl
                          f"up to {MAX_PEAK:g}: beyond that its spectrum overflows float32)")
     if min_duration is not None and data.shape[0] < min_duration * rate:
         raise AudioError(f"{name}: {_seconds(data.shape[0] / rate)} of audio ({data.shape[0]} samples at {rate} Hz"
-                         f"{truncated}); expected at least {min_duration:g} s")
+                         f"{truncated}); expected at least {min_duration:g} s, {math.ceil(min_duration * rate)} "
+                         "samples")  # in samples too: 2047 samples read "46.4 ms" beside a 0.0464399 s minimum
     if truncated:  # warned only when the sound is used anyway (an error above already says it)
         _warn_once("%s: holds %d of the %d frames its header promises (%.3f of %.2f s; truncated file?)",
                        name, frames, promised, frames / rate, promised / rate)

@@ -59,10 +59,9 @@ def _parse_folds(text: str | None) -> list[int] | None:
     items = [x.strip() for x in text.split(",")]
     if not all(items):  # '' itself, or '1,' / ',2' / '1,,2'
         raise InputError(f"{expected}, got {text!r}" + (" (an empty item)" if text.strip() else ""))
-    try:
-        folds = [int(x) for x in items]
-    except ValueError:
-        raise InputError(f"{expected}, got {text!r}") from None
+    if not all(x.isascii() and x.isdigit() and int(x) > 0 for x in items):  # int() would take '1_0', ' -1'
+        raise InputError(f"{expected}, got {text!r}")
+    folds = [int(x) for x in items]
     twice = sorted({f for f in folds if folds.count(f) > 1})
     if twice:
         raise InputError(f"{expected}, each once, got {text!r} ({', '.join(map(str, twice))} more than once)")

@@ -86,7 +86,7 @@ def test_upload_checks_name_file_and_limits(tmp_path):
     sf.write(click, np.full(400, 0.5, np.float32), 8000)
     with pytest.raises(AudioError) as err:
         check_sound(click, what="sound", max_bytes=10**6, max_duration=10)
-    assert str(err.value) == "sound: click.wav: 50.0 ms of audio (400 samples at 8000 Hz); expected at least 0.1 s"
+    assert str(err.value) == "sound: click.wav: 50.0 ms of audio (400 samples at 8000 Hz); expected at least 0.1 s, 800 samples"
 
 
 def test_image_tap_keeps_images_per_thread():

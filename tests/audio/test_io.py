@@ -290,7 +290,7 @@ def test_truncated_wav_warns_and_is_too_short_to_guide(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="soundedit"), pytest.raises(AudioError) as err:
         check_guide_sound(cut, what="--sound")
     assert str(err.value) == (f"--sound: {cut}: 0.6 ms of audio (28 samples at 44100 Hz; the header promises "
-                              f"5.00 s: truncated file?); expected at least {MIN_GUIDE_DURATION:g} s")
+                              f"5.00 s: truncated file?); expected at least {MIN_GUIDE_DURATION:g} s, 4410 samples")
     assert caplog.text == ""  # the error says it all; no extra warning line
     short = tmp_path / "click.wav"
     sf.write(short, np.full(441 * 5, 0.5, np.float32), 44100)  # a complete 50 ms file

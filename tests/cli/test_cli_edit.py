@@ -407,7 +407,7 @@ def test_a_truncated_or_too_short_sound_is_refused_before_loading(tmp_path, soun
     err = capfd.readouterr().err.strip()
     assert code == 2, err
     assert err == (f"error: --sound: {cut}: 0.6 ms of audio (28 samples at 44100 Hz; the header promises 5.00 s: "
-                   "truncated file?); expected at least 0.1 s")
+                   "truncated file?); expected at least 0.1 s, 4410 samples")
 
 
 def test_interrupted_photo_edit_says_the_inversion_was_written(models, tmp_path, esc50_root, soundedit_home, capfd,

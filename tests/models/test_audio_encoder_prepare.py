@@ -97,11 +97,12 @@ def test_a_file_shorter_than_one_stft_window_is_refused(clean, official, tmp_pat
     assert (SHORT.n_fft, SHORT.sample_rate) == (2048, 44100)
     for enc in (clean, official[0]):
         # 46.44 ms at 16 kHz is 743.04 samples: the file's own rate counts, before resampling
-        for samples, rate, duration in ((1, 44100, "0.023 ms"), (2047, 44100, "46.4 ms"), (743, 16000, "46.4 ms")):
+        for samples, rate, duration, least in ((1, 44100, "0.023 ms", 2048), (2047, 44100, "46.4 ms", 2048),
+                                               (743, 16000, "46.4 ms", 744)):
             path = _noise(tmp_path / f"short-{samples}-{rate}.wav", samples, rate)
             with pytest.raises(AudioError) as err:
                 enc.prepare(path)
             assert str(err.value) == (f"{path}: {duration} of audio ({samples} samples at {rate} Hz); "
-                                      "expected at least 0.0464399 s")
+                                      f"expected at least 0.0464399 s, {least} samples")
         x = enc.prepare([_noise(tmp_path / "one-window.wav", 2048, 44100), _noise(tmp_path / "k16.wav", 744, 16000)])
         assert x.shape[0] == 2 and torch.isfinite(x).all()
