@@ -88,14 +88,18 @@ def check_name(name_or_path: str | os.PathLike, what: str = "weights") -> Path |
     given = os.fspath(name_or_path)
     expected = f"{what}: expected an existing checkpoint file or a weights.lock name, got {given!r}"
     path = Path(name_or_path).expanduser()
-    if path.exists():
-        if not path.is_file():
-            raise InputError(f"{expected} ({'a folder' if path.is_dir() else 'a device, pipe or socket'})")
+    try:
+        exists = path.exists()
+    except OSError:  # a name too long for a path, say: not a file, so maybe a name
+        exists = False
+    if exists and path.is_file():
         return path
     lock = load_lock()
-    if given not in lock:
-        raise InputError(f"{expected}{lock.suggest(given)}; `soundedit weights list` shows the names")
-    return lock.get(given)
+    if given in lock:  # a folder of that name in the current one (`--out landscape-256`) does not hide it
+        return lock.get(given)
+    if exists:
+        raise InputError(f"{expected} ({'a folder' if path.is_dir() else 'a device, pipe or socket'})")
+    raise InputError(f"{expected}{lock.suggest(given)}; `soundedit weights list` shows the names")
 
 
 def resolve(name_or_path: str | os.PathLike, *, download: bool = True) -> Path:

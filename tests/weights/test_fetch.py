@@ -221,6 +221,20 @@ def test_check_name_names_the_option_and_never_touches_the_cache(test_lock, soun
         assert str(err.value) == message
 
 
+
+def test_a_folder_bearing_a_weights_name_does_not_hide_the_name(test_lock, soundedit_home, tmp_path, monkeypatch):
+    """`edit -g landscape-256 --out landscape-256` failed on its second run: the output folder in the
+    current one was taken for the -g value ("(a folder)"). A name too long for a path is a name too."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "good").mkdir()
+    assert weights.check_name("good", "-g") == weights.get_entry("good")
+    long = "g" * 300
+    with pytest.raises(InputError) as err:
+        weights.check_name(long, "-g")
+    assert str(err.value) == (f"-g: expected an existing checkpoint file or a weights.lock name, got {long!r}; "
+                              "`soundedit weights list` shows the names")
+
+
 def test_verify_finds_and_removes_a_corrupted_file(test_lock, soundedit_home):
     path = weights.fetch("good")
     assert weights.verify(["good"])[0]["status"] == "ok"
