@@ -254,6 +254,15 @@ def check_output_file(path: str | os.PathLike, what: str, expected: str) -> Path
     return p
 
 
+class SavedThenInterrupted(KeyboardInterrupt):
+    """Ctrl-C arrived while :func:`output_set` moved a complete set in: it was held off until the set was
+    in place, so a command saying "nothing was written" would be wrong. ``out``: the output folder."""
+
+    def __init__(self, out: Path) -> None:
+        super().__init__(str(out))
+        self.out = out
+
+
 #: staging folders of output sets inside the output folder, and the lock file each holds (see _lock_stage)
 _STAGE_PREFIX = ".staging-"
 _STAGE_LOCK = ".lock"
@@ -282,14 +291,18 @@ def output_set(out_dir: str | os.PathLike, *, replaces: Callable[[str], bool], l
         staged = sorted((p for p in stage.iterdir() if p.name != _STAGE_LOCK), key=lambda p: (p.name == last, p.name))
         # before anything moves: out keeps what it had
         check_set_entries(out, [new.name for new in staged], last=last)
-        with _interrupts_deferred():
-            for old in [out / last, *sorted(p for p in out.iterdir() if replaces(p.name) and p.name != last)]:
-                if old.exists() and _earlier(old, last):
-                    _remove(old)
-            for new in staged:
-                if (out / new.name).is_dir():  # a folder is not replaced by a rename
-                    _remove(out / new.name)
-                os.replace(new, out / new.name)
+        try:
+            with _interrupts_deferred():
+                for old in [out / last, *sorted(p for p in out.iterdir() if replaces(p.name) and p.name != last)]:
+                    if old.exists() and _earlier(old, last):
+                        _remove(old)
+                for new in staged:
+                    if (out / new.name).is_dir():  # a folder is not replaced by a rename
+                        _remove(out / new.name)
+                    os.replace(new, out / new.name)
+        except KeyboardInterrupt:  # held off until the last rename: the set is in place
+            saved = True
+            raise SavedThenInterrupted(out) from None
         saved = True
     finally:
         shutil.rmtree(stage, ignore_errors=True)

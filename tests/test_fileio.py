@@ -11,7 +11,8 @@ import stat
 import pytest
 
 from soundedit.errors import InputError
-from soundedit.fileio import atomic_open, check_folder, output_set, write_bytes, write_json, write_text
+from soundedit.fileio import (SavedThenInterrupted, atomic_open, check_folder, output_set, write_bytes, write_json,
+                              write_text)
 
 OURS = {"a.txt", "b.txt", "report.json"}
 
@@ -176,8 +177,9 @@ def test_ctrl_c_while_the_set_is_moved_in_waits_for_the_moves(tmp_path, monkeypa
         real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", replace)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(SavedThenInterrupted) as interrupted:  # a KeyboardInterrupt that says the set is in
         _save(tmp_path, {"a.txt": "1", "b.txt": "1", "report.json": "1"})
+    assert isinstance(interrupted.value, KeyboardInterrupt) and interrupted.value.out == tmp_path
     assert moved == ["a.txt", "b.txt", "report.json"]  # report last, and the set complete
     assert _contents(tmp_path) == {"a.txt": "1", "b.txt": "1", "report.json": "1"}
 

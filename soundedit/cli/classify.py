@@ -479,11 +479,18 @@ def _merge_rows(*reports_: dict) -> list[dict]:
 @contextlib.contextmanager
 def _interruptible(command: str, out: Path) -> Iterator[None]:
     """Ctrl-C in the block: one line saying so (as under ``edit``), exit 130. Each command's reports are
-    one set, moved in only when complete, so nothing was written to ``out``."""
+    one set, moved in only when complete: nothing was written to ``out``, unless the Ctrl-C came while
+    the complete set was being moved in (held off until it was)."""
+    from rich.markup import escape
+
     from soundedit.cli.edit import _interrupted
+    from soundedit.fileio import SavedThenInterrupted
 
     try:
         yield
+    except SavedThenInterrupted:
+        stderr.print(f"[red]interrupted[/red]: the {command} had finished; its reports are in {escape(str(out))}")
+        raise typer.Exit(130) from None
     except KeyboardInterrupt:
         _interrupted(command, out, None)
 

@@ -474,3 +474,17 @@ def test_eval_edits_ctrl_c_says_so(capsys, monkeypatch, tmp_path):
     code, out, err = _run(capsys, "eval", "edits", "--jobs", tmp_path / "jobs.csv", "--out", tmp_path / "o")
     assert code == 130 and out == ""
     assert err.strip() == f"interrupted: the eval edits did not finish; nothing was written to {tmp_path / 'o'}"
+
+
+def test_eval_ctrl_c_while_the_reports_move_in_says_they_are_there(capsys, monkeypatch, tmp_path):
+    """A Ctrl-C held off until the complete set was in place: "nothing was written" would be wrong."""
+    from soundedit.evaluation import runs
+    from soundedit.fileio import SavedThenInterrupted
+
+    def saved_then_interrupted(path):
+        raise SavedThenInterrupted(tmp_path / "o")
+
+    monkeypatch.setattr(runs, "read_jobs", saved_then_interrupted)
+    code, out, err = _run(capsys, "eval", "edits", "--jobs", tmp_path / "jobs.csv", "--out", tmp_path / "o")
+    assert code == 130 and out == ""
+    assert err.strip() == f"interrupted: the eval edits had finished; its reports are in {tmp_path / 'o'}"
