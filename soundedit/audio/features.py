@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from soundedit.audio.banded import column_blocks
-from soundedit.audio.io import AudioSource, Waveform, audio_info, load_audio, resample
+from soundedit.audio.io import AudioSource, Waveform, audio_info, check_min_duration, load_audio, resample
 from soundedit.config import AudioConfig
 from soundedit.errors import InputError
 
@@ -319,8 +319,8 @@ def prepare_clips(clips: Sequence[AudioSource | Waveform] | AudioSource | Wavefo
         generator: for ``crop="random"`` (training).
         device: where the batch is resampled and returned.
         num_workers: decode files in this many threads (libsndfile releases the GIL).
-        min_duration: refuse a decoded file (paths, bytes) with fewer seconds than this
-            (``AudioError`` from :func:`~soundedit.audio.io.load_audio`, naming the file).
+        min_duration: refuse a clip with fewer seconds than this (``AudioError`` naming the file, or
+            ``clip K`` for a :class:`Waveform`).
 
     Returns:
         ``(N, round(duration * sample_rate))`` float32, ready for :class:`LogMel`.
@@ -332,9 +332,13 @@ def prepare_clips(clips: Sequence[AudioSource | Waveform] | AudioSource | Wavefo
     length = int(round(config.duration * config.sample_rate))
     crop, pad = crop or config.crop, pad or config.pad
 
-    def native(item: AudioSource | Waveform) -> tuple[torch.Tensor, int]:
+    def native(index: int, item: AudioSource | Waveform) -> tuple[torch.Tensor, int]:
         # Cut each clip at its own rate first: only the kept part gets resampled.
-        wave = item if isinstance(item, Waveform) else _load_for_crop(item, config.duration, crop, device, min_duration)
+        if isinstance(item, Waveform):
+            check_min_duration(item.samples.shape[-1], item.sample_rate, min_duration, f"clip {index + 1}")
+            wave = item
+        else:
+            wave = _load_for_crop(item, config.duration, crop, device, min_duration)
         wave = wave.to_mono().to(device) if device is not None else wave.to_mono()
         n = int(round(config.duration * wave.sample_rate))
         return fix_length(wave.samples[0], n, crop=crop, pad=pad, generator=generator), wave.sample_rate
@@ -343,9 +347,9 @@ def prepare_clips(clips: Sequence[AudioSource | Waveform] | AudioSource | Wavefo
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(num_workers) as pool:
-            cut = list(pool.map(native, items))
+            cut = list(pool.map(native, range(len(items)), items))
     else:
-        cut = [native(item) for item in items]
+        cut = [native(i, item) for i, item in enumerate(items)]
     rates = sorted({r for _, r in cut})
     groups = {rate: [i for i, (_, r) in enumerate(cut) if r == rate] for rate in rates}
     # One batched resampling per source rate; when all clips share one, its result is
@@ -444,12 +448,13 @@ def official_model_input(source: AudioSource | Waveform, *, crop: str = "start",
         source: a path, file bytes, or a decoded :class:`Waveform` (resampled the same way).
         crop: window of clips longer than 864 frames (~10 s); the authors took a random one.
         device: where to compute (default CPU).
-        min_duration: refuse a file with fewer seconds than this (as :func:`prepare_clips`).
+        min_duration: refuse a clip with fewer seconds than this (as :func:`prepare_clips`).
 
     Returns:
         ``(1, 1, 128, 512)`` float32.
     """
     if isinstance(source, Waveform):
+        check_min_duration(source.samples.shape[-1], source.sample_rate, min_duration, "clip")
         wave = source.to_mono().resample(OFFICIAL_SAMPLE_RATE, quality="kaiser_best")
     else:
         # The whole file, as theirs: the dB reference is the maximum over all of it.

@@ -278,10 +278,7 @@ def load_audio(source: AudioSource, sample_rate: int | None = None, *, start: fl
     if peak > MAX_PEAK:
         raise AudioError(f"{name}: samples reach {peak:.3g}; expected audio in about [-1, 1] (float files are read "
                          f"up to {MAX_PEAK:g}: beyond that its spectrum overflows float32)")
-    if min_duration is not None and data.shape[0] < min_duration * rate:
-        raise AudioError(f"{name}: {_seconds(data.shape[0] / rate)} of audio ({data.shape[0]} samples at {rate} Hz"
-                         f"{truncated}); expected at least {min_duration:g} s, {math.ceil(min_duration * rate)} "
-                         "samples")  # in samples too: 2047 samples read "46.4 ms" beside a 0.0464399 s minimum
+    check_min_duration(data.shape[0], rate, min_duration, name, truncated)
     if truncated:  # warned only when the sound is used anyway (an error above already says it)
         _warn_once("%s: holds %d of the %d frames its header promises (%.3f of %.2f s; truncated file?)",
                        name, frames, promised, frames / rate, promised / rate)
@@ -323,6 +320,19 @@ def check_guide_sound(path: str | os.PathLike, *, what: str = "--sound") -> floa
         return load_audio(path, min_duration=MIN_GUIDE_DURATION).duration
     except AudioError as exc:
         raise AudioError(f"{what}: {exc}") from None
+
+
+def check_min_duration(samples: int, rate: int, min_duration: float | None, name: str, detail: str = "") -> None:
+    """Refuse ``samples`` at ``rate`` Hz shorter than ``min_duration`` seconds (``None``: any length).
+
+    Raises:
+        AudioError: "NAME: 0.023 ms of audio (1 samples at 44100 Hz); expected at least 0.0464399 s, 2048
+            samples" (``detail`` goes inside the parentheses, e.g. a truncated file's header note); the
+            minimum in samples too: 2047 samples read "46.4 ms" beside a 0.0464399 s minimum.
+    """
+    if min_duration is not None and samples < min_duration * rate:
+        raise AudioError(f"{name}: {_seconds(samples / rate)} of audio ({samples} samples at {rate} Hz{detail}); "
+                         f"expected at least {min_duration:g} s, {math.ceil(min_duration * rate)} samples")
 
 
 def _seconds(value: float) -> str:
