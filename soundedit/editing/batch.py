@@ -65,6 +65,10 @@ class Job:
         return (self.out / "report.json").is_file()
 
 
+def _absolute(path: str) -> str:
+    return str(Path(path).absolute())
+
+
 def _check_unnamed_columns_empty(text: str, fields: list[str], source_name: str) -> None:
     """Columns without a name (trailing commas) are accepted only empty: a value there is a cell the
     user meant for something, which no column reads."""
@@ -182,14 +186,13 @@ def read_jobs(text: str, *, out_dir: Path, source_name: str = "jobs", base: Path
     seen: dict[Path, int] = {}
     checked: set[tuple[str, Path]] = set()  # (column, file) already decoded for an earlier row
     def at(value: str, what: str) -> str:
-        """A cell's path as the job file means it, made absolute (so that a report records the same path
-        from whichever folder the batch runs; see :func:`rerun_reason`); a missing one is named as typed
+        """A cell's path as the job file means it (as typed on stdin); a missing one is named as typed
         and as looked for."""
         if Path(value).is_absolute():
             return value
-        found = Path(os.path.abspath(value if base is None else base / value))
+        found = Path(value) if base is None else base / value
         if not found.exists():
-            raise InputError(f"{what}: {value!r} does not exist (looked at {str(found)!r})")
+            raise InputError(f"{what}: {value!r} does not exist (looked at {str(found.absolute())!r})")
         return str(found)
 
     for i, raw in enumerate(reader):
@@ -229,6 +232,10 @@ def read_jobs(text: str, *, out_dir: Path, source_name: str = "jobs", base: Path
         if out in seen:
             raise InputError(f"{where}: output folder {str(out)!r} is also used by row {seen[out] + 1}")
         seen[out] = i
+        # absolute from here on, so that a report records the same path from whichever folder the batch
+        # runs (see rerun_reason); not normalised: '..' after a link means what the OS makes of it
+        sounds = [_absolute(s) for s in sounds]
+        source = source if isinstance(source, int) else _absolute(source)
         jobs.append(Job(i, out, {"audio": sounds or None, "gains_db": gains, "text": text_prompt, "source": source}))
     if not jobs:
         raise InputError(f"--batch {source_name}: expected at least one row, got none")
@@ -269,8 +276,7 @@ def _source_info(source: Any) -> dict[str, Any]:
 def _same_files(before: Any, now: list[Any] | None) -> bool:
     """Whether the paths a report recorded (``before``) name the files a row names now: equal as
     written, or, both absolute, the same file on disk (reached through a link, or a moved job file's
-    folder). A relative path recorded by an earlier version is not compared on disk: it was relative to
-    a folder the report does not record."""
+    folder)."""
     if before == now:
         return True
     if not isinstance(before, list) or not isinstance(now, list) or len(before) != len(now):
@@ -318,6 +324,12 @@ def rerun_reason(job: Job, settings: dict[str, Any], models: dict[str, str]) -> 
     source = report.get("source")
     sounds = job.edit["audio"]
     changed: list[str] = []
+    recorded = [*(target["sounds"] if isinstance(target.get("sounds"), list) else []),
+                *([source.get("path")] if isinstance(source, dict) else [])]
+    if any(isinstance(p, str) and not os.path.isabs(p) for p in recorded):
+        # an earlier version recorded paths as typed, relative to a folder the report does not say
+        return ("its report, of an earlier version, names the files relative to the folder that run started in, "
+                f"which it does not record: {_show(recorded)}")
     if not _same_files(target.get("sounds"), sounds):
         changed.append(f"sound {_show(target.get('sounds'))} -> {_show(sounds)}")
     elif sounds:

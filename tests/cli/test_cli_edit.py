@@ -597,6 +597,18 @@ def test_batch_paths_are_relative_to_the_job_file_and_stdin_lists_to_the_current
     monkeypatch.chdir(project)
     (job,) = read_jobs(text, out_dir=tmp_path / "runs", source_name="<stdin>")
     assert job.edit["audio"] == [str(project / "sounds" / "rain.wav")]  # absolute: reports say which file
+    # errors name a relative path as the job file gives it, not as made absolute
+    (project / "bad.wav").write_bytes(b"not audio")
+    with pytest.raises(InputError, match=r"row 1: sound: bad\.wav: "):
+        read_jobs("out,sound\na,bad.wav\n", out_dir=tmp_path / "runs", source_name="jobs.csv", base=Path("."))
+    # '..' after a linked folder means what the OS makes of it (the link's target's parent)
+    (tmp_path / "elsewhere" / "sub").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "sub" / "plink").symlink_to(project)
+    (tmp_path / "shared").mkdir()
+    shared = _write_sound(tmp_path / "shared" / "a.wav")
+    linked = tmp_path / "elsewhere" / "sub" / "plink"
+    (job,) = read_jobs("out,sound\na,../shared/a.wav\n", out_dir=tmp_path / "runs", source_name="j", base=linked)
+    assert os.path.samefile(job.edit["audio"][0], shared) and job.edit["audio"][0] == str(linked / "../shared/a.wav")
 
 
 def test_batch_rerun_reason_compares_sounds_gains_sources_settings_and_models(tmp_path):
@@ -682,9 +694,11 @@ def test_batch_rerun_reason_knows_a_file_by_any_path_and_sees_inputs_modified_af
     assert reason([str(tmp_path / "siren.wav")], str(photo)) == \
         f"the job changed: sound [{str(tmp_path / 'siren.wav')!r}] -> [{str(rain)!r}]"
     # a relative path (recorded by an earlier version) was relative to a folder the report does not say:
-    # never taken for the same file, even when it names one here (the row runs again)
-    assert reason(["rain.wav"], str(photo)) == f"the job changed: sound ['rain.wav'] -> [{str(rain)!r}]"
-    assert reason([str(rain)], "p.png") == f"the job changed: source photo 'p.png' -> photo {str(photo)!r}"
+    # never taken for the same file, even when it names one here (the row runs again, saying why)
+    legacy = ("its report, of an earlier version, names the files relative to the folder that run started in, "
+              "which it does not record: ")
+    assert reason(["rain.wav"], str(photo)) == legacy + f"['rain.wav', {str(photo)!r}]"
+    assert reason([str(rain)], "p.png") == legacy + f"[{str(rain)!r}, 'p.png']"
     # a sound or photo rewritten in place after the row ran makes its outputs stale
     assert reason([str(rain)], str(photo)) is None
     later = report.stat().st_mtime + 5
