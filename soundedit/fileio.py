@@ -290,11 +290,11 @@ def output_set(out_dir: str | os.PathLike, *, replaces: Callable[[str], bool], l
         yield stage
         staged = sorted((p for p in stage.iterdir() if p.name != _STAGE_LOCK), key=lambda p: (p.name == last, p.name))
         # before anything moves: out keeps what it had
-        check_set_entries(out, [new.name for new in staged], last=last)
+        check_set_entries(out, [new.name for new in staged], replaces=replaces, last=last)
         try:
             with _interrupts_deferred():
                 for old in [out / last, *sorted(p for p in out.iterdir() if replaces(p.name) and p.name != last)]:
-                    if old.exists() and _earlier(old, last):
+                    if old.exists() and _earlier(old, replaces, last):
                         _remove(old)
                 for new in staged:
                     if (out / new.name).is_dir():  # a folder is not replaced by a rename
@@ -313,8 +313,8 @@ def output_set(out_dir: str | os.PathLike, *, replaces: Callable[[str], bool], l
                 out.rmdir()
 
 
-def check_set_entries(out_dir: str | os.PathLike, names: Iterable[str], *, last: str = "report.json",
-                      what: str = "") -> None:
+def check_set_entries(out_dir: str | os.PathLike, names: Iterable[str], *, replaces: Callable[[str], bool],
+                      last: str = "report.json", what: str = "") -> None:
     """Refuse an entry of ``out_dir`` named like an output of the set that no earlier set wrote (a folder of
     the user's bearing an output's name): :func:`output_set` would have to delete it.
 
@@ -327,7 +327,7 @@ def check_set_entries(out_dir: str | os.PathLike, names: Iterable[str], *, last:
     out = Path(out_dir)
     for name in names:
         entry = out / name
-        if entry.exists() and not _earlier(entry, last):
+        if entry.exists() and not _earlier(entry, replaces, last):
             raise InputError(f"{what + ': ' if what else ''}{str(entry)!r}: a folder where soundedit writes its "
                              f"output {name!r}; expected no folder there (move it, or choose another output folder)")
 
@@ -345,13 +345,19 @@ def owned_folder(path: str | os.PathLike) -> Path:
     return folder
 
 
-def _earlier(entry: Path, last: str) -> bool:
-    """Whether ``entry`` is one an earlier set wrote: a file, an empty folder, or a folder holding that
-    set's report or its :data:`OWNED_MARKER`; never a folder of the user's that happens to bear an output's
-    name (whatever its contents are named: a user's ``item-003/source.png`` is not an edit's)."""
-    if entry.is_symlink() or not entry.is_dir():
+def _earlier(entry: Path, replaces: Callable[[str], bool], last: str) -> bool:
+    """Whether ``entry`` is one an earlier set wrote: a file, an empty folder, a folder holding that set's
+    report, or one bearing its :data:`OWNED_MARKER` that holds nothing else but files the set claims
+    (``replaces``) and hidden files (a .DS_Store). Never a folder of the user's that happens to bear an
+    output's name, whatever its contents are named (a user's ``item-003/source.png`` is not an edit's),
+    nor an output folder the user put files of their own into (they would be deleted with it)."""
+    if entry.is_symlink() or not entry.is_dir() or (entry / last).is_file():
         return True
-    return (entry / last).is_file() or (entry / OWNED_MARKER).is_file() or not any(entry.iterdir())
+    children = list(entry.iterdir())
+    if not children:
+        return True
+    return (entry / OWNED_MARKER).is_file() and all(
+        c.name.startswith(".") or (replaces(c.name) and c.is_file() and not c.is_symlink()) for c in children)
 
 
 def _lock_stage(stage: Path) -> IO | None:

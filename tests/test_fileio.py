@@ -253,6 +253,16 @@ def test_a_marked_output_folder_is_an_earlier_sets_and_a_users_folder_never_is(t
             write_text(stage / "report.json", run)
         (tmp_path / "images" / ".DS_Store").write_text("finder")
     assert _contents(tmp_path / "images") == {"edit_2.png": "2", ".DS_Store": "finder", OWNED_MARKER: ""}
+    # files of the user's put into a marked output folder: refused, not deleted with it
+    (tmp_path / "images" / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="expected no folder there"):
+        check_set_entries(tmp_path, ["images"], replaces=claims, what="--out")
+    (tmp_path / "images" / "notes.txt").unlink()
+    (tmp_path / "images" / "edit_keep").mkdir()  # a claimed name, but a folder: not an output of the set
+    with pytest.raises(InputError, match="expected no folder there"):
+        with output_set(tmp_path, replaces=claims) as stage:
+            write_text(owned_folder(stage / "images") / "edit_3.png", "3")
+    assert (tmp_path / "images" / "edit_keep").is_dir() and (tmp_path / "images" / "edit_2.png").exists()
 
     users = tmp_path / "mine"
     for folder in (users / "images", users / "item-003", users / "item-004" / "item-000"):
@@ -262,7 +272,7 @@ def test_a_marked_output_folder_is_an_earlier_sets_and_a_users_folder_never_is(t
     (users / "item-004" / "item-000" / "notes.txt").write_text("my notes")
     message = f"--out: {str(users / 'images')!r}: a folder where soundedit writes its output 'images'"
     with pytest.raises(InputError, match=re.escape(message)):
-        check_set_entries(users, ["images", "report.json"], what="--out")
+        check_set_entries(users, ["images", "report.json"], replaces=claims, what="--out")
     with pytest.raises(InputError, match="expected no folder there"):
         with output_set(users, replaces=claims) as stage:
             write_text(owned_folder(stage / "images") / "edit_3.png", "3")

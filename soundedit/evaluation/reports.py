@@ -107,8 +107,25 @@ def check_out(out_dir: str | Path, parts: Sequence[str], what: str = "--out") ->
 
     check_folder(out_dir, what, writable=True)
     names = [f"{part}.{ext}" for part in parts for ext in ("json", "md")]
+    if "edits" in parts:
+        _adopt_unmarked_images(Path(out_dir))
     check_set_entries(out_dir, [*names, *([EDIT_IMAGES] if "edits" in parts else [])],
-                      last=f"{parts[-1]}.json", what=what)
+                      replaces=output_claims(parts), last=f"{parts[-1]}.json", what=what)
+
+
+def _adopt_unmarked_images(out: Path) -> None:
+    """Mark as ``eval edits``' own an ``images/`` folder that an earlier version wrote before folders were
+    marked (:func:`soundedit.fileio.owned_folder`): beside that run's ``edits.json``, holding only image
+    rows (``edit_0000_label.png``) and hidden files. Anything else there stays the user's, refused as a clash."""
+    from soundedit.fileio import OWNED_MARKER
+
+    images = out / EDIT_IMAGES
+    if not (out / "edits.json").is_file() or not images.is_dir() or images.is_symlink():
+        return
+    children = list(images.iterdir())
+    if children and all(c.name.startswith(".")
+                        or (c.is_file() and not c.is_symlink() and _EDIT_IMAGE.fullmatch(c.name)) for c in children):
+        (images / OWNED_MARKER).touch()
 
 
 def write_report(out_dir: str | Path, report: Mapping, markdown: str, *, stem: str = "report") -> dict[str, Path]:

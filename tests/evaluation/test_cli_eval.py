@@ -229,7 +229,9 @@ def test_eval_edits_with_tiny_generator(capsys, tmp_path, esc50_root, models):
     assert res["files"] == {"json": str(out_dir / "edits.json"), "markdown": str(out_dir / "edits.md")}
 
     # a re-run with fewer jobs and no text edits replaces the earlier set whole: its images/ folder included,
-    # whatever appeared in it since (Finder's .DS_Store)
+    # whatever hidden file appeared in it since (Finder's .DS_Store), and also when an earlier version wrote
+    # it unmarked (only image rows, beside its edits.json)
+    (out_dir / "images" / ".soundedit-output").unlink()
     (out_dir / "images" / ".DS_Store").write_bytes(b"\0")
     (tmp_path / "jobs.csv").write_text(f"source,sound,label\n0,{audio / '1-101296-A-19.flac'},thunderstorm\n"
                                        f"1,{audio / '1-17150-A-12.flac'},crackling_fire\n")
