@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.markup import escape
 
 from soundedit.cli._common import DeviceOpt, JsonOpt, check_weights, emit_json, path_arg, stderr, stdout
 from soundedit.cli.main import app
 from soundedit.config import CPU_AUTO_STEPS, FULL_STEPS, MAX_INTERPOLATE, MAX_LR, MAX_STEPS, auto_steps
 from soundedit.errors import InputError, check_int, check_number, check_seed
-from soundedit.fileio import check_folder
+from soundedit.fileio import SavedThenInterrupted, check_folder
 
 logger = logging.getLogger("soundedit")
 
@@ -376,8 +377,11 @@ def _save(result, out: Path, **kwargs) -> dict[str, Path]:
     and says so."""
     try:
         return result.save(out, **kwargs)
+    except SavedThenInterrupted:  # held off until the set was in place
+        stderr.print(f"[red]interrupted[/red] after saving: the outputs are in {escape(str(out))}")
+        raise typer.Exit(130) from None
     except KeyboardInterrupt:
-        stderr.print(f"[red]interrupted[/red] while saving: {out} keeps what it had before this run")
+        stderr.print(f"[red]interrupted[/red] while saving: {escape(str(out))} keeps what it had before this run")
         raise typer.Exit(130) from None
 
 
@@ -433,8 +437,6 @@ def _run_batch(batch: str, generator, audio_encoder, clip, identity, preset, ste
                  for j in mine if j.done and not reruns[j.index]]
     shown = [j for j in todo if reruns.get(j.index)]
     if shown:
-        from rich.markup import escape
-
         for j in shown[:_MAX_RERUN_NOTES]:
             stderr.print("[yellow]note:[/yellow] " + escape(f"--batch row {j.index + 1} ({j.out}) runs again: "
                                                          f"{reruns[j.index]}"), highlight=False)
@@ -457,7 +459,11 @@ def _run_batch(batch: str, generator, audio_encoder, clip, identity, preset, ste
                     for i, job in enumerate(group):
                         item = result.item(i)
                         item.meta["row"] = job.index + 1
-                        item.save(job.out)  # one set, replacing a changed row's earlier outputs
+                        try:
+                            item.save(job.out)  # one set, replacing a changed row's earlier outputs
+                        except SavedThenInterrupted:  # held off until the row's set was in place
+                            finished += 1
+                            raise
                         finished += 1
                         reason = reruns.get(job.index)
                         summaries.append({"row": job.index + 1, "out": str(job.out),

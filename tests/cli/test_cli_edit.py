@@ -294,6 +294,28 @@ def test_an_interrupted_save_keeps_the_earlier_outputs(models, esc50_root, sound
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the first run's set, whole
 
 
+def test_ctrl_c_while_the_outputs_move_in_says_they_are_there(models, esc50_root, soundedit_home, tmp_path, capfd,
+                                                              monkeypatch):
+    """Ctrl-C is held off while the set is moved in, so the edit is saved whole; the message said
+    "keeps what it had before this run"."""
+    import signal
+
+    out = tmp_path / "edit"
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if os.path.dirname(dst) == str(out) and not os.path.basename(src).startswith("."):  # the set moving in
+            signal.raise_signal(signal.SIGINT)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    code = main(["edit", "--sound", str(esc50_root / "audio" / SIREN), *models, "--steps", "2", "--seed", "1",
+                 "--out", str(out)])
+    assert code == 130
+    assert capfd.readouterr().err.strip() == f"interrupted after saving: the outputs are in {out}"
+    assert {"edited.png", "report.json", "w_plus.pt"} <= {p.name for p in out.iterdir()}
+
+
 def test_mix_interpolation_is_capped_before_any_work(esc50_root, soundedit_home, capfd):
     siren = str(esc50_root / "audio" / SIREN)
     assert main(["mix", "--sound", siren, "--text", "x", "--interpolate", "100000", "--device", "cpu"]) == 2
