@@ -59,7 +59,8 @@ def _parse_folds(text: str | None) -> list[int] | None:
     items = [x.strip() for x in text.split(",")]
     if not all(items):  # '' itself, or '1,' / ',2' / '1,,2'
         raise InputError(f"{expected}, got {text!r}" + (" (an empty item)" if text.strip() else ""))
-    if not all(x.isascii() and x.isdigit() and int(x) > 0 for x in items):  # int() would take '1_0', ' -1'
+    # int() would take '1_0' (10) and ' -1', and fail on 5000 digits
+    if not all(x.isascii() and x.isdigit() and len(x) <= 9 and int(x) > 0 for x in items):
         raise InputError(f"{expected}, got {text!r}")
     folds = [int(x) for x in items]
     twice = sorted({f for f in folds if folds.count(f) > 1})

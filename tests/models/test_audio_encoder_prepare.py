@@ -112,7 +112,6 @@ def test_a_file_shorter_than_one_stft_window_is_refused(clean, official, tmp_pat
         short = Waveform(torch.full((1, 2047), 0.25), 44100)
         with pytest.raises(AudioError) as err:
             enc.prepare([Waveform(torch.full((2, 2048), 0.25), 44100), short])
-        name = "clip 2" if enc is clean else "clip"
-        assert str(err.value) == (f"{name}: 46.4 ms of audio (2047 samples at 44100 Hz); "
+        assert str(err.value) == ("clip 2: 46.4 ms of audio (2047 samples at 44100 Hz); "
                                   "expected at least 0.0464399 s, 2048 samples")
         assert torch.isfinite(enc.prepare(Waveform(torch.full((2, 2048), 0.25), 44100))).all()
