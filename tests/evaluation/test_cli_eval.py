@@ -418,7 +418,8 @@ def test_eval_zeroshot_writes_its_reports_as_one_set(capsys, monkeypatch, tmp_pa
 
 @pytest.mark.parametrize("folds, got", [("", "''"), ("1,", "'1,' (an empty item)"), (",2", "',2' (an empty item)"),
                                         ("1,,2", "'1,,2' (an empty item)"), ("1 2", "'1 2'"), ("1_0", "'1_0'"),
-                                        ("0", "'0'"), ("-1", "'-1'"), ("١", "'١'"), pytest.param("1" * 5000, repr("1" * 5000), id="5000 digits"),
+                                        ("0", "'0'"), ("-1", "'-1'"), ("١", "'١'"),
+                                        pytest.param("1" * 5000, repr("1" * 5000), id="5000 digits"),
                                         ("1,1", "'1,1' (1 more than once)"),
                                         ("2, 1,2,1", "'2, 1,2,1' (1, 2 more than once)")])
 @pytest.mark.parametrize("argv", [["eval", "zeroshot", "--root"], ["eval", "probe", "--root"], ["classify"]])
