@@ -284,9 +284,10 @@ def output_set(out_dir: str | os.PathLike, *, replaces: Callable[[str], bool], l
     out.mkdir(parents=True, exist_ok=True)
     _sweep_orphaned_stages(out)
     stage = Path(tempfile.mkdtemp(prefix=_STAGE_PREFIX, dir=out))
-    lock = _lock_stage(stage)
+    lock = None
     saved = False
     try:
+        lock = _lock_stage(stage)  # in the try: a Ctrl-C while it is taken still removes the stage
         yield stage
         staged = sorted((p for p in stage.iterdir() if p.name != _STAGE_LOCK), key=lambda p: (p.name == last, p.name))
         # before anything moves: out keeps what it had
@@ -376,7 +377,9 @@ def _lock_stage(stage: Path) -> IO | None:
 
 def _sweep_orphaned_stages(out: Path) -> None:
     """Delete the staging folders in ``out`` whose lock no live process holds (left by a killed
-    save). A folder without a lock file (being set up, or from an older soundedit) is left alone."""
+    save). A folder without a lock file is being set up (its lock comes within microseconds), or was
+    left by a writer killed before it took the lock: deleted once it is older than the temp files'
+    grace period."""
     if fcntl is None:
         return
     for entry in out.iterdir():
@@ -384,6 +387,11 @@ def _sweep_orphaned_stages(out: Path) -> None:
             continue
         try:
             fh = open(entry / _STAGE_LOCK, "rb")  # read-only: never creates a lock in another writer's folder
+        except FileNotFoundError:
+            with contextlib.suppress(OSError):
+                if time.time() - entry.stat().st_mtime > _PART_GRACE_S:
+                    shutil.rmtree(entry, ignore_errors=True)
+            continue
         except OSError:
             continue
         with fh:

@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import stat
+import time
 
 import pytest
 
@@ -71,7 +72,7 @@ def test_a_failed_first_save_leaves_no_empty_folder_but_keeps_an_existing_one(tm
 @pytest.mark.skipif(os.name != "posix", reason="the sweep needs flock")
 def test_staging_folders_of_killed_processes_are_swept_by_the_next_set(tmp_path):
     """A SIGKILL during a save leaves its staging folder (no cleanup runs); the next set in that folder
-    removes it, but not one whose writer is alive (its lock is held), nor one without a lock file."""
+    removes it, but not one whose writer is alive (its lock is held), nor a fresh one without a lock file."""
     import fcntl
     import subprocess
     import sys
@@ -92,6 +93,12 @@ def test_staging_folders_of_killed_processes_are_swept_by_the_next_set(tmp_path)
         fcntl.flock(held, fcntl.LOCK_EX)  # a writer still at work (another open file: flock conflicts)
         _save(tmp_path, {"a.txt": "1", "report.json": "1"})
     assert {p.name for p in tmp_path.iterdir()} == {"a.txt", "report.json", live.name, unlocked.name}
+    # a folder without a lock file is being set up, or its writer died before taking the lock (a
+    # SIGKILL in that instant): swept once older than the grace period
+    old = time.time() - 120
+    os.utime(unlocked, (old, old))
+    _save(tmp_path, {"a.txt": "2", "report.json": "2"})  # (the "live" writer's lock is free by now too)
+    assert {p.name for p in tmp_path.iterdir()} == {"a.txt", "report.json"}
 
 
 @pytest.mark.skipif(os.name != "posix", reason="the sweep needs flock")

@@ -87,11 +87,11 @@ def check_name(name_or_path: str | os.PathLike, what: str = "weights") -> Path |
     """
     given = os.fspath(name_or_path)
     expected = f"{what}: expected an existing checkpoint file or a weights.lock name, got {given!r}"
-    path = Path(name_or_path).expanduser()
     try:
+        path = Path(name_or_path).expanduser()
         exists = path.exists()
-    except OSError:  # a name too long for a path, say: not a file, so maybe a name
-        exists = False
+    except (OSError, RuntimeError):  # too long for a path, '~nosuchuser/...': not a file, so maybe a name
+        path, exists = Path(name_or_path), False
     if exists and path.is_file():
         return path
     lock = load_lock()

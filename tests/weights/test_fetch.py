@@ -228,11 +228,11 @@ def test_a_folder_bearing_a_weights_name_does_not_hide_the_name(test_lock, sound
     monkeypatch.chdir(tmp_path)
     (tmp_path / "good").mkdir()
     assert weights.check_name("good", "-g") == weights.get_entry("good")
-    long = "g" * 300
-    with pytest.raises(InputError) as err:
-        weights.check_name(long, "-g")
-    assert str(err.value) == (f"-g: expected an existing checkpoint file or a weights.lock name, got {long!r}; "
-                              "`soundedit weights list` shows the names")
+    for odd in ("g" * 300, "~nosuchuser-soundedit/g.pt"):  # too long for a path; a home that is nowhere
+        with pytest.raises(InputError) as err:
+            weights.check_name(odd, "-g")
+        assert str(err.value) == (f"-g: expected an existing checkpoint file or a weights.lock name, got {odd!r}; "
+                                  "`soundedit weights list` shows the names")
 
 
 def test_verify_finds_and_removes_a_corrupted_file(test_lock, soundedit_home):
