@@ -90,6 +90,19 @@ def _source(image: Path | None, seed: int | None, latent: Path | None, free: boo
     return (seed if seed is not None else 0), f"seed {seed if seed is not None else 0}"
 
 
+def _check_result_folder(out: Path, latent: Path | None, *, mix: bool = False) -> None:
+    """No folder of the user's where this edit's or mix's outputs go (``item-000 ...`` for an edit of a
+    ``--latent`` of several codes), checked before the models load."""
+    from soundedit.editing.report import check_result_folder
+    from soundedit.editing.sources import read_latent
+
+    n_items = 1
+    if latent is not None and not mix:  # a mix takes one code (refused otherwise, before this)
+        codes = read_latent(latent, what="--latent")
+        n_items = codes.shape[0] if codes.dim() == 3 else 1
+    check_result_folder(out, n_items, mix=mix, keep=_entries_holding(out, latent))
+
+
 def _check_photo(image: Path | None) -> None:
     """Decode the photo now, so an unreadable, oversized or tiny one fails before the models load."""
     if image is not None:
@@ -318,6 +331,7 @@ def edit(
         if weight != 1.0 and not given:  # it weighs that target against the other: alone it would be ignored
             raise InputError(f"{flag}: weighs the {target} target; got {weight:g} without {target}")
     gains, source, described = _common_setup(sound, gain, text, image, seed, latent, free)
+    _check_result_folder(out, latent)
     invert_options = _inversion_options(image, generator, align, invert_method, invert_steps, lpips, encoder)
     dev = resolve_device(device)
     n_steps, note = _steps(steps, dev)
@@ -546,6 +560,7 @@ def mix(
         from soundedit.editing.sources import check_one_code
 
         check_one_code(latent, "--latent", expected=ONE_CODE_FOR_A_MIX)
+    _check_result_folder(out, latent, mix=True)
     if layers:
         from soundedit.editing.mixing import check_layers_syntax
 

@@ -177,6 +177,18 @@ def save_result(result: EditResult, out_dir: str | os.PathLike, *, label: str | 
     return {k: (out if len(result) == 1 else out / f"item-{len(result) - 1:03d}") / v for k, v in names.items()}
 
 
+def check_result_folder(out_dir: str | os.PathLike, n_items: int = 1, *, mix: bool = False,
+                        keep: Collection[str] = (), what: str = "--out") -> None:
+    """Refuse, before any work, an output folder where :func:`save_result` (``n_items`` codes) or
+    :func:`save_mix` would meet a folder of the user's bearing one of its output names (the save would
+    refuse it only after the optimisation)."""
+    from soundedit.fileio import check_set_entries
+
+    names = (MIX_OUTPUTS if mix else OUTPUTS).values() if n_items == 1 else [f"item-{i:03d}" for i in range(n_items)]
+    check_set_entries(out_dir, [n for n in names if n not in keep], what=what,
+                      replaces=lambda name: _result_entry(name) and name not in keep)
+
+
 def _result_entry(name: str) -> bool:
     """Whether a folder entry belongs to a saved edit or mix, of either kind: the next save into the
     folder replaces them all, so a folder never shows one run's report beside another run's images.

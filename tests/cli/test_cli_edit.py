@@ -316,6 +316,26 @@ def test_ctrl_c_while_the_outputs_move_in_says_they_are_there(models, esc50_root
     assert {"edited.png", "report.json", "w_plus.pt"} <= {p.name for p in out.iterdir()}
 
 
+def test_a_users_folder_where_an_output_goes_is_refused_before_the_models_load(esc50_root, soundedit_home, tmp_path,
+                                                                                capfd):
+    """It was refused only when the outputs were saved, after the optimisation: for a --latent of two codes
+    the outputs are item-000/ and item-001/; for one edit or mix, its file names."""
+    out = tmp_path / "out"
+    (out / "item-001").mkdir(parents=True)
+    (out / "item-001" / "photo.png").write_text("mine")
+    torch.save(torch.zeros(2, 8, 32), tmp_path / "two.pt")
+    absent = ["-g", "/nonexistent/g.pt", "--device", "cpu"]  # would fail next: nothing may load first
+    assert main(["edit", "--latent", str(tmp_path / "two.pt"), "--text", "red", "--out", str(out), *absent]) == 2
+    assert capfd.readouterr().err.strip() == (f"error: --out: {str(out / 'item-001')!r}: a folder where soundedit "
+                                              "writes its output 'item-001'; expected no folder there (move it, or "
+                                              "choose another output folder)")
+    (out / "mixed.png").mkdir()
+    (out / "mixed.png" / "x").write_text("mine")
+    assert main(["mix", "--sound", str(esc50_root / "audio" / SIREN), "--text", "red", "--out", str(out), *absent]) == 2
+    assert "'mixed.png'; expected no folder there" in capfd.readouterr().err
+    assert (out / "item-001" / "photo.png").read_text() == "mine"
+
+
 def test_mix_interpolation_is_capped_before_any_work(esc50_root, soundedit_home, capfd):
     siren = str(esc50_root / "audio" / SIREN)
     assert main(["mix", "--sound", siren, "--text", "x", "--interpolate", "100000", "--device", "cpu"]) == 2
