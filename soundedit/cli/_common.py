@@ -51,6 +51,24 @@ def embedding_cache(cache_dir: Path | None, no_cache: bool) -> Path | None:
     return check_folder(cache_dir, "--cache-dir") if cache_dir is not None else default_cache_dir()
 
 
+def save_outputs(result: Any, out: Path, **kwargs: Any) -> dict[str, Path]:
+    """``result.save(out, **kwargs)`` (an edit's, mix's or inversion's outputs, one set): a Ctrl-C meanwhile
+    leaves ``out`` as it was, or, held off until the set was in place, finds it saved; either is said
+    in one line, exit 130."""
+    from rich.markup import escape
+
+    from soundedit.fileio import SavedThenInterrupted
+
+    try:
+        return result.save(out, **kwargs)
+    except SavedThenInterrupted:
+        stderr.print(f"[red]interrupted[/red] after saving: the outputs are in {escape(str(out))}")
+        raise typer.Exit(130) from None
+    except KeyboardInterrupt:
+        stderr.print(f"[red]interrupted[/red] while saving: {escape(str(out))} keeps what it had before this run")
+        raise typer.Exit(130) from None
+
+
 def check_weights(*options: tuple[str, str | None]) -> None:
     """Each weights option, ``(flag as typed, value)``, names an existing file or a weights.lock name
     (``None``: not given, or not used by this run); checked before any model loads, neither

@@ -15,7 +15,8 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.markup import escape
 
-from soundedit.cli._common import DeviceOpt, JsonOpt, check_weights, emit_json, path_arg, stderr, stdout
+from soundedit.cli._common import (DeviceOpt, JsonOpt, check_weights, emit_json, path_arg, save_outputs, stderr,
+                                   stdout)
 from soundedit.cli.main import app
 from soundedit.config import CPU_AUTO_STEPS, FULL_STEPS, MAX_INTERPOLATE, MAX_LR, MAX_STEPS, auto_steps
 from soundedit.errors import InputError, check_int, check_number, check_seed
@@ -354,7 +355,7 @@ def edit(
     result.meta["command"] = ["soundedit", *sys.argv[1:]]
     if inversion is not None:
         result.meta["source"] = [photo_source]
-    paths = _save(result, out, keep=_entries_holding(out, latent))
+    paths = save_outputs(result, out, keep=_entries_holding(out, latent))
     if inversion is not None:
         _photo_comparison(inversion, result, paths["comparison"])
     report = {**result.report(), "outputs": {k: str(v) for k, v in paths.items()}}
@@ -384,19 +385,6 @@ def _entries_holding(out: Path, latent: Path | None) -> tuple[str, ...]:
         return (Path(latent).resolve().relative_to(out.resolve()).parts[0],)
     except (ValueError, IndexError):  # elsewhere
         return ()
-
-
-def _save(result, out: Path, **kwargs) -> dict[str, Path]:
-    """``result.save(out, **kwargs)``; Ctrl-C meanwhile leaves ``out`` as it was (the outputs are one set)
-    and says so."""
-    try:
-        return result.save(out, **kwargs)
-    except SavedThenInterrupted:  # held off until the set was in place
-        stderr.print(f"[red]interrupted[/red] after saving: the outputs are in {escape(str(out))}")
-        raise typer.Exit(130) from None
-    except KeyboardInterrupt:
-        stderr.print(f"[red]interrupted[/red] while saving: {escape(str(out))} keeps what it had before this run")
-        raise typer.Exit(130) from None
 
 
 def _photo_comparison(inversion, result, path: Path) -> None:
@@ -583,7 +571,7 @@ def mix(
             _interrupted("mix", out, inversion)
     if inversion is not None:
         result.edits.meta["source"] = [photo_source, photo_source]  # both edits start from the photo's code
-    paths = _save(result, out, keep=_entries_holding(out, latent))
+    paths = save_outputs(result, out, keep=_entries_holding(out, latent))
     report = {**result.report(), "outputs": {k: str(v) for k, v in paths.items()}}
     if json_out:
         emit_json(report)

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from soundedit.cli._common import DeviceOpt, JsonOpt, check_weights, emit_json, path_arg, stderr, stdout
+from soundedit.cli._common import DeviceOpt, JsonOpt, check_weights, emit_json, path_arg, save_outputs, stderr, stdout
 from soundedit.cli.main import app
 from soundedit.config import MAX_STEPS
 from soundedit.errors import InputError
@@ -104,7 +104,7 @@ def invert(
 
     G = load_generator(generator, device=dev)
     result = run_inversion(G, photo, options)
-    paths = result.save(out)
+    paths = save_outputs(result, out)
     report = {**result.report, "outputs": {k: str(v) for k, v in paths.items()}}
     if json_out:
         emit_json(report)

@@ -51,6 +51,25 @@ def test_invert_cli_writes_outputs(tiny, tmp_path):
     assert not list(out.glob("*.part"))
 
 
+def test_invert_cli_says_so_on_ctrl_c_while_saving(tiny, tmp_path, monkeypatch, capfd):
+    """It exited 130 without a word."""
+    from soundedit import fileio
+    from soundedit.cli.main import main
+
+    d, g = tiny
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fileio, "write_json", interrupted)  # Ctrl-C while the report is written
+    out = tmp_path / "inv"
+    code = main(["invert", str(d / "photo.png"), "-g", str(g), "--method", "projection", "--steps", "2",
+                 "--lpips", "none", "--no-align", "--out", str(out), "--device", "cpu"])
+    assert code == 130
+    assert capfd.readouterr().err.strip().endswith(f"interrupted while saving: {out} keeps what it had before this run")
+    assert not out.exists()
+
+
 def test_invert_cli_errors_are_one_line(tiny, tmp_path):
     d, g = tiny
     r = _run("invert", "--image", str(tmp_path / "missing.jpg"), "-g", str(g), "--out", str(tmp_path / "o"))
