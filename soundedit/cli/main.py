@@ -55,19 +55,24 @@ _register()
 def _command_path(args: list[str]) -> str:
     """The command ``args`` name (``"soundedit weights fetch"``): the subcommands among them, in order.
 
-    For the help hint of a usage error that click raises without its context; the root's own
-    options are flags, so no option value is taken for a subcommand's name.
+    For the help hint of a usage error that click raises without its context. The value of a group's
+    option (``train --out prepare``) is skipped, not taken for a subcommand's name.
     """
     from typer.main import get_command
 
     command, path = get_command(app), ["soundedit"]
-    for token in args:
+    tokens = iter(args)
+    for token in tokens:
         subcommands = getattr(command, "commands", None)
         if not subcommands:  # a command, not a group: the rest are its options and arguments
             break
         if token in subcommands:
             command = subcommands[token]
             path.append(token)
+            continue
+        option = next((p for p in command.params if token in getattr(p, "opts", ())), None)
+        if option is not None and not getattr(option, "is_flag", False) and not getattr(option, "count", False):
+            next(tokens, None)  # its value
     return " ".join(path)
 
 

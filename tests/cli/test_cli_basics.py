@@ -79,6 +79,9 @@ def test_bad_name_exits_2_with_one_line(run):
     (["-v", "weights", "fetch", "--bogus"], "error: No such option: --bogus (see 'soundedit weights fetch --help')"),
     (["train", "prepare", "esc50", "--out"],
      "error: Option '--out' requires an argument. (see 'soundedit train prepare esc50 --help')"),
+    # a group option's value that is a subcommand's name is a value ('prepare' is the run folder here)
+    (["train", "--out", "prepare", "--manifest"],
+     "error: Option '--manifest' requires an argument. (see 'soundedit train --help')"),
 ])
 def test_usage_errors_are_one_line_like_every_bad_input(run, args, message):
     """click's own form was a usage line, a hint and a five-line box."""
