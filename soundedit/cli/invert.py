@@ -47,8 +47,10 @@ def inversion_options(generator: str, align: bool | None, method: str, steps: in
     if w_space not in ("w", "w+"):
         raise InputError(f"--w-space: expected w or w+, got {w_space!r}")
     lpips_weights = None if lpips.strip().lower() == "none" else lpips
-    # spelled the same under edit and invert; checked whichever method runs ("auto" picks it later)
-    check_weights(("--lpips", lpips_weights), ("--encoder", encoder), ("--landmark-model", landmark_model))
+    # spelled the same under edit and invert; each checked where the method may use it ("auto" picks
+    # e4e or projection later, so both): a typo in an option the run ignores is not an error
+    check_weights(("--lpips", lpips_weights if method != "e4e" else None),
+                  ("--encoder", encoder if method != "projection" else None), ("--landmark-model", landmark_model))
     if align is None:  # faces are aligned, other domains centre-cropped
         align = default_preset(Path(generator).stem if Path(generator).exists() else generator) == "faces"
     return {"method": method, "align": align, "steps": steps,

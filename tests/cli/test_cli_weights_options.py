@@ -70,6 +70,17 @@ def test_a_bad_weights_option_is_named(args, message, inputs, soundedit_home, ca
     assert code == 2 and err == f"error: {message}", err
 
 
+def test_an_inversion_option_the_method_ignores_is_not_checked(inputs, soundedit_home, capfd, monkeypatch):
+    """projection uses no e4e encoder, e4e no LPIPS network: a bad value there was refused all the same.
+    The run gets as far as the first checkpoint it needs (the generator, not cached here)."""
+    monkeypatch.setenv("SOUNDEDIT_OFFLINE", "1")
+    for method, option in (("projection", "--encoder"), ("e4e", "--lpips")):
+        code = main(["invert", inputs["{photo}"], "--method", method, option, "/missing.pt", "-g", "landscape-256",
+                     "--device", "cpu"])
+        err = capfd.readouterr().err.strip()
+        assert code == 1 and err.startswith("error: weights 'landscape-256' (") and "/missing.pt" not in err, err
+
+
 def test_an_unused_weights_option_is_not_checked(soundedit_home, capfd, monkeypatch):
     """λ_ID = 0: the identity net is never loaded, so its option is left alone (as before), and the run
     gets as far as the first checkpoint it needs (not cached here)."""
