@@ -68,8 +68,9 @@ def _check_file(path: Path | None, what: str) -> None:
         check_file(path, what)
 
 
-def _source(image: Path | None, seed: int | None, latent: Path | None, free: bool) -> tuple[Any, str]:
-    """The one source the flags name (default seed 0) and a description for logs."""
+def _source(image: Path | None, seed: int | None, latent: Path | None, free: bool) -> tuple[Any, str, int]:
+    """The one source the flags name (default seed 0), a description for logs, and how many codes it
+    holds as stored (a ``(N, L, D)`` latent file: N; anything else: 1)."""
     given = [name for name, v in (("IMAGE", image), ("--seed", seed), ("--latent", latent), ("--free", free or None))
              if v is not None]
     if len(given) > 1:
@@ -81,26 +82,20 @@ def _source(image: Path | None, seed: int | None, latent: Path | None, free: boo
     if latent is not None:  # non-finite or empty codes fail here, before the models load
         from soundedit.editing.sources import read_latent
 
-        read_latent(latent, what="--latent")
-    if free:
-        return None, "the mean latent (free generation)"
-    if image is not None:
-        return str(image), f"photo {image.name}"
-    if latent is not None:
-        return str(latent), f"latent {latent.name}"
-    return (seed if seed is not None else 0), f"seed {seed if seed is not None else 0}"
-
-
-def _check_result_folder(out: Path, latent: Path | None, *, mix: bool = False) -> None:
-    """No folder of the user's where this edit's or mix's outputs go (``item-000 ...`` for an edit of a
-    ``--latent`` of several codes), checked before the models load."""
-    from soundedit.editing.report import check_result_folder
-    from soundedit.editing.sources import read_latent
-
-    n_items = 1
-    if latent is not None and not mix:  # a mix takes one code (refused otherwise, before this)
         codes = read_latent(latent, what="--latent")
-        n_items = codes.shape[0] if codes.dim() == 3 else 1
+        return str(latent), f"latent {latent.name}", codes.shape[0] if codes.dim() == 3 else 1
+    if free:
+        return None, "the mean latent (free generation)", 1
+    if image is not None:
+        return str(image), f"photo {image.name}", 1
+    return (seed if seed is not None else 0), f"seed {seed if seed is not None else 0}", 1
+
+
+def _check_result_folder(out: Path, latent: Path | None, n_items: int = 1, *, mix: bool = False) -> None:
+    """No folder of the user's where this edit's or mix's outputs go (``item-000 ...`` for an edit of a
+    ``--latent`` of ``n_items`` codes), checked before the models load."""
+    from soundedit.editing.report import check_result_folder
+
     check_result_folder(out, n_items, mix=mix, keep=_entries_holding(out, latent))
 
 
@@ -238,7 +233,8 @@ def _summary(report: dict, out: Path) -> None:
 
 
 def _common_setup(sound, gain, text, image, seed, latent, free):
-    """The sound/gain/text/source checks of edit and mix (their settings are checked first, by each)."""
+    """The sound/gain/text/source checks of edit and mix (their settings are checked first, by each);
+    returns ``(gains, source, description, stored codes)`` (see :func:`_source`)."""
     from soundedit.audio.io import check_guide_sound
 
     for s in sound or []:
@@ -253,8 +249,7 @@ def _common_setup(sound, gain, text, image, seed, latent, free):
     check_prompt(text)
     if not sound and not text:
         raise InputError("expected a target: --sound FILE and/or --text PROMPT")
-    source, described = _source(image, seed, latent, free)
-    return gains, source, described
+    return (gains, *_source(image, seed, latent, free))
 
 
 @app.command()
@@ -331,8 +326,8 @@ def edit(
                                         ("--text-weight", text_weight, "--text", text)):
         if weight != 1.0 and not given:  # it weighs that target against the other: alone it would be ignored
             raise InputError(f"{flag}: weighs the {target} target; got {weight:g} without {target}")
-    gains, source, described = _common_setup(sound, gain, text, image, seed, latent, free)
-    _check_result_folder(out, latent)
+    gains, source, described, n_codes = _common_setup(sound, gain, text, image, seed, latent, free)
+    _check_result_folder(out, latent, n_codes)
     invert_options = _inversion_options(image, generator, align, invert_method, invert_steps, lpips, encoder)
     dev = resolve_device(device)
     n_steps, note = _steps(steps, dev)
@@ -542,7 +537,7 @@ def mix(
     from soundedit.editing.mixing import check_interpolate
 
     check_interpolate(interpolate)
-    gains, source, described = _common_setup(sound, gain, text, image, seed, latent, free)
+    gains, source, described, _ = _common_setup(sound, gain, text, image, seed, latent, free)
     if latent is not None:  # an (N, L, D) file's count is known before the generator loads
         from soundedit.editing.editor import ONE_CODE_FOR_A_MIX
         from soundedit.editing.sources import check_one_code
