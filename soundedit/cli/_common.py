@@ -51,6 +51,17 @@ def embedding_cache(cache_dir: Path | None, no_cache: bool) -> Path | None:
     return check_folder(cache_dir, "--cache-dir") if cache_dir is not None else default_cache_dir()
 
 
+def interrupted(what: str, out: Path, inversion: Any = None) -> None:
+    """Ctrl-C during an edit, mix or eval (before anything is saved): say what was written (a photo's
+    ``inversion`` is saved before the optimisation starts, so "nothing" would be wrong then), exit 130."""
+    from soundedit.editing.report import INVERSION_FOLDER
+
+    written = (f"only the photo's inversion was written, to {out / INVERSION_FOLDER}" if inversion is not None
+               else f"nothing was written to {out}")
+    stderr.print(f"[red]interrupted[/red]: the {what} did not finish; {written}")
+    raise typer.Exit(130) from None
+
+
 def save_outputs(result: Any, out: Path, **kwargs: Any) -> dict[str, Path]:
     """``result.save(out, **kwargs)`` (an edit's, mix's or inversion's outputs, one set): a Ctrl-C meanwhile
     leaves ``out`` as it was, or, held off until the set was in place, finds it saved; either is said

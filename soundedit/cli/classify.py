@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from soundedit.cli._common import (DeviceOpt, JsonOpt, SeedOpt, check_weights, embedding_cache, emit_json, path_arg,
-                                   stderr, stdout)
+from soundedit.cli._common import (DeviceOpt, JsonOpt, SeedOpt, check_weights, embedding_cache, emit_json, interrupted,
+                                   path_arg, stderr, stdout)
 from soundedit.cli.main import app
 from soundedit.config import MAX_STEPS
 from soundedit.errors import MAX_EVAL_SEED, check_int, check_number
@@ -484,7 +484,6 @@ def _interruptible(command: str, out: Path) -> Iterator[None]:
     the complete set was being moved in (held off until it was)."""
     from rich.markup import escape
 
-    from soundedit.cli.edit import _interrupted
     from soundedit.fileio import SavedThenInterrupted
 
     try:
@@ -493,7 +492,7 @@ def _interruptible(command: str, out: Path) -> Iterator[None]:
         stderr.print(f"[red]interrupted[/red]: the {command} had finished; its reports are in {escape(str(out))}")
         raise typer.Exit(130) from None
     except KeyboardInterrupt:
-        _interrupted(command, out, None)
+        interrupted(command, out)
 
 
 def _finish(report: dict, json_out: bool) -> None:

@@ -15,8 +15,8 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.markup import escape
 
-from soundedit.cli._common import (DeviceOpt, JsonOpt, check_weights, emit_json, path_arg, save_outputs, stderr,
-                                   stdout)
+from soundedit.cli._common import (DeviceOpt, JsonOpt, check_weights, emit_json, interrupted, path_arg, save_outputs,
+                                   stderr, stdout)
 from soundedit.cli.main import app
 from soundedit.config import CPU_AUTO_STEPS, FULL_STEPS, MAX_INTERPOLATE, MAX_LR, MAX_STEPS, auto_steps
 from soundedit.errors import InputError, check_int, check_number, check_seed
@@ -346,7 +346,7 @@ def edit(
                                  lambda_sim=lambda_sim, lambda_id=lambda_id, preset=preset, layer_mask=mask,
                                  truncation=truncation, frame_every=frame_every or max(1, n_steps // 25))
         except KeyboardInterrupt:
-            _interrupted("edit", out, inversion)
+            interrupted("edit", out, inversion)
     result.meta["command"] = ["soundedit", *sys.argv[1:]]
     if inversion is not None:
         result.meta["source"] = [photo_source]
@@ -358,17 +358,6 @@ def edit(
         emit_json(report)
     else:
         _summary(report, out)
-
-
-def _interrupted(what: str, out: Path, inversion) -> None:
-    """Ctrl-C during an edit or mix: say what was written (a photo's inversion is saved before the
-    optimisation starts, so "nothing" would be wrong then) and exit 130."""
-    from soundedit.editing.report import INVERSION_FOLDER
-
-    written = (f"only the photo's inversion was written, to {out / INVERSION_FOLDER}" if inversion is not None
-               else f"nothing was written to {out}")
-    stderr.print(f"[red]interrupted[/red]: the {what} did not finish; {written}")
-    raise typer.Exit(130) from None
 
 
 def _entries_holding(out: Path, latent: Path | None) -> tuple[str, ...]:
@@ -563,7 +552,7 @@ def mix(
                                 steps=n_steps, lr=lr, lambda_sim=lambda_sim, lambda_id=lambda_id, preset=preset,
                                 layer_mask=mask, truncation=truncation)
         except KeyboardInterrupt:
-            _interrupted("mix", out, inversion)
+            interrupted("mix", out, inversion)
     if inversion is not None:
         result.edits.meta["source"] = [photo_source, photo_source]  # both edits start from the photo's code
     paths = save_outputs(result, out, keep=_entries_holding(out, latent))
