@@ -69,20 +69,6 @@ def _absolute(path: str) -> str:
     return str(Path(path).absolute())
 
 
-def _check_unnamed_columns_empty(text: str, fields: list[str], source_name: str) -> None:
-    """Columns without a name (trailing commas) are accepted only empty: a value there is a cell the
-    user meant for something, which no column reads."""
-    unnamed = [i for i, f in enumerate(fields) if not f]
-    if not unnamed:
-        return
-    rows = [r for r in csv.reader(io.StringIO(text)) if r][1:]  # as DictReader counts them: blank lines skipped
-    for n, cells in enumerate(rows, 1):
-        value = next((cells[i] for i in unnamed if i < len(cells) and cells[i].strip()), None)
-        if value is not None:
-            raise InputError(f"--batch {source_name} row {n}: expected nothing in a column without a name in the "
-                             f"header, got {value!r}")
-
-
 def _split(value: str) -> list[str]:
     return [v.strip() for v in value.split(";") if v.strip()]
 
@@ -181,7 +167,9 @@ def read_jobs(text: str, *, out_dir: Path, source_name: str = "jobs", base: Path
     if twice is not None:  # the reader would keep the last column of that name, silently dropping the others
         raise InputError(f"--batch {source_name}: expected each column once in the header, got {twice!r} "
                          f"{fields.count(twice)} times")
-    _check_unnamed_columns_empty(text.removeprefix("\ufeff"), fields, source_name)
+    # each unnamed column under a key of its own (the reader would file them all under '', keeping the last)
+    unnamed = [f"\0unnamed {i}" for i, f in enumerate(fields) if not f]
+    reader.fieldnames = [f or f"\0unnamed {i}" for i, f in enumerate(fields)]
     jobs: list[Job] = []
     seen: dict[Path, int] = {}
     checked: set[tuple[str, Path]] = set()  # (column, file) already decoded for an earlier row
@@ -198,7 +186,10 @@ def read_jobs(text: str, *, out_dir: Path, source_name: str = "jobs", base: Path
     for i, raw in enumerate(reader):
         where = f"--batch {source_name} row {i + 1}"
         check_csv_row(raw, len(fields), where)
-        row = {k.strip(): (v or "").strip() for k, v in raw.items()}
+        stray = next((raw[k] for k in unnamed if (raw[k] or "").strip()), None)
+        if stray is not None:  # a cell the user meant for something, which no column reads
+            raise InputError(f"{where}: expected nothing in a column without a name in the header, got {stray!r}")
+        row = {k: (v or "").strip() for k, v in raw.items()}
         for column in ("latent", "image"):
             if row.get(column):
                 row[column] = at(row[column], f"{where}: {column}")
