@@ -437,7 +437,8 @@ def _official_logmel(device: torch.device) -> LogMel:
 
 
 def official_model_input(source: AudioSource | Waveform, *, crop: str = "start",
-                         device: str | torch.device | None = None, min_duration: float | None = None) -> torch.Tensor:
+                         device: str | torch.device | None = None, min_duration: float | None = None,
+                         name: str = "clip") -> torch.Tensor:
     """What the authors' inference code fed their released encoder (``resnet18_57.pth``), bit for bit.
 
     ``librosa.load(path, sr=44100)`` (mono by channel mean, kaiser_best resampling) ->
@@ -449,12 +450,13 @@ def official_model_input(source: AudioSource | Waveform, *, crop: str = "start",
         crop: window of clips longer than 864 frames (~10 s); the authors took a random one.
         device: where to compute (default CPU).
         min_duration: refuse a clip with fewer seconds than this (as :func:`prepare_clips`).
+        name: how that error names a :class:`Waveform` (a file is named by its path).
 
     Returns:
         ``(1, 1, 128, 512)`` float32.
     """
     if isinstance(source, Waveform):
-        check_min_duration(source.samples.shape[-1], source.sample_rate, min_duration, "clip")
+        check_min_duration(source.samples.shape[-1], source.sample_rate, min_duration, name)
         wave = source.to_mono().resample(OFFICIAL_SAMPLE_RATE, quality="kaiser_best")
     else:
         # The whole file, as theirs: the dB reference is the maximum over all of it.

@@ -153,7 +153,6 @@ class AudioEncoder(nn.Module):
                 of the front end (``n_fft`` samples at its sample rate, 46 ms for the paper's).
         """
         from soundedit.audio.features import LogMel, official_model_input, prepare_clips
-        from soundedit.audio.io import Waveform, check_min_duration
 
         items = list(audio) if isinstance(audio, (list, tuple)) else [audio]
         if not items:
@@ -164,12 +163,9 @@ class AudioEncoder(nn.Module):
         # like any sound): refused, so embed/classify report it as a failed file, not a vector.
         # Short clips that fill a window (dataset clips can be short) are kept.
         min_duration = cfg.n_fft / cfg.sample_rate
-        if self.layout == "official":
-            for i, item in enumerate(items):  # named by position, as prepare_clips names them
-                if isinstance(item, Waveform):
-                    check_min_duration(item.samples.shape[-1], item.sample_rate, min_duration, f"clip {i + 1}")
-            return torch.cat([official_model_input(item, crop=cfg.crop, device=device, min_duration=min_duration)
-                              for item in items])
+        if self.layout == "official":  # a Waveform named by its position, as prepare_clips names them
+            return torch.cat([official_model_input(item, crop=cfg.crop, device=device, min_duration=min_duration,
+                                                   name=f"clip {i + 1}") for i, item in enumerate(items)])
         waves = prepare_clips(items, cfg, device=device, min_duration=min_duration)  # (N, n) mono, fixed length
         key = str(device)
         if key not in self._frontends:
