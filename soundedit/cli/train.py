@@ -382,7 +382,7 @@ def _check_encoder_flags(optimizer: str | None, sample_rate: int | None, arch: s
     from soundedit.errors import InputError
 
     if optimizer is not None and optimizer not in OPTIMIZERS:
-        raise InputError(f"--optimizer: expected sgd or adamw, got {optimizer!r}")
+        raise InputError(f"--optimizer: expected {' or '.join(OPTIMIZERS)}, got {optimizer!r}")
     if sample_rate is not None and not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
         raise InputError(f"--sample-rate: expected {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz, got {sample_rate}")
     if arch is not None:
