@@ -200,6 +200,14 @@ def check_csv_row(record: dict, n_fields: int, where: str) -> None:
                          "(quote values that contain commas: \"red, blue sky\")")
 
 
+def check_columns_once(header: list[str], columns: Iterable[str], where: str) -> None:
+    """Refuse a CSV header naming one of the ``columns`` read more than once: ``csv.DictReader`` would
+    keep the last column of that name, silently dropping the others (columns not read may repeat)."""
+    twice = next((c for c in columns if header.count(c) > 1), None)
+    if twice is not None:
+        raise InputError(f"{where}: expected each column once in the header, got {twice!r} {header.count(twice)} times")
+
+
 def check_folder(path: str | os.PathLike, what: str, *, writable: bool = False) -> Path:
     """``path`` as a folder soundedit may create files under; returns it as a Path (not created).
 

@@ -40,7 +40,7 @@ from typing import Any
 
 from soundedit.config import MAX_GAIN_DB
 from soundedit.errors import InputError, check_number, check_seed
-from soundedit.fileio import check_csv_row, check_file
+from soundedit.fileio import check_columns_once, check_csv_row, check_file
 
 COLUMNS = ("out", "sound", "gain", "text", "seed", "latent", "image")
 
@@ -163,10 +163,7 @@ def read_jobs(text: str, *, out_dir: Path, source_name: str = "jobs", base: Path
     unknown = sorted(set(fields) - set(COLUMNS) - {""})  # unnamed: a spreadsheet's trailing commas
     if unknown:
         raise InputError(f"--batch {source_name}: unknown columns {unknown}; expected some of {', '.join(COLUMNS)}")
-    twice = next((c for c in COLUMNS if fields.count(c) > 1), None)
-    if twice is not None:  # the reader would keep the last column of that name, silently dropping the others
-        raise InputError(f"--batch {source_name}: expected each column once in the header, got {twice!r} "
-                         f"{fields.count(twice)} times")
+    check_columns_once(fields, COLUMNS, f"--batch {source_name}")
     # each unnamed column under a key of its own (the reader would file them all under '', keeping the last)
     unnamed = [f"\0unnamed {i}" for i, f in enumerate(fields) if not f]
     reader.fieldnames = [f or f"\0unnamed {i}" for i, f in enumerate(fields)]

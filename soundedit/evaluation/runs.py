@@ -445,17 +445,12 @@ def read_jobs(path: str | Path) -> list[dict]:
 
     from soundedit.text.templates import clean_label
 
-    from soundedit.fileio import check_csv_row, read_text_file
+    from soundedit.fileio import check_columns_once, check_csv_row, read_text_file
 
     path = Path(path)
     reader = csv.DictReader(io.StringIO(read_text_file(path, "--jobs", "CSV"), newline=""))
     header = reader.fieldnames or []  # the first line, read as the header whether or not rows follow
-    # a column read twice: the reader would keep the last of that name, silently dropping the others (columns
-    # not read, such as the empty names of a spreadsheet's trailing commas, may repeat)
-    twice = next((c for c in _JOB_COLUMNS if header.count(c) > 1), None)
-    if twice is not None:
-        raise InputError(f"--jobs {path}: expected each column once in the header, got {twice!r} "
-                         f"{header.count(twice)} times")
+    check_columns_once(header, _JOB_COLUMNS, f"--jobs {path}")  # (a spreadsheet's unnamed columns may repeat)
     absent = [c for c in ("source", "sound", "label") if c not in header]
     if absent:
         raise InputError(f"--jobs {path}: expected columns source, sound, label (text optional); missing "
