@@ -360,13 +360,16 @@ def _earlier(entry: Path, replaces: Callable[[str], bool], last: str) -> bool:
     (``replaces``) and hidden files (a .DS_Store). Never a folder of the user's that happens to bear an
     output's name, whatever its contents are named (a user's ``item-003/source.png`` is not an edit's),
     nor an output folder the user put files of their own into (they would be deleted with it)."""
-    if entry.is_symlink() or not entry.is_dir() or (entry / last).is_file():
+    if entry.is_symlink() or not entry.is_dir() or (entry / last).is_file() or not any(entry.iterdir()):
         return True
-    children = list(entry.iterdir())
-    if not children:
-        return True
-    return (entry / OWNED_MARKER).is_file() and all(
-        c.name.startswith(".") or (replaces(c.name) and c.is_file() and not c.is_symlink()) for c in children)
+    return (entry / OWNED_MARKER).is_file() and holds_only(entry, replaces)
+
+
+def holds_only(folder: Path, claims: Callable[[str], bool]) -> bool:
+    """Whether ``folder`` holds nothing but plain files whose names ``claims`` and hidden files (a
+    .DS_Store, :data:`OWNED_MARKER`): an output folder no one else has put anything into."""
+    return all(c.name.startswith(".") or (claims(c.name) and c.is_file() and not c.is_symlink())
+               for c in folder.iterdir())
 
 
 def _lock_stage(stage: Path) -> IO | None:

@@ -117,14 +117,12 @@ def _adopt_unmarked_images(out: Path) -> None:
     """Mark as ``eval edits``' own an ``images/`` folder that an earlier version wrote before folders were
     marked (:func:`soundedit.fileio.owned_folder`): beside that run's ``edits.json``, holding only image
     rows (``edit_0000_label.png``) and hidden files. Anything else there stays the user's, refused as a clash."""
-    from soundedit.fileio import OWNED_MARKER
+    from soundedit.fileio import OWNED_MARKER, holds_only
 
     images = out / EDIT_IMAGES
     if not (out / "edits.json").is_file() or not images.is_dir() or images.is_symlink():
         return
-    children = list(images.iterdir())
-    if children and all(c.name.startswith(".")
-                        or (c.is_file() and not c.is_symlink() and _EDIT_IMAGE.fullmatch(c.name)) for c in children):
+    if holds_only(images, lambda name: _EDIT_IMAGE.fullmatch(name) is not None):
         (images / OWNED_MARKER).touch()
 
 
